@@ -1,0 +1,14 @@
+"""What `dramatiq actors` loads: every actor module, then (in a worker process) the app.
+
+Building the app installs the configured broker (RabbitMQ in production) with the app-context
+middleware and moves the actors declared below onto it. In the web process the app is already being
+built when this package is imported, so nothing is built twice.
+"""
+
+from actors import storage  # noqa: F401
+from csms.broker import app_installed
+
+if not app_installed():
+    from csms import create_app
+
+    app = create_app()

@@ -1,0 +1,11 @@
+"""Storage of the OCPP message log: every frame, both directions, exactly once."""
+
+import dramatiq
+
+from csms.services import message_log
+
+
+@dramatiq.actor(queue_name="ocpp_messages", max_retries=10, min_backoff=500, max_backoff=60_000)
+def store_ocpp_message(event: dict) -> None:
+    """Store one frame event; a redelivered event (same `event_id`) stores nothing new."""
+    message_log.record(event)

@@ -1,0 +1,65 @@
+"""CSMS: an OCPP 1.6J charge-station management system."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+
+from csms import config as config_module
+
+
+@event.listens_for(Engine, "connect")
+def _sqlite_pragmas(dbapi_connection: Any, connection_record: Any) -> None:
+    """SQLite: enforce foreign keys, let readers and a writer work at once (WAL), wait on locks."""
+    if isinstance(dbapi_connection, sqlite3.Connection):
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA busy_timeout=15000")
+        cursor.close()
+
+
+def _database_uri(app: Flask) -> str:
+    url = app.config.get("DATABASE_URL")
+    if url:
+        return config_module.normalize_database_url(url)
+    Path(app.instance_path).mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{Path(app.instance_path) / 'csms.sqlite3'}"
+
+
+def create_app(config: dict[str, Any] | None = None) -> Flask:
+    """Build the app: settings, extensions, the broker with its actors, blueprints and CLI commands."""
+    app = Flask(__name__)
+    settings = config_module.load(config)
+    app.config.update(settings)
+    app.config["SQLALCHEMY_DATABASE_URI"] = _database_uri(app)
+    app.config["SQLALCHEMY_ECHO"] = settings["SQL_ECHO"]
+    app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {"pool_pre_ping": True})
+    if app.config["SQLALCHEMY_DATABASE_URI"].startswith("postgresql"):
+        app.config["SQLALCHEMY_ENGINE_OPTIONS"].update(pool_size=10, max_overflow=20)
+
+    from csms import broker, cli, errors
+    from csms.api import health
+    from csms.extensions import db, migrate, sock, socketio
+
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(Path(__file__).resolve().parent.parent / "migrations"))
+    sock.init_app(app)
+    socketio.init_app(app, async_mode=_async_mode())
+    broker.init_app(app)
+    errors.init_app(app)
+    cli.init_app(app)
+    app.register_blueprint(health.bp)
+    return app
+
+
+def _async_mode() -> str:
+    """gevent when the process was monkey-patched (`python wsgi.py`), plain threads otherwise (tests, CLI)."""
+    from gevent import monkey
+
+    return "gevent" if monkey.is_module_patched("socket") else "threading"

@@ -1,0 +1,166 @@
+"""The one place the Dramatiq broker is chosen: RabbitMQ in production, in-process in embedded mode.
+
+Actors are declared at import time on whatever broker is global then, so this module sets an
+in-process broker as soon as it is imported; `init_app` then installs the broker the configuration
+asks for and moves every declared actor onto it. Tests build several apps in one process and rely on
+that move.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any
+
+import dramatiq
+import pika
+from dramatiq.brokers.rabbitmq import RabbitmqBroker
+from dramatiq.brokers.stub import StubBroker
+from dramatiq.middleware import Middleware
+from flask import Flask
+
+log = logging.getLogger(__name__)
+
+# One queue per concern; the names are part of the operations contract (SPEC.md "Events").
+QUEUES = (
+    "ocpp_messages",
+    "metering",
+    "transactions",
+    "billing",
+    "commands",
+    "cms_events",
+    "notifications",
+)
+
+dramatiq.set_broker(StubBroker())
+
+
+class AppContextMiddleware(Middleware):
+    """Runs every message inside an app context and ends its database session afterwards, so no
+    session (and no transaction) leaks from one message into the next on the same worker thread."""
+
+    def __init__(self, app: Flask) -> None:
+        self.app = app
+        self._local = threading.local()
+
+    def before_process_message(self, broker: dramatiq.Broker, message: dramatiq.Message) -> None:
+        ctx = self.app.app_context()
+        ctx.push()
+        self._local.ctx = ctx
+
+    def after_process_message(
+        self, broker: dramatiq.Broker, message: dramatiq.Message, *, result: Any = None, exception=None
+    ) -> None:
+        ctx = getattr(self._local, "ctx", None)
+        if ctx is None:
+            return
+        from csms.extensions import db
+
+        try:
+            db.session.remove()
+        finally:
+            self._local.ctx = None
+            ctx.pop()
+
+    after_skip_message = after_process_message
+
+
+def build_broker(config: dict[str, Any]) -> dramatiq.Broker:
+    """RabbitMQ (with publisher confirms) when `RABBITMQ_URL` is set, otherwise the in-process broker."""
+    url = config.get("RABBITMQ_URL")
+    if url:
+        return RabbitmqBroker(url=url, confirm_delivery=True)
+    return StubBroker(fail_fast_default=False)
+
+
+def init_app(app: Flask) -> dramatiq.Broker:
+    """Install the configured broker globally and bind every actor to it."""
+    previous = dramatiq.get_broker()
+    broker = build_broker(app.config)
+    broker.add_middleware(AppContextMiddleware(app))
+    dramatiq.set_broker(broker)
+
+    import actors  # noqa: F401  (first import declares the actors on `broker` directly)
+
+    for actor in list(previous.actors.values()):
+        actor.broker = broker
+        broker.declare_actor(actor)
+    for queue in QUEUES:
+        broker.declare_queue(queue)
+    app.extensions["dramatiq"] = broker
+    return broker
+
+
+def app_installed() -> bool:
+    """True once `init_app` has installed an app's broker; false in a bare `dramatiq actors` import."""
+    return any(isinstance(m, AppContextMiddleware) for m in dramatiq.get_broker().middleware)
+
+
+def get_app_broker(app: Flask) -> dramatiq.Broker:
+    return app.extensions["dramatiq"]
+
+
+def is_embedded(app: Flask) -> bool:
+    return not app.config.get("RABBITMQ_URL")
+
+
+class InProcessWorker:
+    """The embedded mode's worker: a real `dramatiq.Worker` consuming the in-process broker inside
+    the web process, so the very same actors run as in production."""
+
+    def __init__(self, app: Flask) -> None:
+        self.app = app
+        self.worker = dramatiq.Worker(get_app_broker(app), worker_threads=app.config["WORKER_THREADS"])
+
+    def start(self) -> InProcessWorker:
+        self.worker.start()
+        self.app.extensions["dramatiq_worker"] = self
+        return self
+
+    def stop(self, timeout_ms: int = 10_000) -> None:
+        self.worker.stop(timeout=timeout_ms)
+        self.app.extensions.pop("dramatiq_worker", None)
+
+    def join(self) -> None:
+        """Block until every queued message (retries included) has been processed."""
+        self.worker.join()
+
+    @property
+    def alive(self) -> bool:
+        return any(t.is_alive() for t in self.worker.workers)
+
+
+class BrokerProbe:
+    """Answers "is RabbitMQ reachable?" for the health check, at most once per `ttl` seconds, so a
+    busy load balancer polling /healthz cannot open a flood of AMQP connections."""
+
+    def __init__(self, url: str, ttl: float) -> None:
+        self.parameters = pika.URLParameters(url)
+        self.parameters.socket_timeout = 2
+        self.parameters.blocked_connection_timeout = 2
+        self.parameters.connection_attempts = 1
+        self.ttl = ttl
+        self._checked_at = 0.0
+        self._result: str = "unknown"
+        self._lock = threading.Lock()
+
+    def status(self) -> str:
+        with self._lock:
+            now = time.monotonic()
+            if now - self._checked_at >= self.ttl:
+                self._result = self._check()
+                self._checked_at = now
+            return self._result
+
+    def _check(self) -> str:
+        try:
+            connection = pika.BlockingConnection(self.parameters)
+        except Exception as exc:  # pika raises many unrelated types for "not reachable"
+            log.warning("RabbitMQ health check failed: %s", exc)
+            return "unreachable"
+        try:
+            connection.close()
+        except Exception:
+            log.debug("closing the probe connection failed", exc_info=True)
+        return "ok"

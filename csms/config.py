@@ -1,0 +1,88 @@
+"""Configuration: defaults on `Config`, overridden by `CSMS_*` environment variables.
+
+Tests and embedders pass a dict to `create_app(config)` that wins over both. Every setting here is
+listed in the README's configuration table with its default.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from typing import Any
+
+
+def _bool(value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off", ""}:
+        return False
+    raise ValueError(f"not a boolean: {value!r}")
+
+
+def normalize_database_url(url: str) -> str:
+    """Map `postgres://` and `postgresql://` to psycopg 3, the driver that cooperates with gevent."""
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+class Config:
+    """Defaults for every setting; the embedded mode needs none of them set."""
+
+    DATABASE_URL: str | None = None  # None: SQLite file in the instance folder (embedded mode)
+    RABBITMQ_URL: str | None = None  # None: in-process Dramatiq worker (embedded mode)
+    HOST = "127.0.0.1"
+    PORT = 8080
+    SECRET_KEY = "dev-only-change-me"
+    NODE_ID = socket.gethostname()
+    HEARTBEAT_INTERVAL = 300
+    CALL_TIMEOUT = 30.0
+    MAX_FRAME_BYTES = 65536
+    AUTO_REGISTER = False
+    WORKER_THREADS = 4
+    SQL_ECHO = False
+    HEALTH_CACHE_SECONDS = 2.0
+    TLS_CERT: str | None = None
+    TLS_KEY: str | None = None
+    INPROCESS_WORKER = True
+
+
+_CASTS: dict[str, Any] = {
+    "PORT": int,
+    "HEARTBEAT_INTERVAL": int,
+    "CALL_TIMEOUT": float,
+    "MAX_FRAME_BYTES": int,
+    "AUTO_REGISTER": _bool,
+    "WORKER_THREADS": int,
+    "SQL_ECHO": _bool,
+    "HEALTH_CACHE_SECONDS": float,
+    "INPROCESS_WORKER": _bool,
+}
+
+
+def settings_names() -> list[str]:
+    return [name for name in vars(Config) if name.isupper()]
+
+
+def load(overrides: dict[str, Any] | None = None, environ: dict[str, str] | None = None) -> dict[str, Any]:
+    """Resolve every setting: class default, then `CSMS_<NAME>` from the environment, then overrides.
+
+    A malformed environment value raises `ValueError` naming the variable, so a typo in a deployment
+    fails at start-up instead of running with a surprising default.
+    """
+    environ = os.environ if environ is None else environ
+    resolved: dict[str, Any] = {}
+    for name in settings_names():
+        value = getattr(Config, name)
+        raw = environ.get(f"CSMS_{name}")
+        if raw is not None and raw != "":
+            cast = _CASTS.get(name, str)
+            try:
+                value = cast(raw)
+            except ValueError as exc:
+                raise ValueError(f"CSMS_{name}={raw!r}: {exc}") from exc
+        resolved[name] = value
+    resolved.update(overrides or {})
+    return resolved

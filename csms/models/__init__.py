@@ -1,0 +1,43 @@
+"""Every model, importable from one place (Alembic's autogenerate and the services use this)."""
+
+from csms.models.base import Base
+from csms.models.charging import (
+    ACTIVE_SESSION_STATES,
+    ChargingSession,
+    MeterSample,
+    SessionState,
+    Transaction,
+    TransactionState,
+)
+from csms.models.logs import CmsEvent, CommandAudit, OcppMessage
+from csms.models.network import ChargePoint, Connector, RegistrationStatus, Station
+from csms.models.outbox import OutboxMessage
+from csms.models.tariff import Tariff
+from csms.models.users import IdTag, IdTagStatus, Role, User
+from csms.models.wallet import LedgerEntry, LedgerKind, Wallet
+
+__all__ = [
+    "ACTIVE_SESSION_STATES",
+    "Base",
+    "ChargePoint",
+    "ChargingSession",
+    "CmsEvent",
+    "CommandAudit",
+    "Connector",
+    "IdTag",
+    "IdTagStatus",
+    "LedgerEntry",
+    "LedgerKind",
+    "MeterSample",
+    "OcppMessage",
+    "OutboxMessage",
+    "RegistrationStatus",
+    "Role",
+    "SessionState",
+    "Station",
+    "Tariff",
+    "Transaction",
+    "TransactionState",
+    "User",
+    "Wallet",
+]

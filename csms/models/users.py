@@ -1,0 +1,57 @@
+"""People and the tokens they authorize charging with."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+from sqlalchemy import CheckConstraint, ForeignKey, String
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from csms.models.base import Base, utcnow
+
+
+class Role(StrEnum):
+    CUSTOMER = "customer"
+    OPERATOR = "operator"
+
+
+class IdTagStatus(StrEnum):
+    """OCPP 1.6 AuthorizationStatus values an id tag can hold (ConcurrentTx is decided at run time)."""
+
+    ACCEPTED = "Accepted"
+    BLOCKED = "Blocked"
+    EXPIRED = "Expired"
+    INVALID = "Invalid"
+
+
+class User(Base):
+    __tablename__ = "users"
+    __table_args__ = (CheckConstraint("role IN ('customer', 'operator')", name="role"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(254), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    role: Mapped[str] = mapped_column(String(16), default=Role.CUSTOMER)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    id_tags: Mapped[list[IdTag]] = relationship(back_populates="user")
+
+
+class IdTag(Base):
+    """An RFID card or app token; `id_tag` is the OCPP IdToken (CiString20)."""
+
+    __tablename__ = "id_tags"
+    __table_args__ = (
+        CheckConstraint("status IN ('Accepted', 'Blocked', 'Expired', 'Invalid')", name="status"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    id_tag: Mapped[str] = mapped_column(String(20), unique=True)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"), index=True)
+    status: Mapped[str] = mapped_column(String(16), default=IdTagStatus.ACCEPTED)
+    expiry_date: Mapped[datetime | None]
+    parent_id_tag: Mapped[str | None] = mapped_column(String(20))
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    user: Mapped[User | None] = relationship(back_populates="id_tags")

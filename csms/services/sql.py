@@ -1,0 +1,24 @@
+"""Portable SQL helpers for the idempotent writes at-least-once delivery needs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+
+def insert_ignoring_conflicts(
+    session: Session, model: Any, rows: list[dict[str, Any]], conflict_columns: list[str]
+) -> int:
+    """INSERT rows, skipping any that collide on `conflict_columns`; returns how many were inserted.
+
+    Uses the backend's own `ON CONFLICT DO NOTHING`, so two workers racing on the same message never
+    raise and never store it twice.
+    """
+    if not rows:
+        return 0
+    dialect = session.get_bind().dialect.name
+    module = postgresql if dialect == "postgresql" else sqlite
+    statement = module.insert(model).values(rows).on_conflict_do_nothing(index_elements=conflict_columns)
+    return session.execute(statement).rowcount

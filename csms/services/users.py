@@ -1,0 +1,64 @@
+"""Accounts: customers (with a wallet and an id tag) and operators."""
+
+from __future__ import annotations
+
+import re
+
+from sqlalchemy import func, select
+from werkzeug.security import generate_password_hash
+
+from csms.extensions import db
+from csms.models import IdTag, Role, User, Wallet
+from csms.services.errors import Conflict, InvalidInput
+
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_ID_TAG = re.compile(r"^[\x21-\x7e]{1,20}$")  # OCPP IdToken: CiString20, printable
+PASSWORD_MIN = 8
+CURRENCY = re.compile(r"^[A-Z]{3}$")
+
+
+def normalize_email(email: str) -> str:
+    email = email.strip().lower()
+    if len(email) > 254 or not _EMAIL.match(email):
+        raise InvalidInput(f"invalid email address {email!r}", code="invalid_email")
+    return email
+
+
+def validate_id_tag(id_tag: str) -> str:
+    if not _ID_TAG.match(id_tag):
+        raise InvalidInput("idTag must be 1 to 20 printable ASCII characters", code="invalid_id_tag")
+    return id_tag
+
+
+def create_user(
+    email: str,
+    password: str,
+    *,
+    role: str = Role.CUSTOMER,
+    id_tag: str | None = None,
+    currency: str = "EUR",
+) -> User:
+    """Create an account; customers get an empty wallet in `currency`. Commits."""
+    email = normalize_email(email)
+    if role not in {r.value for r in Role}:
+        raise InvalidInput(f"role must be one of {', '.join(r.value for r in Role)}", code="invalid_role")
+    if len(password) < PASSWORD_MIN:
+        raise InvalidInput(f"password must be at least {PASSWORD_MIN} characters", code="weak_password")
+    if not CURRENCY.match(currency):
+        raise InvalidInput("currency must be an ISO 4217 code such as EUR", code="invalid_currency")
+    if id_tag is not None:
+        validate_id_tag(id_tag)
+        if db.session.scalar(select(IdTag.id).where(IdTag.id_tag == id_tag)):
+            raise Conflict(f"idTag {id_tag!r} is already issued", code="id_tag_exists")
+    if db.session.scalar(select(User.id).where(func.lower(User.email) == email)):
+        raise Conflict(f"a user with email {email!r} exists", code="user_exists")
+
+    user = User(email=email, password_hash=generate_password_hash(password), role=role)
+    db.session.add(user)
+    db.session.flush()
+    if role == Role.CUSTOMER:
+        db.session.add(Wallet(user_id=user.id, currency=currency))
+    if id_tag is not None:
+        db.session.add(IdTag(id_tag=id_tag, user_id=user.id))
+    db.session.commit()
+    return user

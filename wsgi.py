@@ -1,0 +1,43 @@
+"""The web process: HTTP, the chargers' WebSocket and Socket.IO on one port, under gevent.
+
+Monkey-patching must happen before anything else is imported, or sockets, locks and the database
+driver would block the whole process instead of one greenlet.
+"""
+
+from gevent import monkey
+
+monkey.patch_all()
+
+import logging  # noqa: E402
+
+from csms import create_app  # noqa: E402
+from csms.broker import InProcessWorker, is_embedded  # noqa: E402
+from csms.extensions import socketio  # noqa: E402
+
+app = create_app()
+
+
+def main() -> None:
+    """Serve until interrupted; in embedded mode the actors run in this process too."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    worker = InProcessWorker(app).start() if is_embedded(app) and app.config["INPROCESS_WORKER"] else None
+    ssl = {}
+    if app.config["TLS_CERT"] and app.config["TLS_KEY"]:
+        ssl = {"certfile": app.config["TLS_CERT"], "keyfile": app.config["TLS_KEY"]}
+    scheme = "https" if ssl else "http"
+    logging.getLogger("csms").info(
+        "serving on %s://%s:%s (%s mode)",
+        scheme,
+        app.config["HOST"],
+        app.config["PORT"],
+        "embedded" if is_embedded(app) else "production",
+    )
+    try:
+        socketio.run(app, host=app.config["HOST"], port=app.config["PORT"], log_output=False, **ssl)
+    finally:
+        if worker is not None:
+            worker.stop()
+
+
+if __name__ == "__main__":
+    main()
