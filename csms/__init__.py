@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -34,8 +35,9 @@ def _database_uri(app: Flask) -> str:
 
 def create_app(config: dict[str, Any] | None = None) -> Flask:
     """Build the app: settings, extensions, the broker with its actors, blueprints and CLI commands."""
-    app = Flask(__name__)
     settings = config_module.load(config)
+    instance_path = settings["INSTANCE_PATH"]
+    app = Flask(__name__, instance_path=os.path.abspath(instance_path) if instance_path else None)
     app.config.update(settings)
     app.config["SQLALCHEMY_DATABASE_URI"] = _database_uri(app)
     app.config["SQLALCHEMY_ECHO"] = settings["SQL_ECHO"]

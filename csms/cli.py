@@ -107,7 +107,9 @@ user_cli = click.Group("user", help="Manage accounts.")
 def user_add(email: str, password: str, role: str, id_tag: str | None) -> None:
     """Create a customer or operator account."""
     try:
-        user = users.create_user(email, password, role=role, id_tag=id_tag)
+        user = users.create_user(
+            email, password, role=role, id_tag=id_tag, currency=current_app.config["CURRENCY"]
+        )
     except ServiceError as exc:
         db.session.rollback()
         raise _fail(exc) from exc

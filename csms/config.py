@@ -47,6 +47,8 @@ class Config:
     TLS_CERT: str | None = None
     TLS_KEY: str | None = None
     INPROCESS_WORKER = True
+    INSTANCE_PATH: str | None = None  # None: `instance/` beside the `csms` package
+    CURRENCY = "EUR"  # wallets of new customers
 
 
 _CASTS: dict[str, Any] = {

@@ -1,0 +1,159 @@
+"""Fixtures: apps on SQLite and on real PostgreSQL, a real RabbitMQ, the in-process worker, builders.
+
+PostgreSQL and RabbitMQ are used for real. When one is unreachable its tests skip, unless
+CSMS_REQUIRE_SERVICES=1 (CI sets it), where an unreachable service fails them instead.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pika
+import psycopg
+import pytest
+from flask import Flask
+from flask_migrate import upgrade
+from sqlalchemy import text
+
+from csms import create_app
+from csms.broker import QUEUES, InProcessWorker
+from csms.extensions import db
+
+ROOT = Path(__file__).resolve().parent.parent
+REQUIRE_SERVICES = os.environ.get("CSMS_REQUIRE_SERVICES") == "1"
+POSTGRES_ADMIN_URL = os.environ.get(
+    "CSMS_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+RABBITMQ_URL = os.environ.get("CSMS_TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
+
+
+def service_unavailable(service: str, error: object) -> None:
+    message = f"{service} unavailable: {error}"
+    if REQUIRE_SERVICES:
+        pytest.fail(f"{message} (CSMS_REQUIRE_SERVICES=1)", pytrace=False)
+    pytest.skip(message)
+
+
+def _with_database(url: str, name: str) -> str:
+    base, _, _ = url.rpartition("/")
+    return f"{base}/{name}"
+
+
+def migrate_database(url: str, tmp_instance: Path) -> None:
+    app = create_app({"DATABASE_URL": url, "INSTANCE_PATH": str(tmp_instance)})
+    with app.app_context():
+        upgrade()
+        db.engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def postgres_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A fresh, migrated PostgreSQL database for this test run, dropped at the end."""
+    try:
+        admin = psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True, connect_timeout=3)
+    except psycopg.Error as exc:
+        service_unavailable("PostgreSQL", exc)
+    name = f"csms_test_{secrets.token_hex(4)}"
+    admin.execute(f'CREATE DATABASE "{name}"')
+    url = _with_database(POSTGRES_ADMIN_URL, name)
+    try:
+        migrate_database(url, tmp_path_factory.mktemp("pg-instance"))
+        yield url
+    finally:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
+
+
+@pytest.fixture(scope="session")
+def rabbitmq_url() -> str:
+    """A reachable RabbitMQ, with the product's queues emptied so earlier runs cannot leak in."""
+    parameters = pika.URLParameters(RABBITMQ_URL)
+    parameters.socket_timeout = 3
+    parameters.connection_attempts = 1
+    try:
+        connection = pika.BlockingConnection(parameters)
+    except Exception as exc:  # pika signals "unreachable" through several exception types
+        service_unavailable("RabbitMQ", exc)
+    channel = connection.channel()
+    for queue in QUEUES:
+        for name in (queue, f"{queue}.DQ", f"{queue}.XQ"):
+            channel.queue_delete(name)
+    connection.close()
+    return RABBITMQ_URL
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A migrated SQLite file, copied for each test (migrating once keeps the suite fast)."""
+    folder = tmp_path_factory.mktemp("sqlite-template")
+    path = folder / "template.sqlite3"
+    migrate_database(f"sqlite:///{path}", folder)
+    return path
+
+
+def _truncate_all() -> None:
+    tables = ", ".join(f'"{t.name}"' for t in db.metadata.sorted_tables)
+    db.session.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+    db.session.commit()
+
+
+@pytest.fixture
+def make_app(tmp_path: Path, sqlite_template: Path) -> Iterator[Callable[..., Flask]]:
+    """Build apps with config overrides; embedded SQLite (a private copy) unless a DATABASE_URL is given."""
+    built: list[Flask] = []
+
+    def build(**overrides: Any) -> Flask:
+        config: dict[str, Any] = {"INSTANCE_PATH": str(tmp_path / "instance"), "TESTING": True}
+        if "DATABASE_URL" not in overrides:
+            database = tmp_path / f"csms-{len(built)}.sqlite3"
+            shutil.copyfile(sqlite_template, database)
+            config["DATABASE_URL"] = f"sqlite:///{database}"
+        config.update(overrides)
+        app = create_app(config)
+        built.append(app)
+        return app
+
+    yield build
+    for app in built:
+        with app.app_context():
+            db.session.remove()
+            if db.engine.dialect.name == "postgresql":
+                _truncate_all()
+            db.engine.dispose()
+
+
+@pytest.fixture
+def app(make_app: Callable[..., Flask]) -> Iterator[Flask]:
+    """The embedded mode: SQLite and the in-process broker."""
+    app = make_app()
+    with app.app_context():
+        yield app
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def any_db_app(request: pytest.FixtureRequest, make_app: Callable[..., Flask]) -> Iterator[Flask]:
+    """The same test on SQLite and on PostgreSQL."""
+    if request.param == "postgres":
+        app = make_app(DATABASE_URL=request.getfixturevalue("postgres_url"))
+    else:
+        app = make_app()
+    with app.app_context():
+        yield app
+
+
+@pytest.fixture
+def worker(app: Flask) -> Iterator[InProcessWorker]:
+    """The embedded in-process Dramatiq worker, running for the test."""
+    running = InProcessWorker(app).start()
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def cli(app: Flask):
+    return app.test_cli_runner()
