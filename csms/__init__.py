@@ -11,6 +11,9 @@ from flask import Flask
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
+# Imported first on purpose: it sets the in-process broker that actor modules declare on until
+# `create_app` installs the configured one. Every actor module imports `csms`, so this runs before them.
+from csms import broker
 from csms import config as config_module
 
 
@@ -45,7 +48,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     if app.config["SQLALCHEMY_DATABASE_URI"].startswith("postgresql"):
         app.config["SQLALCHEMY_ENGINE_OPTIONS"].update(pool_size=10, max_overflow=20)
 
-    from csms import broker, cli, errors
+    from csms import cli, errors
     from csms.api import health
     from csms.extensions import db, migrate, sock, socketio
 

@@ -124,6 +124,9 @@ class InProcessWorker:
 
     def join(self) -> None:
         """Block until every queued message (retries included) has been processed."""
+        broker = self.worker.broker
+        for queue_name in broker.get_declared_queues():
+            broker.join(queue_name, fail_fast=False)
         self.worker.join()
 
     @property
