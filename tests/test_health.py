@@ -1,0 +1,64 @@
+"""`GET /healthz`: 200 with every dependency ok, 503 naming the one that is down."""
+
+from __future__ import annotations
+
+import pytest
+
+
+def test_embedded_with_worker_running(app, worker):
+    response = app.test_client().get("/healthz")
+    assert response.status_code == 200
+    body = response.get_json()
+    assert body["db"] == "ok" and body["broker"] == "ok"
+    assert body["mode"] == "embedded"
+    assert body["status"] == "ok"
+    assert body["node"]
+
+
+def test_embedded_without_worker_is_unhealthy(app):
+    response = app.test_client().get("/healthz")
+    assert response.status_code == 503
+    assert response.get_json()["broker"] == "stopped"
+
+
+def test_database_unreachable(make_app, tmp_path):
+    app = make_app(DATABASE_URL="postgresql://nobody@127.0.0.1:1/none?connect_timeout=1")
+    response = app.test_client().get("/healthz")
+    assert response.status_code == 503
+    assert response.get_json()["db"] == "unreachable"
+
+
+@pytest.mark.postgres
+@pytest.mark.rabbitmq
+def test_production_mode_with_real_services(make_app, postgres_url, rabbitmq_url):
+    app = make_app(DATABASE_URL=postgres_url, RABBITMQ_URL=rabbitmq_url)
+    response = app.test_client().get("/healthz")
+    assert response.status_code == 200, response.get_json()
+    assert response.get_json() | {"node": None, "version": None} == {
+        "status": "ok",
+        "db": "ok",
+        "broker": "ok",
+        "mode": "production",
+        "node": None,
+        "version": None,
+    }
+
+
+@pytest.mark.postgres
+def test_production_mode_with_broker_down(make_app, postgres_url):
+    app = make_app(DATABASE_URL=postgres_url, RABBITMQ_URL="amqp://guest:guest@127.0.0.1:1/%2F")
+    response = app.test_client().get("/healthz")
+    assert response.status_code == 503
+    body = response.get_json()
+    assert (body["db"], body["broker"], body["status"]) == ("ok", "unreachable", "degraded")
+
+
+def test_unknown_path_and_method_get_the_json_envelope(app):
+    client = app.test_client()
+    missing = client.get("/nope")
+    assert missing.status_code == 404
+    assert missing.get_json()["error"]["code"] == "not_found"
+    wrong_method = client.post("/healthz")
+    assert wrong_method.status_code == 405
+    assert wrong_method.get_json()["error"]["code"] == "method_not_allowed"
+    assert "GET" in wrong_method.headers["Allow"]
