@@ -11,8 +11,9 @@ monkey.patch_all()
 import logging  # noqa: E402
 
 from csms import create_app  # noqa: E402
-from csms.broker import InProcessWorker, is_embedded  # noqa: E402
+from csms.broker import is_embedded  # noqa: E402
 from csms.extensions import socketio  # noqa: E402
+from csms.runtime import start_background  # noqa: E402
 
 app = create_app()
 
@@ -20,7 +21,7 @@ app = create_app()
 def main() -> None:
     """Serve until interrupted; in embedded mode the actors run in this process too."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    worker = InProcessWorker(app).start() if is_embedded(app) and app.config["INPROCESS_WORKER"] else None
+    stop_background = start_background(app)
     ssl = {}
     if app.config["TLS_CERT"] and app.config["TLS_KEY"]:
         ssl = {"certfile": app.config["TLS_CERT"], "keyfile": app.config["TLS_KEY"]}
@@ -35,8 +36,7 @@ def main() -> None:
     try:
         socketio.run(app, host=app.config["HOST"], port=app.config["PORT"], log_output=False, **ssl)
     finally:
-        if worker is not None:
-            worker.stop()
+        stop_background()
 
 
 if __name__ == "__main__":

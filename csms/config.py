@@ -49,6 +49,11 @@ class Config:
     INPROCESS_WORKER = True
     INSTANCE_PATH: str | None = None  # None: `instance/` beside the `csms` package
     CURRENCY = "EUR"  # wallets of new customers
+    CONFIRM_TIMEOUT = 5.0  # seconds to wait for RabbitMQ's publisher confirm before using the outbox
+    PING_INTERVAL = 30  # WebSocket ping every N seconds; no pong by the next ping closes the connection
+    AUTH_CACHE_SECONDS = 60.0  # how long an idTag or charger-key decision is reused
+    BOOT_CONFIGURATION = "MeterValueSampleInterval=60"  # pushed with ChangeConfiguration after boot
+    PENDING_INTERVAL = 60  # BootNotification retry interval for Pending/Rejected chargers
 
 
 _CASTS: dict[str, Any] = {
@@ -61,6 +66,10 @@ _CASTS: dict[str, Any] = {
     "SQL_ECHO": _bool,
     "HEALTH_CACHE_SECONDS": float,
     "INPROCESS_WORKER": _bool,
+    "CONFIRM_TIMEOUT": float,
+    "PING_INTERVAL": int,
+    "AUTH_CACHE_SECONDS": float,
+    "PENDING_INTERVAL": int,
 }
 
 

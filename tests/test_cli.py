@@ -51,7 +51,9 @@ def test_seed_demo_creates_everything_and_prints_credentials(app, cli):
 
 def test_seed_demo_is_idempotent(app, cli):
     first = cli.invoke(args=["seed-demo"])
-    counts = {m: _count(m) for m in (ChargePoint, Connector, Station, Tariff, User, Wallet, LedgerEntry, IdTag)}
+    counts = {
+        m: _count(m) for m in (ChargePoint, Connector, Station, Tariff, User, Wallet, LedgerEntry, IdTag)
+    }
     second = cli.invoke(args=["seed-demo"])
     assert second.exit_code == 0
     assert first.output == second.output
@@ -175,7 +177,9 @@ def test_charger_import_missing_or_binary_file(cli, tmp_path):
 
 
 def test_user_add_customer_with_id_tag(cli):
-    result = cli.invoke(args=["user", "add", "Eve@Example.test", "--password", "long-enough", "--id-tag", "RFID-9"])
+    result = cli.invoke(
+        args=["user", "add", "Eve@Example.test", "--password", "long-enough", "--id-tag", "RFID-9"]
+    )
     assert result.exit_code == 0, result.output
     user = db.session.scalar(select(User).where(User.email == "eve@example.test"))
     assert user.role == "customer"
@@ -185,7 +189,9 @@ def test_user_add_customer_with_id_tag(cli):
 
 
 def test_user_add_operator_has_no_wallet(cli):
-    result = cli.invoke(args=["user", "add", "op@example.test", "--password", "long-enough", "--role", "operator"])
+    result = cli.invoke(
+        args=["user", "add", "op@example.test", "--password", "long-enough", "--role", "operator"]
+    )
     assert result.exit_code == 0, result.output
     assert _count(Wallet) == 0
 
@@ -195,7 +201,11 @@ def test_user_add_operator_has_no_wallet(cli):
     [
         (["user", "add", "not-an-email", "--password", "long-enough"], 1, "invalid email"),
         (["user", "add", "a@example.test", "--password", "short"], 1, "at least 8"),
-        (["user", "add", "a@example.test", "--password", "long-enough", "--role", "admin"], 2, "Invalid value"),
+        (
+            ["user", "add", "a@example.test", "--password", "long-enough", "--role", "admin"],
+            2,
+            "Invalid value",
+        ),
         (["user", "add", "a@example.test"], 2, "Missing option"),
         (["user", "add", "a@example.test", "--password", "long-enough", "--id-tag", "x" * 21], 1, "idTag"),
     ],
@@ -208,9 +218,16 @@ def test_user_add_refuses_bad_input(cli, args, code, message):
 
 
 def test_user_add_refuses_duplicates(cli):
-    assert cli.invoke(args=["user", "add", "a@example.test", "--password", "long-enough", "--id-tag", "T1"]).exit_code == 0
+    assert (
+        cli.invoke(
+            args=["user", "add", "a@example.test", "--password", "long-enough", "--id-tag", "T1"]
+        ).exit_code
+        == 0
+    )
     again = cli.invoke(args=["user", "add", "A@example.test", "--password", "long-enough"])
     assert again.exit_code == 1 and "exists" in again.output
-    tag_taken = cli.invoke(args=["user", "add", "b@example.test", "--password", "long-enough", "--id-tag", "T1"])
+    tag_taken = cli.invoke(
+        args=["user", "add", "b@example.test", "--password", "long-enough", "--id-tag", "T1"]
+    )
     assert tag_taken.exit_code == 1 and "already issued" in tag_taken.output
     assert _count(User) == 1

@@ -4,7 +4,6 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from flask_migrate import downgrade, upgrade
-
 from sqlalchemy import inspect
 
 from csms.extensions import db

@@ -136,7 +136,7 @@ def test_logs_and_outbox(any_db_app):
         action="Reset",
         payload={"type": "Soft"},
         requested_at=T0,
-        outcome="accepted",
+        outcome="answered",
         response={"status": "Accepted"},
         latency_ms=12,
     )
@@ -180,7 +180,9 @@ def test_one_capture_per_session(any_db_app):
     db.session.commit()
     for _ in range(2):
         db.session.add(
-            LedgerEntry(wallet_id=wallet.id, kind="capture", amount_minor=1, currency="EUR", session_id=session.id)
+            LedgerEntry(
+                wallet_id=wallet.id, kind="capture", amount_minor=1, currency="EUR", session_id=session.id
+            )
         )
     with pytest.raises(IntegrityError):
         db.session.commit()

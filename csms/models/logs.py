@@ -34,6 +34,7 @@ class OcppMessage(Base):
     action: Mapped[str | None] = mapped_column(String(40))
     payload: Mapped[dict | list | None] = mapped_column(JsonDoc)
     error_code: Mapped[str | None] = mapped_column(String(40))
+    error_description: Mapped[str | None] = mapped_column(String(255))
     node_id: Mapped[str | None] = mapped_column(String(64))
     received_at: Mapped[datetime]
     stored_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -45,7 +46,7 @@ class CommandAudit(Base):
     __tablename__ = "command_audit"
     __table_args__ = (
         CheckConstraint(
-            "outcome IN ('accepted', 'call_error', 'timeout', 'offline', 'invalid')", name="outcome"
+            "outcome IN ('answered', 'call_error', 'timeout', 'offline', 'invalid')", name="outcome"
         ),
         Index("ix_command_audit_cp_requested", "charge_point_id", "requested_at"),
     )

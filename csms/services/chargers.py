@@ -141,3 +141,12 @@ def import_fleet(
             db.session.execute(insert(Connector), connector_rows)
     db.session.commit()
     return ImportResult(created=len(new), skipped=len(existing))
+
+
+def registration_status(charge_point_pk: int) -> str | None:
+    """The operator's current decision on a charger (None if it was deleted). Ends its read transaction."""
+    status = db.session.scalar(
+        select(ChargePoint.registration_status).where(ChargePoint.id == charge_point_pk)
+    )
+    db.session.rollback()
+    return status

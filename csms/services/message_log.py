@@ -10,23 +10,27 @@ from csms.models import OcppMessage
 from csms.services.sql import insert_ignoring_conflicts
 
 
-def to_row(event: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "event_id": event["event_id"],
-        "charge_point_id": event["charge_point_id"],
-        "direction": event["direction"],
-        "message_type": event["message_type"],
-        "unique_id": event["unique_id"],
-        "action": event.get("action"),
-        "payload": event.get("payload"),
-        "error_code": event.get("error_code"),
-        "node_id": event.get("node_id"),
-        "received_at": datetime.fromisoformat(event["received_at"]),
-    }
+def to_rows(exchange: dict[str, Any]) -> list[dict[str, Any]]:
+    return [
+        {
+            "event_id": frame["event_id"],
+            "charge_point_id": exchange["charge_point_id"],
+            "node_id": exchange.get("node_id"),
+            "direction": frame["direction"],
+            "message_type": frame["message_type"],
+            "unique_id": frame["unique_id"],
+            "action": frame.get("action"),
+            "payload": frame.get("payload"),
+            "error_code": frame.get("error_code"),
+            "error_description": frame.get("error_description"),
+            "received_at": datetime.fromisoformat(frame["at"]),
+        }
+        for frame in exchange["frames"]
+    ]
 
 
-def record(event: dict[str, Any]) -> bool:
-    """Store one frame event; returns False when it was already stored (a redelivery)."""
-    inserted = insert_ignoring_conflicts(db.session, OcppMessage, [to_row(event)], ["event_id"])
+def record(exchange: dict[str, Any]) -> int:
+    """Store an exchange's frames; returns how many were new (0 for a redelivery)."""
+    inserted = insert_ignoring_conflicts(db.session, OcppMessage, to_rows(exchange), ["event_id"])
     db.session.commit()
-    return inserted == 1
+    return inserted

@@ -31,6 +31,7 @@ def upgrade():
     sa.Column('action', sa.String(length=40), nullable=True),
     sa.Column('payload', sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), 'postgresql'), nullable=True),
     sa.Column('error_code', sa.String(length=40), nullable=True),
+    sa.Column('error_description', sa.String(length=255), nullable=True),
     sa.Column('node_id', sa.String(length=64), nullable=True),
     sa.Column('received_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('stored_at', sa.DateTime(timezone=True), nullable=False),
@@ -147,7 +148,7 @@ def upgrade():
     sa.Column('error_code', sa.String(length=40), nullable=True),
     sa.Column('error_description', sa.String(length=255), nullable=True),
     sa.Column('latency_ms', sa.Integer(), nullable=True),
-    sa.CheckConstraint("outcome IN ('accepted', 'call_error', 'timeout', 'offline', 'invalid')", name=op.f('ck_command_audit_outcome')),
+    sa.CheckConstraint("outcome IN ('answered', 'call_error', 'timeout', 'offline', 'invalid')", name=op.f('ck_command_audit_outcome')),
     sa.ForeignKeyConstraint(['requested_by'], ['users.id'], name=op.f('fk_command_audit_requested_by_users'), ondelete='SET NULL'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_command_audit')),
     sa.UniqueConstraint('event_id', name=op.f('uq_command_audit_event_id'))

@@ -1,0 +1,219 @@
+"""The gateway of one web node: who may connect, who is connected, and how their messages leave.
+
+REST views use `call()` to reach a charger connected to this node.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from flask import Flask
+from sqlalchemy import select
+
+from actors.storage import record_exchange
+from csms.extensions import db
+from csms.models import ChargePoint, RegistrationStatus
+from csms.ocpp.registry import ConnectionRegistry
+from csms.ocpp.session import ChargerOffline, OcppSession
+from csms.pipeline.handoff import Handoff, build_handoff
+from csms.services import chargers, credentials
+from csms.services.authorization import IdTagCache
+from csms.services.errors import ServiceError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ChargerRecord:
+    pk: int
+    charge_point_id: str
+    auth_key_hash: str | None
+    registration_status: str
+
+
+class HandshakeRefused(Exception):
+    def __init__(self, status: int, code: str, message: str):
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+class ChargerAuthenticator:
+    """Security profile 1: HTTP Basic on the upgrade, user = chargePointId, password = its key.
+
+    A reconnect storm must not cost one PBKDF2 per charger each time, so a successful check is
+    remembered as (stored hash, SHA-256 of the presented key) for `ttl` seconds; a changed key or a
+    different password goes through the full check again.
+    """
+
+    def __init__(self, ttl: float, auto_register: bool):
+        self.ttl = ttl
+        self.auto_register = auto_register
+        self._records: dict[str, tuple[float, ChargerRecord | None]] = {}
+        self._verified: dict[str, tuple[str, bytes]] = {}
+        self._lock = threading.Lock()
+
+    def authenticate(self, charge_point_id: str, authorization: Any) -> ChargerRecord:
+        if (
+            authorization is None
+            or authorization.type != "basic"
+            or not authorization.password
+            or authorization.username != charge_point_id
+        ):
+            raise HandshakeRefused(
+                401, "unauthorized", "HTTP Basic credentials for this charge point required"
+            )
+        password = authorization.password
+        record = self._lookup(charge_point_id)
+        if record is None:
+            if not self.auto_register:
+                raise HandshakeRefused(
+                    404, "unknown_charge_point", f"unknown charge point {charge_point_id!r}"
+                )
+            record = self._register_pending(charge_point_id, password)
+        if not self._verify(record, password):
+            raise HandshakeRefused(401, "unauthorized", "wrong credentials")
+        return record
+
+    def forget(self, charge_point_id: str) -> None:
+        with self._lock:
+            self._records.pop(charge_point_id, None)
+            self._verified.pop(charge_point_id, None)
+
+    def _lookup(self, charge_point_id: str) -> ChargerRecord | None:
+        now = time.monotonic()
+        cached = self._records.get(charge_point_id)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        row = db.session.execute(
+            select(ChargePoint.id, ChargePoint.auth_key_hash, ChargePoint.registration_status).where(
+                ChargePoint.charge_point_id == charge_point_id
+            )
+        ).first()
+        db.session.rollback()
+        record = (
+            None
+            if row is None
+            else ChargerRecord(row.id, charge_point_id, row.auth_key_hash, row.registration_status)
+        )
+        with self._lock:
+            self._records[charge_point_id] = (now + self.ttl, record)
+        return record
+
+    def _verify(self, record: ChargerRecord, password: str) -> bool:
+        digest = hashlib.sha256(password.encode()).digest()
+        known = self._verified.get(record.charge_point_id)
+        if known is not None and known[0] == record.auth_key_hash and hmac.compare_digest(known[1], digest):
+            return True
+        if not credentials.verify_key(password, record.auth_key_hash):
+            return False
+        with self._lock:
+            self._verified[record.charge_point_id] = (record.auth_key_hash or "", digest)
+        return True
+
+    def _register_pending(self, charge_point_id: str, password: str) -> ChargerRecord:
+        """Auto-registration: the charger is created Pending, with the key it presented; an operator
+        accepts it before its BootNotification is answered Accepted."""
+        try:
+            chargers.register(charge_point_id, password, connectors=0, status=RegistrationStatus.PENDING)
+        except ServiceError as exc:
+            db.session.rollback()
+            if exc.code != "charge_point_exists":  # a concurrent first connection registered it
+                raise HandshakeRefused(401, "unauthorized", exc.message) from exc
+        self.forget(charge_point_id)
+        log.warning("auto-registered unknown charge point %s as Pending", charge_point_id)
+        record = self._lookup(charge_point_id)
+        assert record is not None
+        return record
+
+
+def parse_boot_configuration(text: str) -> list[tuple[str, str]]:
+    """`Key=Value,Key=Value` → pairs; the configuration pushed after an accepted BootNotification."""
+    pairs = []
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"CSMS_BOOT_CONFIGURATION: expected Key=Value, got {item!r}")
+        pairs.append((key.strip(), value.strip()))
+    return pairs
+
+
+class Gateway:
+    def __init__(self, app: Flask):
+        config = app.config
+        self.app = app
+        self.config = config
+        self.node_id = config["NODE_ID"]
+        self.registry = ConnectionRegistry(self.node_id)
+        self.id_tags = IdTagCache(ttl=config["AUTH_CACHE_SECONDS"])
+        self.authenticator = ChargerAuthenticator(config["AUTH_CACHE_SECONDS"], config["AUTO_REGISTER"])
+        self.boot_configuration = parse_boot_configuration(config["BOOT_CONFIGURATION"])
+        self.handoff: Handoff = build_handoff(app)
+
+    # --- hand-off -------------------------------------------------------------------------------
+
+    def hand_off(
+        self, session: OcppSession, frames: list[dict], *, durable: bool, command: dict | None = None
+    ) -> bool:
+        exchange: dict[str, Any] = {
+            "charge_point_id": session.charge_point_id,
+            "node_id": self.node_id,
+            "frames": frames,
+        }
+        if command is not None:
+            exchange["command"] = command
+        return self.handoff.submit(record_exchange, exchange, durable=durable)
+
+    # --- CSMS-initiated calls -------------------------------------------------------------------
+
+    def call(
+        self,
+        charge_point_id: str,
+        action: str,
+        payload: dict[str, Any],
+        timeout: float | None = None,
+        *,
+        requested_by: int | None = None,
+    ) -> dict[str, Any]:
+        """Send `action` to a charger connected to this node and return its CALLRESULT payload.
+
+        Raises `csms.ocpp.errors.OcppError` (invalid payload: nothing was sent), `ChargerOffline`,
+        `CallTimeout` or `CallFailed`.
+        """
+        session = self.registry.get(charge_point_id)
+        if session is None:
+            raise ChargerOffline(charge_point_id)
+        command = {"requested_by": requested_by, "requested_at": datetime.now(UTC).isoformat()}
+        return session.call(action, payload, timeout or self.config["CALL_TIMEOUT"], command=command)
+
+    def after_accepted_boot(self, session: OcppSession) -> None:
+        """Push the boot profile (e.g. MeterValueSampleInterval) once the charger is accepted, in the
+        background so the charger's own messages keep flowing meanwhile."""
+        if self.boot_configuration:
+            threading.Thread(target=self._push_boot_configuration, args=(session,), daemon=True).start()
+
+    def _push_boot_configuration(self, session: OcppSession) -> None:
+        for key, value in self.boot_configuration:
+            try:
+                answer = session.call(
+                    "ChangeConfiguration", {"key": key, "value": value}, self.config["CALL_TIMEOUT"]
+                )
+                log.info(
+                    "%s: ChangeConfiguration %s=%s → %s",
+                    session.charge_point_id,
+                    key,
+                    value,
+                    answer.get("status"),
+                )
+            except Exception as exc:  # a charger that refuses or vanishes must not affect anything else
+                log.warning("%s: ChangeConfiguration %s failed: %s", session.charge_point_id, key, exc)
+                if session.closed:
+                    return

@@ -1,0 +1,50 @@
+"""`ws://HOST:PORT/ocpp/<chargePointId>`: the handshake checks run before the upgrade, so a refused
+charger gets a plain HTTP 401/404 and never a WebSocket."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Flask, current_app, g, request
+
+from csms.errors import error_response
+from csms.extensions import sock
+from csms.ocpp.gateway import Gateway, HandshakeRefused
+from csms.ocpp.session import OcppSession
+
+SUBPROTOCOL = "ocpp1.6"
+bp = Blueprint("ocpp", __name__)
+
+
+@bp.before_request
+def authenticate_charger():
+    """Security profile 1 on the upgrade request: 401 for missing/wrong credentials, 404 for an
+    unknown charger (unless auto-registration is on)."""
+    charge_point_id = (request.view_args or {}).get("charge_point_id", "")
+    gateway: Gateway = current_app.extensions["ocpp"]
+    try:
+        g.charger = gateway.authenticator.authenticate(charge_point_id, request.authorization)
+    except HandshakeRefused as refused:
+        response = error_response(refused.status, refused.code, refused.message)
+        if refused.status == 401:
+            response.headers["WWW-Authenticate"] = 'Basic realm="OCPP", charset="UTF-8"'
+        return response
+    return None
+
+
+@sock.route("/ocpp/<string:charge_point_id>", bp=bp)
+def charger_socket(ws, charge_point_id: str) -> None:
+    """One charger's connection, for as long as it lasts."""
+    if ws.subprotocol != SUBPROTOCOL:
+        ws.close(reason=1002, message=f"subprotocol {SUBPROTOCOL} required")
+        return
+    gateway: Gateway = current_app.extensions["ocpp"]
+    OcppSession(gateway, ws, g.charger, request.remote_addr).run()
+
+
+def init_app(app: Flask) -> None:
+    app.config["SOCK_SERVER_OPTIONS"] = {
+        "subprotocols": [SUBPROTOCOL],
+        "ping_interval": app.config["PING_INTERVAL"] or None,
+        "max_message_size": app.config["MAX_FRAME_BYTES"],
+    }
+    app.extensions["ocpp"] = Gateway(app)
+    app.register_blueprint(bp)

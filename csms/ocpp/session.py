@@ -1,0 +1,313 @@
+"""One charger's connection: a synchronous receive loop (a greenlet under gevent), immediate replies,
+and the charger's one outstanding CSMS-initiated CALL.
+
+The `ocpp` library's `ChargePoint` is asyncio-only; this reuses its schemas and `call_result`
+dataclasses instead, and runs under gevent like the rest of the web process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from ocpp.charge_point import remove_nones, snake_to_camel_case
+from simple_websocket import ConnectionClosed
+
+from csms.ocpp import errors, frames, validation
+from csms.ocpp.errors import OcppError
+from csms.ocpp.registry import ConnectionInfo
+from csms.ocpp.v16.handlers import HANDLERS
+
+if TYPE_CHECKING:
+    from csms.ocpp.gateway import ChargerRecord, Gateway
+
+log = logging.getLogger(__name__)
+
+# Answered only after the event is durably handed off (SPEC "Guarantees"); MeterValues too when it
+# belongs to a transaction.
+DURABLE_ACTIONS = frozenset({"StartTransaction", "StopTransaction"})
+
+
+def to_payload(result: Any) -> dict[str, Any]:
+    return remove_nones(snake_to_camel_case(asdict(result)))
+
+
+def _iso(moment: datetime) -> str:
+    return moment.isoformat()
+
+
+@dataclass
+class _PendingCall:
+    unique_id: str
+    action: str
+    done: threading.Event = field(default_factory=threading.Event)
+    reply: frames.CallResult | frames.CallError | None = None
+
+
+class CallFailed(Exception):
+    """The charger answered a CSMS-initiated call with a CALLERROR, or with an invalid CALLRESULT."""
+
+    def __init__(self, code: str, description: str, details: Any = None):
+        super().__init__(f"{code}: {description}")
+        self.code = code
+        self.description = description
+        self.details = details
+
+
+class CallTimeout(Exception):
+    """No answer within the timeout (or the charger stayed busy with an earlier call)."""
+
+
+class ChargerOffline(Exception):
+    """The charger is not connected to this node, or disconnected while the call was pending."""
+
+
+class OcppSession:
+    def __init__(self, gateway: Gateway, ws: Any, charger: ChargerRecord, remote_address: str | None):
+        self.gateway = gateway
+        self.ws = ws
+        self.charge_point_id = charger.charge_point_id
+        self.charge_point_pk = charger.pk
+        self.registration_status = charger.registration_status
+        self.remote_address = remote_address
+        self.connected_since = datetime.now(UTC)
+        self.last_message_at: datetime | None = None
+        self.closed = False
+        self._send_lock = threading.Lock()
+        self._call_lock = threading.Lock()
+        self._pending: _PendingCall | None = None
+
+    def info(self) -> ConnectionInfo:
+        return ConnectionInfo(
+            self.charge_point_id,
+            self.gateway.node_id,
+            self.connected_since,
+            self.last_message_at,
+            self.remote_address,
+        )
+
+    # --- the receive loop -----------------------------------------------------------------------
+
+    def run(self) -> None:
+        previous = self.gateway.registry.add(self)
+        if previous is not None:
+            previous.close(1000, "replaced by a newer connection")
+        log.info("%s connected from %s", self.charge_point_id, self.remote_address)
+        try:
+            while True:
+                raw = self.ws.receive()
+                if raw is not None:
+                    self.handle(raw)
+        except ConnectionClosed:
+            pass
+        finally:
+            self.closed = True
+            self.gateway.registry.remove(self)
+            pending = self._pending
+            if pending is not None:
+                pending.done.set()
+            log.info("%s disconnected", self.charge_point_id)
+
+    def handle(self, raw: str | bytes) -> None:
+        """Process one WebSocket message. Never raises: a bad frame is answered or counted."""
+        received_at = datetime.now(UTC)
+        self.last_message_at = received_at
+        try:
+            frame = frames.parse(raw)
+        except frames.FrameError as exc:
+            self._on_bad_frame(exc, raw, received_at)
+            return
+        try:
+            if isinstance(frame, frames.Call):
+                self._on_call(frame, received_at)
+            else:
+                self._on_reply(frame, received_at)
+        except ConnectionClosed:
+            raise
+        except Exception:
+            log.exception("%s: unexpected failure handling a frame", self.charge_point_id)
+
+    def _on_bad_frame(self, exc: frames.FrameError, raw: str | bytes, received_at: datetime) -> None:
+        if exc.unique_id is None:
+            self.gateway.registry.counters["dropped_frames"] += 1
+            log.info("%s: dropped a frame with no readable id (%s)", self.charge_point_id, exc.description)
+            return
+        text = raw if isinstance(raw, str) else raw.decode("utf-8", "replace")
+        request = self._frame(
+            "in", frames.CALL, exc.unique_id, None, {"invalidFrame": text[:2000]}, received_at
+        )
+        self._answer(request, exc.unique_id, None, OcppError(exc.code, exc.description), durable=False)
+
+    def _on_call(self, call: frames.Call, received_at: datetime) -> None:
+        action = call.action
+        request = self._frame("in", frames.CALL, call.unique_id, action, call.payload, received_at)
+        try:
+            response = self._decide(call)
+        except OcppError as exc:
+            self._answer(request, call.unique_id, action, exc, durable=False)
+            return
+        durable = action in DURABLE_ACTIONS or (action == "MeterValues" and "transactionId" in call.payload)
+        self._answer(request, call.unique_id, action, response, durable=durable)
+        if action == "BootNotification" and response.get("status") == "Accepted":
+            self.gateway.after_accepted_boot(self)
+
+    def _decide(self, call: frames.Call) -> dict[str, Any]:
+        action = call.action
+        if action not in validation.CHARGER_ACTIONS:
+            if action in validation.CSMS_ACTIONS:
+                raise OcppError(errors.NOT_SUPPORTED, f"{action} is sent by the Central System, not to it")
+            raise OcppError(errors.NOT_IMPLEMENTED, f"unknown action {action[:40]!r}")
+        if self.registration_status != "Accepted" and action != "BootNotification":
+            raise OcppError(errors.SECURITY_ERROR, f"not accepted ({self.registration_status}): boot first")
+        validation.validate_request(action, call.payload)
+        try:
+            response = to_payload(HANDLERS[action](self, call.payload))
+            validation.validate_response(action, response)
+        except OcppError as exc:
+            log.error("%s: our own %s reply is invalid: %s", self.charge_point_id, action, exc)
+            raise OcppError(
+                errors.INTERNAL_ERROR, "the Central System failed to process the request"
+            ) from exc
+        except Exception as exc:
+            log.exception("%s: %s handler failed", self.charge_point_id, action)
+            raise OcppError(
+                errors.INTERNAL_ERROR, "the Central System failed to process the request"
+            ) from exc
+        return response
+
+    def _answer(
+        self,
+        request: dict[str, Any],
+        unique_id: str,
+        action: str | None,
+        outcome: dict[str, Any] | OcppError,
+        *,
+        durable: bool,
+    ) -> None:
+        """Hand the exchange off (durably when asked), then send the reply."""
+        now = datetime.now(UTC)
+        if isinstance(outcome, OcppError):
+            reply_text = frames.encode_error(unique_id, outcome.code, outcome.description, outcome.details)
+            reply = self._frame("out", frames.CALLERROR, unique_id, action, outcome.details, now)
+            reply.update(error_code=outcome.code, error_description=outcome.description)
+        else:
+            reply_text = frames.encode_result(unique_id, outcome)
+            reply = self._frame("out", frames.CALLRESULT, unique_id, action, outcome, now)
+        if not self.gateway.hand_off(self, [request, reply], durable=durable):
+            # Nothing may be acknowledged that could not be kept: the charger will retry.
+            reply_text = frames.encode_error(
+                unique_id, errors.INTERNAL_ERROR, "could not store the message; please retry"
+            )
+        self.send(reply_text)
+
+    def _frame(
+        self,
+        direction: str,
+        message_type: int,
+        unique_id: str,
+        action: str | None,
+        payload: Any,
+        at: datetime,
+    ) -> dict[str, Any]:
+        return {
+            "event_id": str(uuid.uuid4()),
+            "direction": direction,
+            "message_type": message_type,
+            "unique_id": unique_id[: frames.MAX_UNIQUE_ID],
+            "action": action,
+            "payload": payload,
+            "at": _iso(at),
+        }
+
+    # --- CSMS-initiated calls -------------------------------------------------------------------
+
+    def _on_reply(self, reply: frames.CallResult | frames.CallError, received_at: datetime) -> None:
+        pending = self._pending
+        if pending is None or pending.unique_id != reply.unique_id:
+            self.gateway.registry.counters["unexpected_replies"] += 1
+            log.info("%s: reply %r matches no pending call; ignored", self.charge_point_id, reply.unique_id)
+            return
+        pending.reply = reply
+        pending.done.set()
+
+    def call(
+        self, action: str, payload: dict[str, Any], timeout: float, *, command: dict | None = None
+    ) -> dict:
+        """Send a CALL and wait for its answer; one outstanding call per charger, others wait in turn.
+
+        Raises `OcppError` (payload invalid, nothing sent), `ChargerOffline`, `CallTimeout` or
+        `CallFailed`; returns the CALLRESULT payload.
+        """
+        if action not in validation.CSMS_ACTIONS:
+            raise OcppError(errors.NOT_SUPPORTED, f"{action} is not a Central System action")
+        validation.validate_request(action, payload)
+        started = time.monotonic()
+        if not self._call_lock.acquire(timeout=timeout):
+            raise CallTimeout(f"{self.charge_point_id} stayed busy with an earlier call for {timeout:g}s")
+        try:
+            if self.closed:
+                raise ChargerOffline(self.charge_point_id)
+            pending = _PendingCall(str(uuid.uuid4()), action)
+            self._pending = pending
+            sent_at = datetime.now(UTC)
+            request = self._frame("out", frames.CALL, pending.unique_id, action, payload, sent_at)
+            self.send(frames.encode_call(pending.unique_id, action, payload))
+            answered = pending.done.wait(max(0.0, timeout - (time.monotonic() - started)))
+            self._pending = None
+        except ConnectionClosed as exc:
+            raise ChargerOffline(self.charge_point_id) from exc
+        finally:
+            self._pending = None
+            self._call_lock.release()
+        latency_ms = int((time.monotonic() - started) * 1000)
+        return self._settle(pending, request, answered, latency_ms, command or {})
+
+    def _settle(
+        self, pending: _PendingCall, request: dict, answered: bool, latency_ms: int, command: dict
+    ) -> dict:
+        reply = pending.reply
+        frames_out = [request]
+        audit = {**command, "action": pending.action, "latency_ms": latency_ms}
+        if reply is None:
+            audit["outcome"] = "offline" if self.closed else "timeout"
+            self.gateway.hand_off(self, frames_out, durable=False, command=audit)
+            if self.closed:
+                raise ChargerOffline(self.charge_point_id)
+            raise CallTimeout(f"{self.charge_point_id} did not answer {pending.action} in time")
+        now = datetime.now(UTC)
+        if isinstance(reply, frames.CallError):
+            answer = self._frame(
+                "in", frames.CALLERROR, reply.unique_id, pending.action, reply.error_details, now
+            )
+            answer.update(error_code=reply.error_code, error_description=reply.error_description[:255])
+            audit.update(
+                outcome="call_error", error_code=reply.error_code, error_description=reply.error_description
+            )
+            self.gateway.hand_off(self, [request, answer], durable=False, command=audit)
+            raise CallFailed(reply.error_code, reply.error_description, reply.error_details)
+        answer = self._frame("in", frames.CALLRESULT, reply.unique_id, pending.action, reply.payload, now)
+        try:
+            validation.validate_response(pending.action, reply.payload)
+        except OcppError as exc:
+            audit.update(outcome="invalid", error_code=exc.code, error_description=exc.description)
+            self.gateway.hand_off(self, [request, answer], durable=False, command=audit)
+            raise CallFailed(exc.code, f"the charger's answer is invalid: {exc.description}") from exc
+        audit.update(outcome="answered", response=reply.payload)
+        self.gateway.hand_off(self, [request, answer], durable=False, command=audit)
+        return reply.payload
+
+    # --- sending --------------------------------------------------------------------------------
+
+    def send(self, text: str) -> None:
+        with self._send_lock:
+            self.ws.send(text)
+
+    def close(self, code: int = 1000, reason: str = "") -> None:
+        with contextlib.suppress(ConnectionClosed):
+            self.ws.close(reason=code, message=reason)

@@ -1,0 +1,1 @@
+"""OCPP 1.6 specifics: the handlers of charger-initiated actions."""

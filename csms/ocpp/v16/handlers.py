@@ -1,0 +1,110 @@
+"""Immediate answers to the ten charger-initiated OCPP 1.6 actions.
+
+Each `on_<action>` gets the session and the (already schema-valid) payload and returns the
+`ocpp.v16.call_result` dataclass to answer with. They only read, except StartTransaction, which must
+allocate the transactionId before answering; everything else (storage, metering, billing) happens in
+the actors the session hands the exchange to.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from ocpp.v16 import call_result
+from ocpp.v16.enums import DataTransferStatus, RegistrationStatus
+
+from csms.services import transactions
+from csms.services.chargers import registration_status
+
+if TYPE_CHECKING:
+    from csms.ocpp.session import OcppSession
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def parse_timestamp(value: str) -> datetime:
+    """OCPP timestamps are UTC; one without an offset (some firmwares) is read as UTC."""
+    parsed = datetime.fromisoformat(value)
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
+def on_boot_notification(session: OcppSession, payload: dict[str, Any]) -> call_result.BootNotification:
+    # §4.2: Pending/Rejected tell the charger to retry after `interval`; the operator's decision is
+    # read fresh from the database, so accepting a Pending charger takes effect at its next boot.
+    status = registration_status(session.charge_point_pk) or RegistrationStatus.rejected
+    session.registration_status = status
+    config = session.gateway.config
+    interval = config["HEARTBEAT_INTERVAL"] if status == "Accepted" else config["PENDING_INTERVAL"]
+    return call_result.BootNotification(current_time=now_iso(), interval=interval, status=status)
+
+
+def on_heartbeat(session: OcppSession, payload: dict[str, Any]) -> call_result.Heartbeat:
+    return call_result.Heartbeat(current_time=now_iso())
+
+
+def on_authorize(session: OcppSession, payload: dict[str, Any]) -> call_result.Authorize:
+    return call_result.Authorize(id_tag_info=session.gateway.id_tags.info(payload["idTag"]).as_ocpp())
+
+
+def on_start_transaction(session: OcppSession, payload: dict[str, Any]) -> call_result.StartTransaction:
+    # §5.11/§6.45: the charger may have started already (offline authorisation); it always gets a
+    # transactionId, and idTagInfo tells it whether to go on.
+    transaction_id = transactions.allocate_transaction_id(
+        session.charge_point_pk,
+        payload["connectorId"],
+        payload["idTag"],
+        payload["meterStart"],
+        parse_timestamp(payload["timestamp"]),
+        payload.get("reservationId"),
+    )
+    info = session.gateway.id_tags.info(payload["idTag"]).as_ocpp()
+    return call_result.StartTransaction(transaction_id=transaction_id, id_tag_info=info)
+
+
+def on_stop_transaction(session: OcppSession, payload: dict[str, Any]) -> call_result.StopTransaction:
+    # §6.49: always answered, whatever the transaction: unknown, already stopped, or -1.
+    id_tag = payload.get("idTag")
+    info = session.gateway.id_tags.info(id_tag).as_ocpp() if id_tag else None
+    return call_result.StopTransaction(id_tag_info=info)
+
+
+def on_meter_values(session: OcppSession, payload: dict[str, Any]) -> call_result.MeterValues:
+    return call_result.MeterValues()
+
+
+def on_status_notification(session: OcppSession, payload: dict[str, Any]) -> call_result.StatusNotification:
+    return call_result.StatusNotification()
+
+
+def on_data_transfer(session: OcppSession, payload: dict[str, Any]) -> call_result.DataTransfer:
+    # Vendor data is kept in the message log for operators; no vendor extension is interpreted.
+    return call_result.DataTransfer(status=DataTransferStatus.accepted)
+
+
+def on_diagnostics_status_notification(
+    session: OcppSession, payload: dict[str, Any]
+) -> call_result.DiagnosticsStatusNotification:
+    return call_result.DiagnosticsStatusNotification()
+
+
+def on_firmware_status_notification(
+    session: OcppSession, payload: dict[str, Any]
+) -> call_result.FirmwareStatusNotification:
+    return call_result.FirmwareStatusNotification()
+
+
+HANDLERS = {
+    "Authorize": on_authorize,
+    "BootNotification": on_boot_notification,
+    "DataTransfer": on_data_transfer,
+    "DiagnosticsStatusNotification": on_diagnostics_status_notification,
+    "FirmwareStatusNotification": on_firmware_status_notification,
+    "Heartbeat": on_heartbeat,
+    "MeterValues": on_meter_values,
+    "StartTransaction": on_start_transaction,
+    "StatusNotification": on_status_notification,
+    "StopTransaction": on_stop_transaction,
+}

@@ -1,0 +1,142 @@
+"""Schema validation of OCPP 1.6 payloads, both directions, with the library's own JSON schemas.
+
+The `ocpp` package ships the official 1.6 schemas; this module compiles each once (Draft 4, with a
+date-time format check the library leaves out) and maps a violation to the 1.6 CALLERROR code that
+names it: a missing field is an occurrence violation, a wrong JSON type or an over-long string a
+type violation, a value outside an enum or range a property violation, an unknown field or a
+payload that is not an object a formation violation.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from datetime import datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import ocpp
+from jsonschema import Draft4Validator, FormatChecker
+from jsonschema.exceptions import ValidationError, best_match
+
+from csms.ocpp import errors
+from csms.ocpp.errors import OcppError
+
+SCHEMAS = Path(ocpp.__file__).resolve().parent / "v16" / "schemas"
+
+# Charger → CSMS (OCPP 1.6 core and the other feature profiles).
+CHARGER_ACTIONS = frozenset(
+    {
+        "Authorize",
+        "BootNotification",
+        "DataTransfer",
+        "DiagnosticsStatusNotification",
+        "FirmwareStatusNotification",
+        "Heartbeat",
+        "MeterValues",
+        "StartTransaction",
+        "StatusNotification",
+        "StopTransaction",
+    }
+)
+# CSMS → charger.
+CSMS_ACTIONS = frozenset(
+    {
+        "CancelReservation",
+        "ChangeAvailability",
+        "ChangeConfiguration",
+        "ClearCache",
+        "ClearChargingProfile",
+        "DataTransfer",
+        "GetCompositeSchedule",
+        "GetConfiguration",
+        "GetDiagnostics",
+        "GetLocalListVersion",
+        "RemoteStartTransaction",
+        "RemoteStopTransaction",
+        "ReserveNow",
+        "Reset",
+        "SendLocalList",
+        "SetChargingProfile",
+        "TriggerMessage",
+        "UnlockConnector",
+        "UpdateFirmware",
+    }
+)
+# Schemas with `multipleOf: 0.1` on numbers: binary floats would fail them, so these payloads are
+# checked as Decimals (the library does the same).
+_DECIMAL_SCHEMAS = frozenset({"SetChargingProfile", "RemoteStartTransaction", "GetCompositeScheduleResponse"})
+
+_format_checker = FormatChecker(formats=())
+
+
+@_format_checker.checks("date-time", raises=ValueError)
+def _is_date_time(value: object) -> bool:
+    if isinstance(value, str):
+        datetime.fromisoformat(value)
+    return True
+
+
+_CODES = {
+    "required": errors.OCCURENCE_CONSTRAINT_VIOLATION,
+    "minItems": errors.OCCURENCE_CONSTRAINT_VIOLATION,
+    "maxItems": errors.OCCURENCE_CONSTRAINT_VIOLATION,
+    "type": errors.TYPE_CONSTRAINT_VIOLATION,
+    "maxLength": errors.TYPE_CONSTRAINT_VIOLATION,
+    "minLength": errors.TYPE_CONSTRAINT_VIOLATION,
+    "format": errors.TYPE_CONSTRAINT_VIOLATION,
+    "enum": errors.PROPERTY_CONSTRAINT_VIOLATION,
+    "minimum": errors.PROPERTY_CONSTRAINT_VIOLATION,
+    "maximum": errors.PROPERTY_CONSTRAINT_VIOLATION,
+    "multipleOf": errors.PROPERTY_CONSTRAINT_VIOLATION,
+    "additionalProperties": errors.FORMATION_VIOLATION,
+}
+
+
+@functools.cache
+def _validator(schema_name: str) -> Draft4Validator:
+    parse_float = Decimal if schema_name in _DECIMAL_SCHEMAS else float
+    schema = json.loads(
+        (SCHEMAS / f"{schema_name}.json").read_text(encoding="utf-8"), parse_float=parse_float
+    )
+    return Draft4Validator(schema, format_checker=_format_checker)
+
+
+def _describe(error: ValidationError) -> OcppError:
+    path = "/".join(str(p) for p in error.absolute_path)
+    if error.validator == "type" and not path:
+        code = errors.FORMATION_VIOLATION  # the payload itself is not an object
+    else:
+        code = _CODES.get(str(error.validator), errors.FORMATION_VIOLATION)
+    where = f" at '{path}'" if path else ""
+    message = error.message
+    if error.validator == "enum":  # the library's message lists every allowed value; too long to send
+        message = f"{error.instance!r} is not an allowed value"
+    return OcppError(code, f"{message}{where}", {"path": path, "rule": str(error.validator)})
+
+
+def _check(schema_name: str, payload: Any) -> None:
+    validator = _validator(schema_name)
+    if schema_name in _DECIMAL_SCHEMAS:
+        payload = json.loads(json.dumps(payload), parse_float=Decimal)
+    error = best_match(validator.iter_errors(payload))
+    if error is not None:
+        raise _describe(error)
+
+
+def validate_request(action: str, payload: Any) -> None:
+    """Check a CALL payload for `action`; raises `OcppError` with the 1.6 code."""
+    _check(action, payload)
+
+
+def validate_response(action: str, payload: Any) -> None:
+    """Check a CALLRESULT payload answering `action`; raises `OcppError` with the 1.6 code."""
+    _check(f"{action}Response", payload)
+
+
+def warm_up() -> None:
+    """Compile every schema up front, so the first charger does not pay for it."""
+    for action in CHARGER_ACTIONS | CSMS_ACTIONS:
+        _validator(action)
+        _validator(f"{action}Response")

@@ -1,0 +1,1 @@
+"""Getting events from the web process to the actors: durably, in bounded resources."""

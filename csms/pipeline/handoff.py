@@ -1,0 +1,247 @@
+"""The hand-off: how the web process gives an event to the actors, and when it may answer.
+
+`submit(actor, payload, durable=True)` returns only once the message is safe: confirmed by RabbitMQ,
+or, when RabbitMQ cannot take it, committed to the outbox table. With `durable=False` it returns at
+once and a failed publish is parked in the outbox in the background. It returns False only when the
+message could be kept nowhere, and the caller must then not acknowledge what it received.
+
+Embedded mode has no broker to confirm anything, so every message is committed to the outbox first;
+a relay feeds the in-process broker and a row is deleted only after its actor finished (or the
+message was dead-lettered), so a crash loses nothing: the relay re-sends what is left at start-up.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterable
+
+import dramatiq
+from flask import Flask
+
+from csms.extensions import db
+from csms.pipeline import outbox
+
+log = logging.getLogger(__name__)
+
+
+class Handoff:
+    def submit(self, actor: dramatiq.Actor, payload: dict, *, durable: bool) -> bool:
+        raise NotImplementedError
+
+    def start(self) -> None:
+        """Start background work (relays, publisher)."""
+
+    def stop(self) -> None:
+        """Stop background work."""
+
+
+def _park_in_own_context(app: Flask, messages: Iterable[dramatiq.Message]) -> bool:
+    with app.app_context():
+        try:
+            outbox.park(messages)
+            return True
+        except Exception:
+            log.exception("could not park messages in the outbox")
+            return False
+        finally:
+            db.session.remove()
+
+
+class EmbeddedHandoff(Handoff):
+    def __init__(self, app: Flask, broker: dramatiq.Broker, *, poll_interval: float = 1.0):
+        self.app = app
+        self.broker = broker
+        self.poll_interval = poll_interval
+        self._in_flight: set[str] = set()
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stopped = threading.Event()
+        self._thread: threading.Thread | None = None
+        broker.add_middleware(_OutboxAck(self))
+
+    def submit(self, actor: dramatiq.Actor, payload: dict, *, durable: bool) -> bool:
+        ok = _park_in_own_context(self.app, [actor.message(payload)])
+        self._wake.set()
+        return ok
+
+    def start(self) -> None:
+        self._stopped.clear()
+        self._thread = threading.Thread(target=self._relay, name="outbox-relay", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def _relay(self) -> None:
+        while not self._stopped.is_set():
+            self._wake.wait(self.poll_interval)
+            self._wake.clear()
+            try:
+                self._relay_once()
+            except Exception:
+                log.exception("outbox relay pass failed")
+
+    def _relay_once(self) -> None:
+        with self.app.app_context():
+            try:
+                with self._lock:
+                    exclude = list(self._in_flight)
+                rows = outbox.oldest(500, exclude=exclude) if len(exclude) < 5000 else []
+                for row in rows:
+                    with self._lock:
+                        self._in_flight.add(row.message_id)
+                    self.broker.enqueue(dramatiq.Message.decode(row.body))
+            finally:
+                db.session.remove()
+
+    def done(self, message_id: str) -> None:
+        with self.app.app_context():
+            try:
+                outbox.remove([message_id])
+                db.session.commit()
+            finally:
+                db.session.remove()
+        with self._lock:
+            self._in_flight.discard(message_id)
+        self._wake.set()
+
+
+class _OutboxAck(dramatiq.Middleware):
+    """Deletes a message's outbox row once its actor succeeded or it was dead-lettered; a message
+    waiting for a retry keeps its row, so a restart would send it again."""
+
+    def __init__(self, handoff: EmbeddedHandoff):
+        self.handoff = handoff
+
+    def after_process_message(self, broker, message, *, result=None, exception=None):
+        if exception is None or message.failed:
+            self.handoff.done(message.message_id)
+
+    def after_skip_message(self, broker, message):
+        self.handoff.done(message.message_id)
+
+
+class BrokerHandoff(Handoff):
+    """Production: publish through the shared `AmqpPublisher`, fall back to the outbox, and relay
+    the outbox back to RabbitMQ once it is reachable again."""
+
+    def __init__(self, app: Flask, *, confirm_timeout: float = 5.0, relay_interval: float = 1.0):
+        from csms.pipeline.publisher import AmqpPublisher
+
+        self.app = app
+        self.confirm_timeout = confirm_timeout
+        self.relay_interval = relay_interval
+        self.broker = app.extensions["dramatiq"]
+        self.publisher = AmqpPublisher(app.config["RABBITMQ_URL"], declare_queues=self._declare_queues)
+        self._relay_greenlet = None
+        self._parker = None
+        self._to_park = None
+
+    def _declare_queues(self, channel, timeout: float) -> None:
+        """Let the Dramatiq broker declare its queues (same arguments, dead-letter queues included),
+        then drop the connection it opened for that."""
+        for queue_name in self.broker.get_declared_queues():
+            self.broker.declare_queue(queue_name, ensure=True)
+        del self.broker.connection
+
+    def start(self) -> None:
+        import gevent
+        import gevent.queue
+
+        self._to_park = gevent.queue.Queue()
+        self.publisher.start()
+        self._relay_greenlet = gevent.spawn(self._relay)
+        self._parker = gevent.spawn(self._park_failed)
+
+    def stop(self) -> None:
+        for greenlet in (self._relay_greenlet, self._parker):
+            if greenlet is not None:
+                greenlet.kill(block=True, timeout=5)
+        self.publisher.stop()
+
+    def submit(self, actor: dramatiq.Actor, payload: dict, *, durable: bool) -> bool:
+        import gevent
+
+        message = actor.message(payload)
+        result = self.publisher.publish(message.queue_name, message.encode(), message.message_id)
+        if not durable:
+            result.rawlink(lambda done: done.value or self._to_park.put(message))
+            return True
+        try:
+            confirmed = result.get(timeout=self.confirm_timeout)
+        except gevent.Timeout:
+            confirmed = False
+        if confirmed:
+            return True
+        try:
+            outbox.park([message])  # the caller's own app context and session
+            return True
+        except Exception:
+            log.exception("message %s could be neither published nor parked", message.message_id)
+            return False
+
+    def _park_failed(self) -> None:
+        import gevent.queue
+
+        while True:
+            batch = [self._to_park.get()]
+            while len(batch) < 500:
+                try:
+                    batch.append(self._to_park.get_nowait())
+                except gevent.queue.Empty:
+                    break
+            while not _park_in_own_context(self.app, batch):
+                import gevent
+
+                gevent.sleep(1.0)
+
+    def _relay(self) -> None:
+        import gevent
+
+        while True:
+            self.publisher.connected.wait()
+            try:
+                moved = self._relay_once()
+            except Exception:
+                log.exception("outbox relay pass failed")
+                moved = 0
+            if not moved:
+                gevent.sleep(self.relay_interval)
+
+    def _relay_once(self) -> int:
+        import gevent
+
+        with self.app.app_context():
+            try:
+                rows = outbox.oldest(500, lock=True)
+                if not rows:
+                    db.session.rollback()
+                    return 0
+                pending = [
+                    (row.message_id, self.publisher.publish(row.queue_name, row.body, row.message_id))
+                    for row in rows
+                ]
+                confirmed = []
+                for message_id, result in pending:
+                    try:
+                        if result.get(timeout=self.confirm_timeout * 2):
+                            confirmed.append(message_id)
+                    except gevent.Timeout:
+                        pass
+                outbox.remove(confirmed)
+                db.session.commit()
+                if confirmed:
+                    log.info("relayed %d parked message(s) to RabbitMQ", len(confirmed))
+                return len(confirmed) if len(confirmed) == len(rows) else 0
+            finally:
+                db.session.remove()
+
+
+def build_handoff(app: Flask) -> Handoff:
+    if app.config.get("RABBITMQ_URL"):
+        return BrokerHandoff(app, confirm_timeout=app.config["CONFIRM_TIMEOUT"])
+    return EmbeddedHandoff(app, app.extensions["dramatiq"])

@@ -1,0 +1,28 @@
+"""What a serving web process runs besides answering requests: the hand-off's publisher and relay,
+and in embedded mode the in-process Dramatiq worker."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from flask import Flask
+
+from csms.broker import InProcessWorker, is_embedded
+from csms.ocpp import validation
+
+
+def start_background(app: Flask) -> Callable[[], None]:
+    """Start everything; returns the function that stops it again."""
+    validation.warm_up()
+    worker = None
+    if is_embedded(app) and app.config["INPROCESS_WORKER"]:
+        worker = InProcessWorker(app).start()
+    handoff = app.extensions["ocpp"].handoff
+    handoff.start()
+
+    def stop() -> None:
+        handoff.stop()
+        if worker is not None:
+            worker.stop()
+
+    return stop
