@@ -50,21 +50,34 @@ def migrate_database(url: str, tmp_instance: Path) -> None:
 
 
 @pytest.fixture(scope="session")
-def postgres_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A fresh, migrated PostgreSQL database for this test run, dropped at the end."""
+def postgres_databases(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[], str]]:
+    """Makes fresh, migrated PostgreSQL databases; all are dropped when the run ends."""
     try:
         admin = psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True, connect_timeout=3)
     except psycopg.Error as exc:
         service_unavailable("PostgreSQL", exc)
-    name = f"csms_test_{secrets.token_hex(4)}"
-    admin.execute(f'CREATE DATABASE "{name}"')
-    url = _with_database(POSTGRES_ADMIN_URL, name)
-    try:
+    created: list[str] = []
+
+    def create() -> str:
+        name = f"csms_test_{secrets.token_hex(4)}"
+        admin.execute(f'CREATE DATABASE "{name}"')
+        created.append(name)
+        url = _with_database(POSTGRES_ADMIN_URL, name)
         migrate_database(url, tmp_path_factory.mktemp("pg-instance"))
-        yield url
+        return url
+
+    try:
+        yield create
     finally:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        for name in created:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         admin.close()
+
+
+@pytest.fixture(scope="session")
+def postgres_url(postgres_databases: Callable[[], str]) -> str:
+    """The run's shared PostgreSQL database; tables are emptied after each test that used it."""
+    return postgres_databases()
 
 
 @pytest.fixture(scope="session")

@@ -13,25 +13,32 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy import func, select
 
-from actors.storage import store_ocpp_message
+from actors.storage import record_exchange
 from csms.broker import get_app_broker
 from csms.extensions import db
 from csms.models import OcppMessage
 from tests.conftest import ROOT
 
 
-def an_event(**overrides):
+def a_frame(**overrides):
     return {
         "event_id": str(uuid.uuid4()),
-        "charge_point_id": "CP-1",
         "direction": "in",
         "message_type": 2,
         "unique_id": "msg-1",
         "action": "Heartbeat",
         "payload": {},
-        "received_at": datetime.now(UTC).isoformat(),
-        "node_id": "test",
+        "at": datetime.now(UTC).isoformat(),
         **overrides,
+    }
+
+
+def an_exchange():
+    """A Heartbeat and its answer, as the gateway hands them off."""
+    return {
+        "charge_point_id": "CP-1",
+        "node_id": "test",
+        "frames": [a_frame(), a_frame(direction="out", message_type=3, payload={"currentTime": "x"})],
     }
 
 
@@ -50,24 +57,27 @@ def wait_until(predicate, timeout: float = 30.0, interval: float = 0.1):
 
 
 def test_in_process_worker_runs_the_actor(app, worker):
-    event = an_event()
-    message = store_ocpp_message.send(event)
+    exchange = an_exchange()
+    message = record_exchange.send(exchange)
     assert message.queue_name == "ocpp_messages"
     worker.join()
-    stored = db.session.scalar(select(OcppMessage).where(OcppMessage.event_id == event["event_id"]))
+    request_id = exchange["frames"][0]["event_id"]
+    stored = db.session.scalar(select(OcppMessage).where(OcppMessage.event_id == request_id))
     assert (stored.action, stored.direction, stored.unique_id) == ("Heartbeat", "in", "msg-1")
+    assert _stored(exchange["frames"][1]["event_id"]) == 1
 
 
 def test_redelivered_event_is_stored_once(app, worker):
-    event = an_event()
+    exchange = an_exchange()
     for _ in range(3):
-        store_ocpp_message.send(event)
+        record_exchange.send(exchange)
     worker.join()
-    assert _stored(event["event_id"]) == 1
+    assert _stored(exchange["frames"][0]["event_id"]) == 1
+    assert db.session.scalar(select(func.count()).select_from(OcppMessage)) == 2
 
 
 def test_the_actor_is_bound_to_the_app_broker(app):
-    assert store_ocpp_message.broker is get_app_broker(app)
+    assert record_exchange.broker is get_app_broker(app)
     assert "ocpp_messages" in get_app_broker(app).get_declared_queues()
 
 
@@ -87,12 +97,13 @@ def test_dramatiq_actors_process_runs_the_actor_from_rabbitmq(make_app, postgres
     )
     try:
         with app.app_context():
-            event = an_event()
-            store_ocpp_message.send(event)
-            store_ocpp_message.send(event)  # a duplicate delivery
-            assert wait_until(lambda: _stored(event["event_id"]) == 1), "the worker process stored nothing"
+            exchange = an_exchange()
+            record_exchange.send(exchange)
+            record_exchange.send(exchange)  # a duplicate delivery
+            event_id = exchange["frames"][0]["event_id"]
+            assert wait_until(lambda: _stored(event_id) == 1), "the worker process stored nothing"
             time.sleep(0.5)
-            assert _stored(event["event_id"]) == 1
+            assert _stored(event_id) == 1
     finally:
         worker.terminate()
         output, _ = worker.communicate(timeout=30)

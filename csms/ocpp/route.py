@@ -3,6 +3,9 @@ charger gets a plain HTTP 401/404 and never a WebSocket."""
 
 from __future__ import annotations
 
+import contextlib
+import socket
+
 from flask import Blueprint, Flask, current_app, g, request
 
 from csms.errors import error_response
@@ -30,14 +33,40 @@ def authenticate_charger():
     return None
 
 
+def _client_socket(environ: dict) -> socket.socket | None:
+    """The TCP socket under this request, found where simple-websocket finds it."""
+    if "werkzeug.socket" in environ:
+        return environ["werkzeug.socket"]
+    stream = environ.get("wsgi.input")
+    stream = getattr(stream, "rfile", stream)
+    raw = getattr(stream, "raw", None)
+    return getattr(raw, "_sock", None)
+
+
+def _end_transport(environ: dict) -> None:
+    """Shut the TCP connection down once the WebSocket is over.
+
+    simple-websocket works on a duplicate of the server's socket, so closing its copy leaves the
+    connection open: the charger would wait for its close timeout after a 1002 or 1009, and the WSGI
+    server would read the charger's next bytes as a new HTTP request. A shutdown ends it for both.
+    """
+    sock = _client_socket(environ)
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
+
+
 @sock.route("/ocpp/<string:charge_point_id>", bp=bp)
 def charger_socket(ws, charge_point_id: str) -> None:
     """One charger's connection, for as long as it lasts."""
-    if ws.subprotocol != SUBPROTOCOL:
-        ws.close(reason=1002, message=f"subprotocol {SUBPROTOCOL} required")
-        return
-    gateway: Gateway = current_app.extensions["ocpp"]
-    OcppSession(gateway, ws, g.charger, request.remote_addr).run()
+    try:
+        if ws.subprotocol != SUBPROTOCOL:
+            ws.close(reason=1002, message=f"subprotocol {SUBPROTOCOL} required")
+            return
+        gateway: Gateway = current_app.extensions["ocpp"]
+        OcppSession(gateway, ws, g.charger, request.remote_addr).run()
+    finally:
+        _end_transport(request.environ)
 
 
 def init_app(app: Flask) -> None:

@@ -125,9 +125,24 @@ def _check(schema_name: str, payload: Any) -> None:
         raise _describe(error)
 
 
+# Rules the 1.6 schemas leave out: connector 0 is the charge point itself and carries no transaction.
+_MIN_CONNECTOR = {"StatusNotification": 0, "MeterValues": 0, "StartTransaction": 1}
+
+
+def _check_meaning(action: str, payload: dict[str, Any]) -> None:
+    minimum = _MIN_CONNECTOR.get(action)
+    if minimum is not None and payload["connectorId"] < minimum:
+        raise OcppError(
+            errors.PROPERTY_CONSTRAINT_VIOLATION,
+            f"connectorId must be at least {minimum} at 'connectorId'",
+            {"path": "connectorId", "rule": "minimum"},
+        )
+
+
 def validate_request(action: str, payload: Any) -> None:
     """Check a CALL payload for `action`; raises `OcppError` with the 1.6 code."""
     _check(action, payload)
+    _check_meaning(action, payload)
 
 
 def validate_response(action: str, payload: Any) -> None:

@@ -1,0 +1,109 @@
+"""A whole CSMS under test, as ops would run it: the web process, and in production mode a
+`dramatiq actors` worker, on a database of its own."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import Engine
+
+from csms import create_app
+from csms.config import normalize_database_url
+from csms.extensions import db
+from csms.models import IdTag
+from csms.services import chargers
+from tests.support.processes import Running, web_process, worker_process
+
+AUTH_KEY = "test-key-0123456789"
+
+
+@dataclass
+class Deployment:
+    mode: str
+    database_url: str
+    env: dict[str, str]
+    web: Running
+    worker: Running | None
+    engine: Engine = field(repr=False)
+
+    @property
+    def ws_url(self) -> str:
+        return self.web.ws_url
+
+    def rows(self, sql: str, **params: Any) -> list:
+        with self.engine.connect() as connection:
+            return list(connection.execute(text(sql), params))
+
+    def scalar(self, sql: str, **params: Any) -> Any:
+        with self.engine.connect() as connection:
+            return connection.execute(text(sql), params).scalar()
+
+
+def seed(
+    database_url: str,
+    instance: Path,
+    charge_points: dict[str, str] | None = None,
+    pending: tuple[str, ...] = (),
+    id_tags: dict[str, tuple[str, datetime | None]] | None = None,
+) -> None:
+    """Register chargers (`{id: key}`) and id tags (`{tag: (status, expiry)}`) directly in the database."""
+    app = create_app({"DATABASE_URL": database_url, "INSTANCE_PATH": str(instance), "RABBITMQ_URL": None})
+    with app.app_context():
+        for charge_point_id, key in (charge_points or {}).items():
+            status = "Pending" if charge_point_id in pending else "Accepted"
+            chargers.register(charge_point_id, key, connectors=2, status=status)
+        for tag, (status, expiry) in (id_tags or {}).items():
+            db.session.add(IdTag(id_tag=tag, status=status, expiry_date=expiry))
+        db.session.commit()
+        db.session.remove()
+        db.engine.dispose()
+
+
+@contextmanager
+def deployment(
+    mode: str,
+    workdir: Path,
+    *,
+    database_url: str | None = None,
+    sqlite_template: Path | None = None,
+    rabbitmq_url: str | None = None,
+    web_rabbitmq_url: str | None = None,
+    env: dict[str, str] | None = None,
+    with_worker: bool = True,
+    **seed_args: Any,
+) -> Iterator[Deployment]:
+    """Start a CSMS in `mode` ("embedded" or "production"). `web_rabbitmq_url` lets the web process
+    reach RabbitMQ through a different address (a fault-injecting proxy) than the worker."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    if mode == "embedded":
+        assert sqlite_template is not None
+        database = workdir / "csms.sqlite3"
+        shutil.copyfile(sqlite_template, database)
+        database_url = f"sqlite:///{database}"
+    assert database_url is not None
+    seed(database_url, workdir, **seed_args)
+    base_env = {
+        "CSMS_DATABASE_URL": database_url,
+        "CSMS_INSTANCE_PATH": str(workdir),
+        "CSMS_NODE_ID": f"{mode}-test",
+        **(env or {}),
+    }
+    with ExitStack() as stack:
+        worker = None
+        if mode == "production":
+            assert rabbitmq_url is not None
+            worker_env = {**base_env, "CSMS_RABBITMQ_URL": rabbitmq_url}
+            if with_worker:
+                worker = stack.enter_context(worker_process(worker_env, workdir))
+            base_env["CSMS_RABBITMQ_URL"] = web_rabbitmq_url or rabbitmq_url
+        web = stack.enter_context(web_process(base_env, workdir))
+        engine = create_engine(normalize_database_url(database_url))
+        stack.callback(engine.dispose)
+        yield Deployment(mode, database_url, base_env, web, worker, engine)
