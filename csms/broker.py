@@ -111,7 +111,11 @@ class InProcessWorker:
 
     def __init__(self, app: Flask) -> None:
         self.app = app
-        self.worker = dramatiq.Worker(get_app_broker(app), worker_threads=app.config["WORKER_THREADS"])
+        # A short poll timeout lets the web process stop promptly; idle polling of the in-memory
+        # broker costs nothing.
+        self.worker = dramatiq.Worker(
+            get_app_broker(app), worker_threads=app.config["WORKER_THREADS"], worker_timeout=200
+        )
 
     def start(self) -> InProcessWorker:
         self.worker.start()
