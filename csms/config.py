@@ -88,7 +88,9 @@ def load(overrides: dict[str, Any] | None = None, environ: dict[str, str] | None
     for name in settings_names():
         value = getattr(Config, name)
         raw = environ.get(f"CSMS_{name}")
-        if raw is not None and raw != "":
+        # An empty value unsets an optional setting (CSMS_RABBITMQ_URL= means embedded mode), and is
+        # a value like any other for the rest (CSMS_BOOT_CONFIGURATION= pushes nothing).
+        if raw is not None and not (raw == "" and (value is None or name in _CASTS)):
             cast = _CASTS.get(name, str)
             try:
                 value = cast(raw)

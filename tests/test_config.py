@@ -45,3 +45,10 @@ def test_malformed_environment_names_the_variable(name, value):
 )
 def test_postgres_urls_mean_psycopg3(url, expected):
     assert config.normalize_database_url(url) == expected
+
+
+def test_empty_values_unset_optional_settings_only():
+    settings = config.load(environ={"CSMS_RABBITMQ_URL": "", "CSMS_BOOT_CONFIGURATION": "", "CSMS_PORT": ""})
+    assert settings["RABBITMQ_URL"] is None
+    assert settings["BOOT_CONFIGURATION"] == ""
+    assert settings["PORT"] == 8080

@@ -69,7 +69,11 @@ def gateway(live):
             },
         ),
         ("Reset", {"type": "Soft"}, {"status": "Accepted"}),
-        ("TriggerMessage", {"requestedMessage": "StatusNotification", "connectorId": 1}, {"status": "Accepted"}),
+        (
+            "TriggerMessage",
+            {"requestedMessage": "StatusNotification", "connectorId": 1},
+            {"status": "Accepted"},
+        ),
         ("ChangeAvailability", {"connectorId": 0, "type": "Inoperative"}, {"status": "Accepted"}),
     ],
 )
@@ -150,7 +154,9 @@ def test_one_outstanding_call_per_charger(live, charger):
     results: list = []
 
     def ask(n: int) -> None:
-        results.append((n, gateway(live).call("CP-CALL", "ChangeConfiguration", {"key": f"K{n}", "value": str(n)})))
+        results.append(
+            (n, gateway(live).call("CP-CALL", "ChangeConfiguration", {"key": f"K{n}", "value": str(n)}))
+        )
 
     started = time.monotonic()
     threads = [threading.Thread(target=ask, args=(n,)) for n in range(3)]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import threading
 import uuid
@@ -188,10 +189,8 @@ class LibraryCharger:
         assert response.status == RegistrationStatus.accepted, response
 
     async def _listen(self) -> None:
-        try:
+        with contextlib.suppress(websockets.ConnectionClosed):  # the test or the CSMS closed it
             await self.charge_point.start()
-        except websockets.ConnectionClosed:
-            pass  # the test or the CSMS closed the connection
 
     def set_delay(self, seconds: float) -> None:
         self.charge_point.delay = seconds

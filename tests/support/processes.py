@@ -149,6 +149,10 @@ class TcpProxy:
     def cut(self) -> None:
         self._accepting = False
         if self._listener is not None:
+            # A plain close() does not wake a thread blocked in accept() on Linux (it would go on
+            # accepting); shutdown() does.
+            with suppress(OSError):
+                self._listener.shutdown(socket.SHUT_RDWR)
             self._listener.close()
             self._listener = None
         with self._lock:
@@ -165,6 +169,9 @@ class TcpProxy:
             try:
                 client, _ = listener.accept()
             except OSError:
+                return
+            if not self._accepting:
+                client.close()
                 return
             try:
                 upstream = socket.create_connection(self.target, timeout=5)
