@@ -1,0 +1,175 @@
+"""Connection-level behaviour of the gateway (embedded mode): auto-registration of unknown chargers,
+TLS (security profile 2), the ping/pong keepalive, replaced connections, and bounded memory under a
+flood of bad frames."""
+
+from __future__ import annotations
+
+import base64
+import os
+import socket
+import ssl
+import subprocess
+import time
+
+import pytest
+from sqlalchemy import text
+from websockets.exceptions import InvalidStatus
+from websockets.sync.client import connect
+
+from tests.support.chargers import RawCharger, basic_auth
+from tests.support.deployment import AUTH_KEY, deployment
+from tests.support.processes import wait_until
+
+pytestmark = pytest.mark.slow
+
+
+def test_auto_register_creates_a_pending_charger_until_an_operator_accepts(tmp_path, sqlite_template):
+    with deployment(
+        "embedded", tmp_path, sqlite_template=sqlite_template, env={"CSMS_AUTO_REGISTER": "true"}
+    ) as csms:
+        with RawCharger(csms.ws_url, "NEW-1", "brand-new-key-123456") as raw:
+            assert raw.boot()[2]["status"] == "Pending"
+            assert raw.call("Heartbeat", {}, "hb")[2] == "SecurityError"
+        assert (
+            csms.scalar("SELECT registration_status FROM charge_points WHERE charge_point_id='NEW-1'")
+            == "Pending"
+        )
+        with pytest.raises(InvalidStatus) as refused:  # the key it first presented is now its key
+            RawCharger(csms.ws_url, "NEW-1", "another-key-1234567")
+        assert refused.value.response.status_code == 401
+        with pytest.raises(InvalidStatus) as refused:  # auto-registration still needs credentials
+            RawCharger(csms.ws_url, "NEW-2", None)
+        assert refused.value.response.status_code == 401
+
+        with csms.engine.begin() as connection:  # the operator accepts it
+            connection.execute(
+                text("UPDATE charge_points SET registration_status='Accepted' WHERE charge_point_id='NEW-1'")
+            )
+        with RawCharger(csms.ws_url, "NEW-1", "brand-new-key-123456") as raw:
+            assert raw.boot()[2]["status"] == "Accepted"
+            assert raw.call("Heartbeat", {}, "hb")[0] == 3
+
+
+@pytest.fixture
+def certificate(tmp_path):
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return cert, key
+
+
+def test_tls_security_profile_2(tmp_path, sqlite_template, certificate):
+    cert, key = certificate
+    with deployment(
+        "embedded",
+        tmp_path,
+        sqlite_template=sqlite_template,
+        charge_points={"TLS-1": AUTH_KEY},
+        env={"CSMS_TLS_CERT": str(cert), "CSMS_TLS_KEY": str(key)},
+    ) as csms:
+        context = ssl.create_default_context(cafile=str(cert))
+        url = f"wss://127.0.0.1:{csms.web.port}/ocpp/TLS-1"
+        with connect(
+            url, ssl=context, subprotocols=["ocpp1.6"], additional_headers=basic_auth("TLS-1", AUTH_KEY)
+        ) as ws:
+            ws.send('[2,"1","Heartbeat",{}]')
+            assert ws.recv(timeout=5).startswith('[3,"1",{"currentTime"')
+        with pytest.raises(Exception):  # plain ws:// is not served on a TLS port
+            RawCharger(csms.ws_url, "TLS-1", AUTH_KEY)
+
+
+def _handshake(port: int, charge_point_id: str) -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    auth = base64.b64encode(f"{charge_point_id}:{AUTH_KEY}".encode()).decode()
+    sock.sendall(
+        (
+            f"GET /ocpp/{charge_point_id} HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\n"
+            "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+            f"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: ocpp1.6\r\nAuthorization: Basic {auth}\r\n\r\n"
+        ).encode()
+    )
+    assert sock.recv(4096).startswith(b"HTTP/1.1 101")
+    return sock
+
+
+def test_a_charger_that_stops_answering_pings_is_disconnected(tmp_path, sqlite_template):
+    with deployment(
+        "embedded",
+        tmp_path,
+        sqlite_template=sqlite_template,
+        charge_points={"PING-1": AUTH_KEY},
+        env={"CSMS_PING_INTERVAL": "1"},
+    ) as csms:
+        sock = _handshake(csms.web.port, "PING-1")  # a peer that never answers a ping
+        started = time.monotonic()
+        received = b""
+        while chunk := sock.recv(4096):
+            received += chunk
+        elapsed = time.monotonic() - started
+        assert received[0] == 0x89  # a ping first,
+        assert b"\x88" in received and b"Ping/Pong timeout" in received  # then a close (1008)
+        assert 1.5 < elapsed < 5
+
+
+def test_a_reconnecting_charger_replaces_its_old_connection(tmp_path, sqlite_template):
+    with deployment(
+        "embedded", tmp_path, sqlite_template=sqlite_template, charge_points={"RE-1": AUTH_KEY}
+    ) as csms:
+        old = RawCharger(csms.ws_url, "RE-1", AUTH_KEY)
+        with RawCharger(csms.ws_url, "RE-1", AUTH_KEY) as new:
+            assert new.boot()[2]["status"] == "Accepted"
+            with pytest.raises(Exception):  # the old one was closed by the CSMS
+                old.call("Heartbeat", {})
+
+
+def _rss_kib(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("VmRSS:"))
+
+
+def test_a_flood_of_bad_frames_neither_grows_memory_nor_slows_others(tmp_path, sqlite_template):
+    with deployment(
+        "embedded",
+        tmp_path,
+        sqlite_template=sqlite_template,
+        charge_points={"BAD-1": AUTH_KEY, "GOOD-1": AUTH_KEY},
+        env={"CSMS_BOOT_CONFIGURATION": ""},
+    ) as csms:
+        bad_frames = ["nonsense", "[2]", '{"x":1}', "[7]", '[3,"nobody",{}]', os.urandom(64)]
+        with (
+            RawCharger(csms.ws_url, "BAD-1", AUTH_KEY) as bad,
+            RawCharger(csms.ws_url, "GOOD-1", AUTH_KEY) as good,
+        ):
+            for frame in bad_frames * 200:  # warm up allocator and caches
+                bad.send(frame)
+            good.call("Heartbeat", {})
+            before = _rss_kib(csms.web.process.pid)
+            for frame in bad_frames * 1500:  # 9,000 frames no one can answer
+                bad.send(frame)
+            started = time.monotonic()
+            assert good.call("Heartbeat", {})[0] == 3
+            assert time.monotonic() - started < 2.0  # the other charger is still served
+            assert bad.call("Heartbeat", {})[0] == 3  # and so is the flooding one, once it behaves
+            growth = _rss_kib(csms.web.process.pid) - before
+        assert growth < 10_000, f"RSS grew by {growth} KiB"
+        assert wait_until(lambda: "dropped a frame" in csms.web.log(), timeout=5)
