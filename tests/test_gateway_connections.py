@@ -13,7 +13,7 @@ import time
 
 import pytest
 from sqlalchemy import text
-from websockets.exceptions import InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 from websockets.sync.client import connect
 
 from tests.support.chargers import RawCharger, basic_auth
@@ -94,7 +94,7 @@ def test_tls_security_profile_2(tmp_path, sqlite_template, certificate):
         ) as ws:
             ws.send('[2,"1","Heartbeat",{}]')
             assert ws.recv(timeout=5).startswith('[3,"1",{"currentTime"')
-        with pytest.raises(Exception):  # plain ws:// is not served on a TLS port
+        with pytest.raises(InvalidHandshake):  # plain ws:// is not served on a TLS port
             RawCharger(csms.ws_url, "TLS-1", AUTH_KEY)
 
 
@@ -105,7 +105,8 @@ def _handshake(port: int, charge_point_id: str) -> socket.socket:
         (
             f"GET /ocpp/{charge_point_id} HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\n"
             "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-            f"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: ocpp1.6\r\nAuthorization: Basic {auth}\r\n\r\n"
+            "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: ocpp1.6\r\n"
+            f"Authorization: Basic {auth}\r\n\r\n"
         ).encode()
     )
     assert sock.recv(4096).startswith(b"HTTP/1.1 101")
@@ -138,7 +139,7 @@ def test_a_reconnecting_charger_replaces_its_old_connection(tmp_path, sqlite_tem
         old = RawCharger(csms.ws_url, "RE-1", AUTH_KEY)
         with RawCharger(csms.ws_url, "RE-1", AUTH_KEY) as new:
             assert new.boot()[2]["status"] == "Accepted"
-            with pytest.raises(Exception):  # the old one was closed by the CSMS
+            with pytest.raises(ConnectionClosed):  # the old one was closed by the CSMS
                 old.call("Heartbeat", {})
 
 
