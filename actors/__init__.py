@@ -5,7 +5,7 @@ middleware and moves the actors declared below onto it. In the web process the a
 built when this package is imported, so nothing is built twice.
 """
 
-from actors import storage  # noqa: F401
+from actors import billing, cms, commands, metering, notifications, storage, transactions  # noqa: F401
 from csms.broker import app_installed
 
 if not app_installed():

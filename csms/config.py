@@ -54,6 +54,7 @@ class Config:
     AUTH_CACHE_SECONDS = 60.0  # how long an idTag or charger-key decision is reused
     BOOT_CONFIGURATION = "MeterValueSampleInterval=60"  # pushed with ChangeConfiguration after boot
     PENDING_INTERVAL = 60  # BootNotification retry interval for Pending/Rejected chargers
+    DISPATCH_INTERVAL = 1.0  # seconds between looks for calls the workers asked this node to send
 
 
 _CASTS: dict[str, Any] = {
@@ -70,6 +71,7 @@ _CASTS: dict[str, Any] = {
     "PING_INTERVAL": int,
     "AUTH_CACHE_SECONDS": float,
     "PENDING_INTERVAL": int,
+    "DISPATCH_INTERVAL": float,
 }
 
 

@@ -17,11 +17,13 @@ def start_background(app: Flask) -> Callable[[], None]:
     worker = None
     if is_embedded(app) and app.config["INPROCESS_WORKER"]:
         worker = InProcessWorker(app).start()
-    handoff = app.extensions["ocpp"].handoff
-    handoff.start()
+    gateway = app.extensions["ocpp"]
+    gateway.handoff.start()
+    gateway.start()
 
     def stop() -> None:
-        handoff.stop()
+        gateway.stop()
+        gateway.handoff.stop()
         if worker is not None:
             worker.stop()
 

@@ -36,6 +36,15 @@ def transaction_script(charge_point_id: str, n_meter_values: int = 1):
     yield "StopTransaction", {"transactionId": 1, "meterStop": 500, "timestamp": "2026-07-01T11:00:00Z"}
 
 
+def boot_and_start(charge_point_id: str):
+    yield "BootNotification", {"chargePointVendor": "ACME", "chargePointModel": "Load"}
+    yield (
+        "StartTransaction",
+        {"connectorId": 1, "idTag": "TAG", "meterStart": 0, "timestamp": "2026-07-01T10:00:00Z"},
+    )
+    yield "Heartbeat", {}
+
+
 def stored_charger_calls(csms, prefix: str) -> int:
     return csms.scalar(
         "SELECT count(*) FROM ocpp_messages WHERE direction = 'in' AND message_type = 2"

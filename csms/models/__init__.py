@@ -9,7 +9,7 @@ from csms.models.charging import (
     Transaction,
     TransactionState,
 )
-from csms.models.logs import CmsEvent, CommandAudit, OcppMessage
+from csms.models.logs import CmsEvent, CommandAudit, CommandRequest, OcppMessage
 from csms.models.network import ChargePoint, Connector, RegistrationStatus, Station
 from csms.models.outbox import OutboxMessage
 from csms.models.tariff import Tariff
@@ -23,6 +23,7 @@ __all__ = [
     "ChargingSession",
     "CmsEvent",
     "CommandAudit",
+    "CommandRequest",
     "Connector",
     "IdTag",
     "IdTagStatus",

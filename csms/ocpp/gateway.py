@@ -17,13 +17,16 @@ from typing import Any
 from flask import Flask
 from sqlalchemy import select
 
+from actors.commands import record_command
+from actors.metering import process_meter_values
 from actors.storage import record_exchange
+from actors.transactions import process_transaction_message
 from csms.extensions import db
 from csms.models import ChargePoint, RegistrationStatus
 from csms.ocpp.registry import ConnectionRegistry
 from csms.ocpp.session import ChargerOffline, OcppSession
 from csms.pipeline.handoff import Handoff, build_handoff
-from csms.services import chargers, credentials
+from csms.services import chargers, commands, credentials
 from csms.services.authorization import IdTagCache
 from csms.services.errors import ServiceError
 
@@ -146,6 +149,21 @@ def parse_boot_configuration(text: str) -> list[tuple[str, str]]:
     return pairs
 
 
+# Each exchange goes to the queue of its concern; that actor stores its frames in the same database
+# transaction as its effect, so one message per exchange reaches the workers.
+_ACTORS = {
+    "MeterValues": process_meter_values,
+    "StartTransaction": process_transaction_message,
+    "StopTransaction": process_transaction_message,
+}
+
+
+def _actor_for(action: str | None, command: dict | None):
+    if command is not None:
+        return record_command
+    return _ACTORS.get(action or "", record_exchange)
+
+
 class Gateway:
     def __init__(self, app: Flask):
         config = app.config
@@ -170,7 +188,7 @@ class Gateway:
         }
         if command is not None:
             exchange["command"] = command
-        return self.handoff.submit(record_exchange, exchange, durable=durable)
+        return self.handoff.submit(_actor_for(frames[0].get("action"), command), exchange, durable=durable)
 
     # --- CSMS-initiated calls -------------------------------------------------------------------
 
@@ -193,6 +211,54 @@ class Gateway:
             raise ChargerOffline(charge_point_id)
         command = {"requested_by": requested_by, "requested_at": datetime.now(UTC).isoformat()}
         return session.call(action, payload, timeout or self.config["CALL_TIMEOUT"], command=command)
+
+    # --- calls requested by the workers ------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start sending the calls workers request (see `csms.services.commands.request`)."""
+        self._dispatching = threading.Event()
+        self._dispatching.set()
+        threading.Thread(target=self._dispatch_loop, name="command-dispatch", daemon=True).start()
+
+    def stop(self) -> None:
+        if getattr(self, "_dispatching", None) is not None:
+            self._dispatching.clear()
+
+    def _dispatch_loop(self) -> None:
+        interval = self.config["DISPATCH_INTERVAL"]
+        while self._dispatching.is_set():
+            time.sleep(interval)
+            try:
+                self._dispatch_once()
+            except Exception:
+                log.exception("dispatching requested commands failed")
+
+    def _dispatch_once(self) -> None:
+        if not len(self.registry):
+            return
+        with self.app.app_context():
+            try:
+                claimed = commands.claim_pending(self.registry.ids(), self.node_id)
+                jobs = [(r.id, r.charge_point_id, r.action, r.payload, r.reason) for r in claimed]
+            finally:
+                db.session.remove()
+        for job in jobs:
+            threading.Thread(target=self._send_requested, args=job, daemon=True).start()
+
+    def _send_requested(
+        self, request_id: int, charge_point_id: str, action: str, payload: dict, reason: str
+    ) -> None:
+        try:
+            answer = self.call(charge_point_id, action, payload)
+            outcome = f"answered: {answer.get('status', 'ok')}"
+        except Exception as exc:  # offline, timeout, refused: recorded, the audit has the details
+            outcome = f"{type(exc).__name__}: {exc}"
+        log.info("%s: %s (%s) → %s", charge_point_id, action, reason, outcome)
+        with self.app.app_context():
+            try:
+                commands.record_outcome(request_id, outcome)
+            finally:
+                db.session.remove()
 
     def after_accepted_boot(self, session: OcppSession) -> None:
         """Push the boot profile (e.g. MeterValueSampleInterval) once the charger is accepted, in the

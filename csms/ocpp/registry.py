@@ -49,6 +49,9 @@ class ConnectionRegistry:
         session = self._sessions.get(charge_point_id)
         return None if session is None else session.info()
 
+    def ids(self) -> set[str]:
+        return set(self._sessions)
+
     def __len__(self) -> int:
         return len(self._sessions)
 

@@ -30,7 +30,6 @@ def to_rows(exchange: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def record(exchange: dict[str, Any]) -> int:
-    """Store an exchange's frames; returns how many were new (0 for a redelivery)."""
-    inserted = insert_ignoring_conflicts(db.session, OcppMessage, to_rows(exchange), ["event_id"])
-    db.session.commit()
-    return inserted
+    """Add an exchange's frames to the current transaction; returns how many were new (0 for a
+    redelivery). The caller commits, together with whatever else the exchange changed."""
+    return insert_ignoring_conflicts(db.session, OcppMessage, to_rows(exchange), ["event_id"])

@@ -1,0 +1,25 @@
+"""Settling a finished session: capture its cost from the hold, refund the rest, exactly once."""
+
+import dramatiq
+
+from csms.realtime import customer_room, publish
+from csms.services import billing
+from csms.services.money import format_minor
+
+
+@dramatiq.actor(queue_name="billing", max_retries=20, min_backoff=1_000, max_backoff=300_000)
+def settle_session(session_id: int) -> None:
+    """Bill the session once its transaction has stopped; a second run finds it settled."""
+    settlement = billing.settle(session_id)
+    if settlement is None or not settlement.newly_settled:
+        return
+    publish(
+        "charging:stopped",
+        {
+            "sessionId": session_id,
+            "energyWh": settlement.energy_wh,
+            "cost": format_minor(settlement.captured_minor),
+            "refunded": format_minor(settlement.refunded_minor),
+        },
+        [customer_room(settlement.user_id)],
+    )

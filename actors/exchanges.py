@@ -1,0 +1,57 @@
+"""Reading an exchange (a charger's CALL and the CSMS's answer, or the reverse) as handed off by the
+gateway: see `csms.ocpp.gateway.Gateway.hand_off`."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+
+class Exchange:
+    def __init__(self, raw: dict[str, Any]):
+        self.raw = raw
+        self.charge_point_id: str = raw["charge_point_id"]
+        self.frames: list[dict[str, Any]] = raw["frames"]
+        self.first = self.frames[0]
+        self.reply = self.frames[1] if len(self.frames) > 1 else None
+        self.action: str | None = self.first.get("action")
+        self.at = datetime.fromisoformat(self.first["at"])
+        self.command: dict[str, Any] | None = raw.get("command")
+
+    @property
+    def request(self) -> dict[str, Any]:
+        return self.first.get("payload") or {}
+
+    @property
+    def answered(self) -> bool:
+        """True when the charger's CALL got a CALLRESULT (not a CALLERROR)."""
+        return self.first["direction"] == "in" and self.reply is not None and self.reply["message_type"] == 3
+
+    @property
+    def response(self) -> dict[str, Any]:
+        return (self.reply or {}).get("payload") or {}
+
+    def time_of(self, value: str | None) -> datetime:
+        """A charger timestamp as aware UTC, or the time the frame arrived when it sent none."""
+        if not value:
+            return self.at
+        parsed = datetime.fromisoformat(value)
+        return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
+class Notifications:
+    """Events an actor collects while it works and publishes only after its transaction committed,
+    so no dashboard hears of a change that was rolled back."""
+
+    def __init__(self) -> None:
+        self.pending: list[tuple[str, dict[str, Any], list[str]]] = []
+
+    def add(self, event: str, data: dict[str, Any], rooms: list[str]) -> None:
+        self.pending.append((event, data, rooms))
+
+    def publish(self) -> None:
+        from csms.realtime import publish
+
+        for event, data, rooms in self.pending:
+            publish(event, data, rooms)
+        self.pending.clear()

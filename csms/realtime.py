@@ -1,0 +1,76 @@
+"""Live events for dashboards and apps over Socket.IO.
+
+Actors publish through the `notifications` queue; its actor emits to rooms: `operators` (every
+event), `customer:<id>` (that customer's sessions) and `charger:<id>`. Each event also goes out as
+`notification` with its name, so a client can listen to one stream. Emits are best-effort: nothing
+of value depends on them.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+import socketio as python_socketio
+from flask import Flask, current_app
+
+from csms.broker import is_embedded
+from csms.extensions import socketio
+
+log = logging.getLogger(__name__)
+
+OPERATORS = "operators"
+
+
+def customer_room(user_id: int) -> str:
+    return f"customer:{user_id}"
+
+
+def charger_room(charge_point_id: str) -> str:
+    return f"charger:{charge_point_id}"
+
+
+_local = threading.local()
+
+
+def _write_only_manager(url: str) -> python_socketio.KombuManager:
+    """A worker thread's emitter: publishes to the Socket.IO message queue, listens to nothing.
+
+    One per thread: an AMQP connection must not be shared by threads (py-amqp is not thread-safe; a
+    shared one deadlocked worker threads), and a worker has a handful of threads.
+    """
+    manager = getattr(_local, "manager", None)
+    if manager is None:
+        manager = _local.manager = python_socketio.KombuManager(
+            url, write_only=True, connection_options={"connect_timeout": 5}
+        )
+    return manager
+
+
+def emit(event: str, data: dict[str, Any], rooms: list[str]) -> None:
+    app = current_app._get_current_object()
+    if is_embedded(app):
+        target: Any = socketio
+    else:
+        target = _write_only_manager(app.config["RABBITMQ_URL"])
+    envelope = {"event": event, "data": data}
+    for room in dict.fromkeys(rooms):
+        target.emit(event, data, to=room, namespace="/")
+        target.emit("notification", envelope, to=room, namespace="/")
+
+
+def publish(event: str, data: dict[str, Any], rooms: list[str]) -> None:
+    """Queue an event for the `notifications` actor; a failure to queue is logged, never raised."""
+    from actors.notifications import notify
+
+    try:
+        notify.send(event, data, [OPERATORS, *rooms])
+    except Exception:
+        log.exception("could not queue the %s notification", event)
+
+
+def init_app(app: Flask, async_mode: str) -> None:
+    """The web process's Socket.IO server, fed by the message queue in production mode."""
+    queue = None if is_embedded(app) else app.config["RABBITMQ_URL"]
+    socketio.init_app(app, async_mode=async_mode, message_queue=queue)

@@ -1,0 +1,82 @@
+"""What chargers tell about themselves: identity (BootNotification), connector states
+(StatusNotification) and when they were last heard from.
+
+Messages arrive in any order and possibly twice, so every update is conditional on the charger's own
+timestamp: an older message never overwrites what a newer one set.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import or_, select, update
+
+from csms.extensions import db
+from csms.models import ChargePoint, Connector
+from csms.services.sql import insert_ignoring_conflicts
+
+_BOOT_FIELDS = {
+    "chargePointVendor": "vendor",
+    "chargePointModel": "model",
+    "chargePointSerialNumber": "serial_number",
+    "chargeBoxSerialNumber": "serial_number",
+    "firmwareVersion": "firmware_version",
+    "iccid": "iccid",
+    "imsi": "imsi",
+    "meterType": "meter_type",
+    "meterSerialNumber": "meter_serial_number",
+}
+
+
+def charge_point_pk(charge_point_id: str) -> int | None:
+    return db.session.scalar(select(ChargePoint.id).where(ChargePoint.charge_point_id == charge_point_id))
+
+
+def touch(charge_point_id: str, at: datetime) -> None:
+    db.session.execute(
+        update(ChargePoint)
+        .where(ChargePoint.charge_point_id == charge_point_id)
+        .where(or_(ChargePoint.last_seen_at.is_(None), ChargePoint.last_seen_at < at))
+        .values(last_seen_at=at)
+    )
+
+
+def apply_boot(charge_point_id: str, payload: dict[str, Any], at: datetime) -> bool:
+    values = {column: payload[field] for field, column in _BOOT_FIELDS.items() if field in payload}
+    result = db.session.execute(
+        update(ChargePoint)
+        .where(ChargePoint.charge_point_id == charge_point_id)
+        .where(or_(ChargePoint.last_boot_at.is_(None), ChargePoint.last_boot_at < at))
+        .values(last_boot_at=at, **values)
+    )
+    return result.rowcount == 1
+
+
+def apply_status(charge_point_id: str, payload: dict[str, Any], at: datetime) -> bool:
+    """Set a connector's status if this notification is newer than the stored one; connector 0 is the
+    charge point itself. Returns True when the stored state changed."""
+    pk = charge_point_pk(charge_point_id)
+    if pk is None:
+        return False
+    connector_id = payload["connectorId"]
+    insert_ignoring_conflicts(
+        db.session,
+        Connector,
+        [{"charge_point_id": pk, "connector_id": connector_id, "status": payload["status"]}],
+        ["charge_point_id", "connector_id"],
+    )
+    result = db.session.execute(
+        update(Connector)
+        .where(Connector.charge_point_id == pk, Connector.connector_id == connector_id)
+        .where(or_(Connector.status_at.is_(None), Connector.status_at < at))
+        .values(
+            status=payload["status"],
+            error_code=payload["errorCode"],
+            info=payload.get("info"),
+            vendor_id=payload.get("vendorId"),
+            vendor_error_code=payload.get("vendorErrorCode"),
+            status_at=at,
+        )
+    )
+    return result.rowcount == 1

@@ -1,0 +1,123 @@
+"""The life of an OCPP transaction after the gateway allocated its id: linking it to the customer's
+session, stopping it, and what billing needs.
+
+Start and Stop may be processed in either order and more than once; each step is a conditional
+update, so the record ends the same whatever the order.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import select, update
+
+from csms.extensions import db
+from csms.models import ChargingSession, SessionState, Transaction, TransactionState
+from csms.services import commands, metering
+
+log = logging.getLogger(__name__)
+
+
+def parse_time(value: str) -> datetime:
+    parsed = datetime.fromisoformat(value)
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
+@dataclass(frozen=True)
+class Linked:
+    session_id: int
+    user_id: int
+    transaction_id: int
+    stopped: bool
+
+
+def link_session(transaction_id: int) -> Linked | None:
+    """Attach the transaction to the customer session waiting on its connector (same idTag), if any."""
+    transaction = db.session.get(Transaction, transaction_id)
+    if transaction is None:
+        return None
+    session = db.session.scalar(
+        select(ChargingSession).where(ChargingSession.transaction_id == transaction_id)
+    ) or db.session.scalar(
+        select(ChargingSession)
+        .where(
+            ChargingSession.charge_point_id == transaction.charge_point_id,
+            ChargingSession.connector_id == transaction.connector_id,
+            ChargingSession.id_tag == transaction.id_tag,
+            ChargingSession.transaction_id.is_(None),
+            ChargingSession.state.in_([SessionState.REQUESTED, SessionState.ACCEPTED]),
+        )
+        .order_by(ChargingSession.id.desc())
+        .with_for_update()
+    )
+    if session is None:
+        return None
+    if session.transaction_id is None:
+        session.transaction_id = transaction_id
+        session.state = SessionState.CHARGING
+        session.started_at = transaction.started_at
+    return Linked(session.id, session.user_id, transaction_id, transaction.state == TransactionState.STOPPED)
+
+
+@dataclass(frozen=True)
+class Stopped:
+    transaction_id: int
+    known: bool
+    newly_stopped: bool
+    energy_wh: int | None
+    session: Linked | None
+
+
+def stop(charge_point_pk: int | None, payload: dict[str, Any]) -> Stopped:
+    """Record a StopTransaction. The first Stop wins; a repeated one changes nothing. A transaction the
+    CSMS never allocated (unknown id, or -1) is reported as unknown and left alone."""
+    transaction_id = payload["transactionId"]
+    transaction = db.session.get(Transaction, transaction_id, with_for_update=True)
+    if transaction is None or (
+        charge_point_pk is not None and transaction.charge_point_id != charge_point_pk
+    ):
+        log.warning("StopTransaction for unknown transaction %s", transaction_id)
+        return Stopped(transaction_id, False, False, None, None)
+    stopped_at = parse_time(payload["timestamp"])
+    samples = metering.parse(payload.get("transactionData") or [])
+    if samples:
+        metering.store(transaction.charge_point_id, transaction.connector_id, transaction.id, samples)
+    meter_stop = payload["meterStop"]
+    result = db.session.execute(
+        update(Transaction)
+        .where(Transaction.id == transaction_id, Transaction.state == TransactionState.STARTED)
+        .values(
+            state=TransactionState.STOPPED,
+            meter_stop_wh=meter_stop,
+            meter_last_wh=max(meter_stop, transaction.meter_last_wh or 0),
+            energy_wh=max(meter_stop - transaction.meter_start_wh, 0),
+            stopped_at=stopped_at,
+            stop_reason=payload.get("reason", "Local"),
+            stop_id_tag=payload.get("idTag"),
+        )
+    )
+    db.session.flush()
+    db.session.refresh(transaction)
+    session = db.session.scalar(
+        select(ChargingSession).where(ChargingSession.transaction_id == transaction_id)
+    )
+    linked = None
+    if session is not None:
+        if session.state in (SessionState.CHARGING, SessionState.ACCEPTED, SessionState.REQUESTED):
+            session.state = SessionState.STOPPING
+        linked = Linked(session.id, session.user_id, transaction_id, True)
+    return Stopped(transaction_id, True, result.rowcount == 1, transaction.energy_wh, linked)
+
+
+def request_remote_stop(session_id: int, charge_point_id: str, transaction_id: int, reason: str) -> bool:
+    """Ask the web node that holds the charger to send RemoteStopTransaction (once per session)."""
+    return commands.request(
+        f"session:{session_id}:remote-stop",
+        charge_point_id,
+        "RemoteStopTransaction",
+        {"transactionId": transaction_id},
+        reason,
+    )

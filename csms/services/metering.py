@@ -1,0 +1,182 @@
+"""Meter values (OCPP 1.6 §7.31 SampledValue): parsed, normalised to Wh and W, stored once, and turned
+into a session's live energy and running cost.
+
+Energy registers are cumulative: a transaction's energy is the highest register reading seen minus
+its meterStart, never a sum of readings, so repeated or reordered messages cannot inflate it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from sqlalchemy import or_, select, update
+
+from csms.extensions import db
+from csms.models import ChargingSession, MeterSample, SessionState, Transaction
+from csms.services import billing
+from csms.services.sql import insert_ignoring_conflicts
+
+REGISTER = "Energy.Active.Import.Register"
+# Unit → (normalised unit, factor)
+_UNITS = {
+    "Wh": ("Wh", 1),
+    "kWh": ("Wh", 1000),
+    "varh": ("varh", 1),
+    "kvarh": ("varh", 1000),
+    "W": ("W", 1),
+    "kW": ("W", 1000),
+    "VA": ("VA", 1),
+    "kVA": ("VA", 1000),
+    "var": ("var", 1),
+    "kvar": ("var", 1000),
+}
+
+
+def _default_unit(measurand: str) -> str | None:
+    # §7.31: energy defaults to Wh, power to W
+    if measurand.startswith("Energy.Active"):
+        return "Wh"
+    if measurand.startswith("Energy.Reactive"):
+        return "varh"
+    if measurand.startswith("Power.Active"):
+        return "W"
+    return None
+
+
+def _parse_time(value: str) -> datetime:
+    parsed = datetime.fromisoformat(value)
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
+@dataclass(frozen=True)
+class Sample:
+    sampled_at: datetime
+    measurand: str
+    phase: str
+    location: str
+    context: str
+    unit: str
+    value: Decimal
+    raw_value: str
+    raw_unit: str | None
+
+
+def parse(meter_values: list[dict[str, Any]]) -> list[Sample]:
+    """Every numeric sampled value, normalised; signed or non-numeric values are skipped."""
+    samples = []
+    for meter_value in meter_values:
+        at = _parse_time(meter_value["timestamp"])
+        for sampled in meter_value.get("sampledValue", []):
+            if sampled.get("format") == "SignedData":
+                continue
+            measurand = sampled.get("measurand", REGISTER)
+            raw_unit = sampled.get("unit")
+            unit, factor = _UNITS.get(raw_unit or _default_unit(measurand) or "", (raw_unit or "", 1))
+            try:
+                value = Decimal(sampled["value"]) * factor
+            except (InvalidOperation, ValueError):
+                continue
+            if not value.is_finite():
+                continue
+            samples.append(
+                Sample(
+                    at,
+                    measurand,
+                    sampled.get("phase", ""),
+                    sampled.get("location", ""),
+                    sampled.get("context", "Sample.Periodic"),
+                    unit,
+                    value,
+                    sampled["value"][:64],
+                    raw_unit,
+                )
+            )
+    return samples
+
+
+def register_reading(samples: list[Sample]) -> tuple[int, datetime] | None:
+    """The highest total import register (Wh) among the samples, with its time; per-phase and
+    non-outlet readings do not count as the total."""
+    readings = [
+        (int(s.value), s.sampled_at)
+        for s in samples
+        if s.measurand == REGISTER and s.unit == "Wh" and not s.phase and s.location in ("", "Outlet")
+    ]
+    return max(readings, key=lambda r: r[0]) if readings else None
+
+
+def store(charge_point_pk: int, connector_id: int, transaction_id: int | None, samples: list[Sample]) -> int:
+    rows = [
+        {
+            "charge_point_id": charge_point_pk,
+            "connector_id": connector_id,
+            "transaction_id": transaction_id,
+            "sampled_at": s.sampled_at,
+            "measurand": s.measurand,
+            "phase": s.phase,
+            "location": s.location,
+            "context": s.context,
+            "unit": s.unit,
+            "value": s.value,
+            "raw_value": s.raw_value,
+            "raw_unit": s.raw_unit,
+        }
+        for s in samples
+    ]
+    return insert_ignoring_conflicts(
+        db.session,
+        MeterSample,
+        rows,
+        ["charge_point_id", "connector_id", "sampled_at", "measurand", "phase", "location", "context"],
+    )
+
+
+def raise_register(transaction_id: int, reading_wh: int, at: datetime) -> None:
+    """meter_last_wh = max(meter_last_wh, reading), decided by the database."""
+    db.session.execute(
+        update(Transaction)
+        .where(Transaction.id == transaction_id)
+        .where(or_(Transaction.meter_last_wh.is_(None), Transaction.meter_last_wh < reading_wh))
+        .values(meter_last_wh=reading_wh, updated_at=at)
+    )
+
+
+@dataclass(frozen=True)
+class Progress:
+    session_id: int
+    user_id: int
+    energy_wh: int
+    cost_minor: int
+    prepaid_minor: int
+    exhausted: bool
+
+
+def update_session(transaction_id: int, now: datetime) -> Progress | None:
+    """Refresh the live energy and running cost of the session charging on this transaction."""
+    session = db.session.scalar(
+        select(ChargingSession).where(
+            ChargingSession.transaction_id == transaction_id,
+            ChargingSession.state.in_([SessionState.CHARGING, SessionState.STOPPING]),
+        )
+    )
+    transaction = db.session.get(Transaction, transaction_id)
+    if session is None or transaction is None:
+        return None
+    energy = max((transaction.meter_last_wh or transaction.meter_start_wh) - transaction.meter_start_wh, 0)
+    running = billing.to_minor(
+        billing.cost(billing.Prices.of(billing.session_tariff(session)), energy, now - transaction.started_at)
+    )
+    if energy > session.energy_wh or running > session.cost_minor:
+        session.energy_wh = max(energy, session.energy_wh)
+        session.cost_minor = max(running, session.cost_minor)
+    return Progress(
+        session.id,
+        session.user_id,
+        session.energy_wh,
+        session.cost_minor,
+        session.prepaid_minor,
+        session.cost_minor >= session.prepaid_minor,
+    )
