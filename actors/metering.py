@@ -8,7 +8,7 @@ import dramatiq
 from actors.exchanges import Exchange, Notifications
 from actors.storage import apply_charger_state
 from csms.extensions import db
-from csms.models import SessionState, Transaction
+from csms.models import Transaction
 from csms.realtime import charger_room, customer_room
 from csms.services import charger_state, charging, message_log, metering
 from csms.services.money import format_minor
@@ -58,7 +58,8 @@ def record(view: Exchange, notifications: Notifications) -> None:
     if transaction is not None and reading is not None:
         metering.raise_register(transaction.id, reading[0], reading[1])
         db.session.flush()
-        progress = metering.update_session(transaction.id, reading[1])
+        db.session.refresh(transaction)
+        progress = charging.refresh_progress(transaction.id, view.charge_point_id)
         if progress is not None:
             rooms.append(customer_room(progress.user_id))
             event.update(
@@ -66,15 +67,4 @@ def record(view: Exchange, notifications: Notifications) -> None:
                 energyWh=progress.energy_wh,
                 cost=format_minor(progress.cost_minor),
             )
-            if progress.exhausted:
-                _stop_exhausted(progress.session_id, view.charge_point_id, transaction.id)
     notifications.add("meter:values", event, rooms)
-
-
-def _stop_exhausted(session_id: int, charge_point_id: str, transaction_id: int) -> None:
-    from csms.models import ChargingSession
-
-    session = db.session.get(ChargingSession, session_id)
-    if session.state == SessionState.CHARGING:
-        session.state = SessionState.STOPPING
-    charging.request_remote_stop(session_id, charge_point_id, transaction_id, "prepaid amount used up")

@@ -38,6 +38,9 @@ def process_transaction_message(exchange: dict) -> None:
             )
             if linked.stopped:  # its Stop was processed first: billing waited for this link
                 to_settle = linked.session_id
+            else:  # meter values may have been processed before this link
+                db.session.flush()
+                charging.refresh_progress(transaction_id, view.charge_point_id)
     elif view.answered and view.action == "StopTransaction":
         stopped = charging.stop(charger_state.charge_point_pk(view.charge_point_id), view.request)
         if stopped.session is not None:

@@ -54,6 +54,7 @@ class Config:
     AUTH_CACHE_SECONDS = 60.0  # how long an idTag or charger-key decision is reused
     BOOT_CONFIGURATION = "MeterValueSampleInterval=60"  # pushed with ChangeConfiguration after boot
     PENDING_INTERVAL = 60  # BootNotification retry interval for Pending/Rejected chargers
+    TOKEN_TTL_SECONDS = 12 * 3600  # lifetime of bearer tokens
     DISPATCH_INTERVAL = 1.0  # seconds between looks for calls the workers asked this node to send
 
 
@@ -72,6 +73,7 @@ _CASTS: dict[str, Any] = {
     "AUTH_CACHE_SECONDS": float,
     "PENDING_INTERVAL": int,
     "DISPATCH_INTERVAL": float,
+    "TOKEN_TTL_SECONDS": int,
 }
 
 

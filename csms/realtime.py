@@ -14,13 +14,17 @@ from typing import Any
 
 import socketio as python_socketio
 from flask import Flask, current_app
+from flask_socketio import ConnectionRefusedError, join_room
 
 from csms.broker import is_embedded
 from csms.extensions import socketio
+from csms.services import tokens
 
 log = logging.getLogger(__name__)
 
 OPERATORS = "operators"
+# The message-queue channel shared by the web process's Socket.IO server and the workers' emitters.
+CHANNEL = "csms-socketio"
 
 
 def customer_room(user_id: int) -> str:
@@ -43,7 +47,7 @@ def _write_only_manager(url: str) -> python_socketio.KombuManager:
     manager = getattr(_local, "manager", None)
     if manager is None:
         manager = _local.manager = python_socketio.KombuManager(
-            url, write_only=True, connection_options={"connect_timeout": 5}
+            url, channel=CHANNEL, write_only=True, connection_options={"connect_timeout": 5}
         )
     return manager
 
@@ -70,7 +74,21 @@ def publish(event: str, data: dict[str, Any], rooms: list[str]) -> None:
         log.exception("could not queue the %s notification", event)
 
 
+def on_connect(auth: Any) -> None:
+    """A client must present its bearer token (`auth={"token": ...}`). Operators join `operators` and
+    see everything; a customer joins only their own room."""
+    token = auth.get("token") if isinstance(auth, dict) else None
+    if not token:
+        raise ConnectionRefusedError("token required")
+    try:
+        identity = tokens.verify(token, current_app.config["SECRET_KEY"])
+    except tokens.InvalidToken as exc:
+        raise ConnectionRefusedError(exc.message) from None
+    join_room(OPERATORS if identity.role == "operator" else customer_room(identity.user_id))
+
+
 def init_app(app: Flask, async_mode: str) -> None:
     """The web process's Socket.IO server, fed by the message queue in production mode."""
     queue = None if is_embedded(app) else app.config["RABBITMQ_URL"]
-    socketio.init_app(app, async_mode=async_mode, message_queue=queue)
+    socketio.init_app(app, async_mode=async_mode, message_queue=queue, channel=CHANNEL)
+    socketio.on_event("connect", on_connect)

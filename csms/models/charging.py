@@ -74,6 +74,7 @@ class Transaction(Base):
     meter_start_wh: Mapped[int] = mapped_column(BigInteger)
     # Highest cumulative register reading seen so far (Energy.Active.Import.Register), in Wh.
     meter_last_wh: Mapped[int | None] = mapped_column(BigInteger)
+    meter_last_at: Mapped[datetime | None]  # the charger's time of that reading
     meter_stop_wh: Mapped[int | None] = mapped_column(BigInteger)
     energy_wh: Mapped[int | None] = mapped_column(BigInteger)
     started_at: Mapped[datetime]

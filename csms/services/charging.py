@@ -121,3 +121,15 @@ def request_remote_stop(session_id: int, charge_point_id: str, transaction_id: i
         {"transactionId": transaction_id},
         reason,
     )
+
+
+def refresh_progress(transaction_id: int, charge_point_id: str) -> metering.Progress | None:
+    """Update the session's live energy and cost; when the prepaid amount is used up, mark it
+    stopping and ask for RemoteStopTransaction (once)."""
+    progress = metering.update_session(transaction_id)
+    if progress is not None and progress.exhausted:
+        session = db.session.get(ChargingSession, progress.session_id)
+        if session.state == SessionState.CHARGING:
+            session.state = SessionState.STOPPING
+        request_remote_stop(progress.session_id, charge_point_id, transaction_id, "prepaid amount used up")
+    return progress

@@ -140,7 +140,7 @@ def raise_register(transaction_id: int, reading_wh: int, at: datetime) -> None:
         update(Transaction)
         .where(Transaction.id == transaction_id)
         .where(or_(Transaction.meter_last_wh.is_(None), Transaction.meter_last_wh < reading_wh))
-        .values(meter_last_wh=reading_wh, updated_at=at)
+        .values(meter_last_wh=reading_wh, meter_last_at=at)
     )
 
 
@@ -154,8 +154,9 @@ class Progress:
     exhausted: bool
 
 
-def update_session(transaction_id: int, now: datetime) -> Progress | None:
-    """Refresh the live energy and running cost of the session charging on this transaction."""
+def update_session(transaction_id: int) -> Progress | None:
+    """Refresh the live energy and running cost of the session charging on this transaction, from
+    the transaction's highest reading (so the order metering and linking happen in does not matter)."""
     session = db.session.scalar(
         select(ChargingSession).where(
             ChargingSession.transaction_id == transaction_id,
@@ -166,9 +167,9 @@ def update_session(transaction_id: int, now: datetime) -> Progress | None:
     if session is None or transaction is None:
         return None
     energy = max((transaction.meter_last_wh or transaction.meter_start_wh) - transaction.meter_start_wh, 0)
-    running = billing.to_minor(
-        billing.cost(billing.Prices.of(billing.session_tariff(session)), energy, now - transaction.started_at)
-    )
+    elapsed = (transaction.meter_last_at or transaction.started_at) - transaction.started_at
+    prices = billing.Prices.of(billing.session_tariff(session))
+    running = billing.to_minor(billing.cost(prices, energy, elapsed))
     if energy > session.energy_wh or running > session.cost_minor:
         session.energy_wh = max(energy, session.energy_wh)
         session.cost_minor = max(running, session.cost_minor)

@@ -11,14 +11,14 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, select, text
 from sqlalchemy.engine import Engine
 
 from csms import create_app
 from csms.config import normalize_database_url
 from csms.extensions import db
-from csms.models import IdTag
-from csms.services import chargers
+from csms.models import IdTag, Tariff, Wallet
+from csms.services import chargers, users, wallet
 from tests.support.processes import Running, web_process, worker_process
 
 AUTH_KEY = "test-key-0123456789"
@@ -45,6 +45,12 @@ class Deployment:
         with self.engine.connect() as connection:
             return connection.execute(text(sql), params).scalar()
 
+    def app(self, **overrides: Any):
+        """An app on this deployment's database (and broker), for calling services from the test."""
+        config = {"DATABASE_URL": self.database_url, "INSTANCE_PATH": self.env["CSMS_INSTANCE_PATH"]}
+        config["RABBITMQ_URL"] = self.env.get("CSMS_RABBITMQ_URL") or None
+        return create_app({**config, **overrides})
+
 
 def seed(
     database_url: str,
@@ -52,8 +58,11 @@ def seed(
     charge_points: dict[str, str] | None = None,
     pending: tuple[str, ...] = (),
     id_tags: dict[str, tuple[str, datetime | None]] | None = None,
+    customers: dict[str, tuple[str, int]] | None = None,
+    tariff: dict[str, Any] | None = None,
 ) -> None:
-    """Register chargers (`{id: key}`) and id tags (`{tag: (status, expiry)}`) directly in the database."""
+    """Register chargers (`{id: key}`), id tags (`{tag: (status, expiry)}`), customers
+    (`{email: (idTag, funds in cents)}`) and a default tariff directly in the database."""
     app = create_app({"DATABASE_URL": database_url, "INSTANCE_PATH": str(instance), "RABBITMQ_URL": None})
     with app.app_context():
         for charge_point_id, key in (charge_points or {}).items():
@@ -62,6 +71,14 @@ def seed(
         for tag, (status, expiry) in (id_tags or {}).items():
             db.session.add(IdTag(id_tag=tag, status=status, expiry_date=expiry))
         db.session.commit()
+        for email, (id_tag, funds) in (customers or {}).items():
+            user = users.create_user(email, "password-123", id_tag=id_tag)
+            wallet_id = db.session.scalar(select(Wallet.id).where(Wallet.user_id == user.id))
+            if funds:
+                wallet.top_up(wallet_id, funds, reference=f"seed-{email}")
+        if tariff is not None:
+            db.session.add(Tariff(**{"name": "Default", "currency": "EUR", "is_default": True, **tariff}))
+            db.session.commit()
         db.session.remove()
         db.engine.dispose()
 

@@ -38,7 +38,13 @@ async def _charger(
             ping_interval=None,
         ) as ws:
             await ready.wait()  # every charger is connected before any sends
-            for action, payload in script(charge_point_id):
+            steps = script(charge_point_id)
+            frame = None
+            while True:
+                try:  # the script receives each answer, e.g. to use the transactionId it was given
+                    action, payload = steps.send(frame) if frame is not None else next(steps)
+                except StopIteration:
+                    break
                 unique_id = f"{charge_point_id}-{next(counter)}"
                 await ws.send(json.dumps([2, unique_id, action, payload]))
                 while True:
@@ -63,5 +69,6 @@ async def _run(ws_url: str, chargers: dict[str, str], script) -> FleetResult:
 
 
 def run_fleet(ws_url: str, chargers: dict[str, str], script: Any, timeout: float = 240) -> FleetResult:
-    """Run `script(charge_point_id) -> [(action, payload), ...]` on every charger concurrently."""
+    """Run `script(charge_point_id)` on every charger concurrently: a generator yielding
+    `(action, payload)` and receiving each answer frame back from `yield`."""
     return asyncio.run(asyncio.wait_for(_run(ws_url, chargers, script), timeout))
