@@ -66,6 +66,22 @@ class AppContextMiddleware(Middleware):
     after_skip_message = after_process_message
 
 
+class DeadLetterLog(Middleware):
+    """Says why a message went to its queue's dead-letter queue (`<queue>.XQ`): its retries and the
+    last error, so operators can tell a poison message from an outage."""
+
+    def after_nack(self, broker: dramatiq.Broker, message: dramatiq.Message) -> None:
+        last_error = (message.options.get("traceback") or "").strip().splitlines()[-1:] or ["unknown"]
+        log.error(
+            "dead-lettered %s (%s on %s) after %s failed attempts: %s",
+            message.message_id,
+            message.actor_name,
+            message.queue_name,
+            message.options.get("retries", 0),
+            last_error[0],
+        )
+
+
 def build_broker(config: dict[str, Any]) -> dramatiq.Broker:
     """RabbitMQ (with publisher confirms) when `RABBITMQ_URL` is set, otherwise the in-process broker."""
     url = config.get("RABBITMQ_URL")
@@ -79,6 +95,7 @@ def init_app(app: Flask) -> dramatiq.Broker:
     previous = dramatiq.get_broker()
     broker = build_broker(app.config)
     broker.add_middleware(AppContextMiddleware(app))
+    broker.add_middleware(DeadLetterLog())
     dramatiq.set_broker(broker)
 
     import actors  # noqa: F401  (first import declares the actors on `broker` directly)

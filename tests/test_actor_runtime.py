@@ -108,3 +108,15 @@ def test_dramatiq_actors_process_runs_the_actor_from_rabbitmq(make_app, postgres
         worker.terminate()
         output, _ = worker.communicate(timeout=30)
     assert "Worker process is ready" in output, output
+
+
+def test_a_message_that_keeps_failing_is_dead_lettered_with_its_reason(app, worker, caplog):
+    broker = get_app_broker(app)
+    with caplog.at_level("ERROR", logger="csms.broker"):
+        poison = record_exchange.send_with_options(
+            args=({"frames": "not a list"},), max_retries=1, min_backoff=1
+        )
+        worker.join()
+    assert [m.message_id for m in broker.dead_letters] == [poison.message_id]
+    expected = f"dead-lettered {poison.message_id} (record_exchange on ocpp_messages) after 2 failed attempts"
+    assert expected in caplog.text

@@ -4,12 +4,11 @@ and a dashboard connected over Socket.IO hears about it from the worker process.
 
 from __future__ import annotations
 
-import os
-import signal
 import time
 from datetime import timedelta
 from decimal import Decimal
 
+import pika
 import pytest
 import socketio
 
@@ -323,8 +322,7 @@ def test_a_killed_worker_loses_nothing_and_bills_once(production, tmp_path):
 
         answers = run_fleet(csms.ws_url, fleet, script)
         assert answers.failures == []
-        os.kill(csms.worker.process.pid, signal.SIGKILL)  # mid-batch: the worker dies, acks unsent
-        csms.worker.process.wait(timeout=10)
+        csms.worker.kill_hard()  # mid-batch: the worker dies, its acks unsent
         with worker_process({**csms.env, "CSMS_RABBITMQ_URL": csms.env["CSMS_RABBITMQ_URL"]}, tmp_path):
             assert wait_until(
                 lambda: csms.scalar("SELECT count(*) FROM charging_sessions WHERE state = 'completed'") == 30,
@@ -338,3 +336,28 @@ def test_a_killed_worker_loses_nothing_and_bills_once(production, tmp_path):
         assert {tuple(r) for r in csms.rows("SELECT available_minor, held_minor FROM wallets")} == {
             (1000 - 120, 0)
         }
+
+
+def test_a_message_that_keeps_failing_ends_in_the_dead_letter_queue(production, rabbitmq_url):
+    from actors.storage import record_exchange
+
+    def dead_letters() -> int:
+        connection = pika.BlockingConnection(pika.URLParameters(rabbitmq_url))
+        try:
+            return connection.channel().queue_declare("ocpp_messages.XQ", passive=True).method.message_count
+        finally:
+            connection.close()
+
+    with production() as csms:
+        app = csms.app()
+        before = dead_letters()
+        with app.app_context():
+            poison = record_exchange.send_with_options(
+                args=({"charge_point_id": "X", "frames": "not a list"},),
+                max_retries=2,
+                min_backoff=10,
+                max_backoff=50,
+            )
+        assert wait_until(lambda: dead_letters() == before + 1, timeout=30)
+        assert wait_until(lambda: f"dead-lettered {poison.message_id}" in csms.worker.log(), timeout=10)
+        assert "retries" in csms.worker.log()

@@ -58,7 +58,8 @@ class EmbeddedHandoff(Handoff):
         self._wake = threading.Event()
         self._stopped = threading.Event()
         self._thread: threading.Thread | None = None
-        broker.add_middleware(_OutboxAck(self))
+        # Before Retries, so that its after-hook runs after Retries decided whether the message failed.
+        broker.add_middleware(_OutboxAck(self), before=dramatiq.middleware.Retries)
 
     def submit(self, actor: dramatiq.Actor, payload: dict, *, durable: bool) -> bool:
         ok = _park_in_own_context(self.app, [actor.message(payload)])

@@ -20,5 +20,13 @@ def insert_ignoring_conflicts(
         return 0
     dialect = session.get_bind().dialect.name
     module = postgresql if dialect == "postgresql" else sqlite
-    statement = module.insert(model).values(rows).on_conflict_do_nothing(index_elements=conflict_columns)
-    return session.execute(statement).rowcount
+    # Counted with RETURNING (only inserted rows come back), not `rowcount`: for multi-row inserts
+    # psycopg reports -1, which would read as "inserted" and defeat every idempotency check here.
+    table = model.__table__
+    statement = (
+        module.insert(table)
+        .values(rows)
+        .on_conflict_do_nothing(index_elements=conflict_columns)
+        .returning(table.primary_key.columns.values()[0])
+    )
+    return len(session.execute(statement).all())

@@ -4,6 +4,7 @@ TCP proxy that can cut the web process off from RabbitMQ and let it back."""
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -33,15 +34,17 @@ def wait_until(predicate, timeout: float = 30.0, interval: float = 0.1) -> bool:
     return predicate()
 
 
-def _stop(process: subprocess.Popen, log_path: Path | None = None) -> str:
+def _stop(process: subprocess.Popen) -> None:
+    """Stop a process and everything it started (each runs in a process group of its own), so no
+    forked worker outlives its test and consumes the next test's messages."""
     if process.poll() is None:
         process.terminate()
-        try:
+        with suppress(subprocess.TimeoutExpired):
             process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=5)
-    return log_path.read_text(errors="replace") if log_path and log_path.exists() else ""
+    with suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    with suppress(subprocess.TimeoutExpired):
+        process.wait(timeout=5)
 
 
 class Running:
@@ -61,6 +64,11 @@ class Running:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
+    def kill_hard(self) -> None:
+        """SIGKILL the process and its children at once, as a crashed machine would."""
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=10)
+
 
 @contextmanager
 def web_process(env: dict[str, str], log_dir: Path) -> Iterator[Running]:
@@ -71,6 +79,7 @@ def web_process(env: dict[str, str], log_dir: Path) -> Iterator[Running]:
         process = subprocess.Popen(
             [sys.executable, "wsgi.py"],
             cwd=ROOT,
+            start_new_session=True,
             env={**os.environ, "CSMS_RABBITMQ_URL": "", **env, "CSMS_PORT": str(port)},
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -105,6 +114,7 @@ def worker_process(env: dict[str, str], log_dir: Path, threads: int = 4) -> Iter
         process = subprocess.Popen(
             [sys.executable, "-m", "dramatiq", "actors", "--processes", "1", "--threads", str(threads)],
             cwd=ROOT,
+            start_new_session=True,
             env={**os.environ, **env},
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -1,0 +1,247 @@
+"""At-least-once delivery, exactly-once effects: every actor run twice, and twice at the same time
+from two threads, on the same message leaves one effect; Start and Stop in any order, and repeated,
+end in one consistent record. Runs the actors' code directly against SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import pytest
+from flask import Flask
+from sqlalchemy import func, select
+
+from actors.billing import settle_session
+from actors.cms import record_cms_event
+from actors.commands import record_command
+from actors.metering import process_meter_values
+from actors.storage import record_exchange
+from actors.transactions import process_transaction_message
+from csms.extensions import db
+from csms.models import (
+    ChargingSession,
+    CmsEvent,
+    CommandAudit,
+    Connector,
+    LedgerEntry,
+    MeterSample,
+    OcppMessage,
+    SessionState,
+    Tariff,
+    Transaction,
+    Wallet,
+)
+from csms.services import sessions, transactions, users, wallet
+from tests.builders import a_charge_point
+
+CP = "IDEM-1"
+
+
+def frame(direction: str, message_type: int, action: str, payload: dict, unique_id: str = "u1") -> dict:
+    return {
+        "event_id": str(uuid.uuid4()),
+        "direction": direction,
+        "message_type": message_type,
+        "unique_id": unique_id,
+        "action": action,
+        "payload": payload,
+        "at": datetime.now(UTC).isoformat(),
+    }
+
+
+def exchange(action: str, request: dict, response: dict) -> dict:
+    return {
+        "charge_point_id": CP,
+        "node_id": "test",
+        "frames": [frame("in", 2, action, request), frame("out", 3, action, response)],
+    }
+
+
+@pytest.fixture
+def world(any_db_app: Flask):
+    """A charger, a tariff, a funded customer with an accepted session waiting on connector 1."""
+    point = a_charge_point(charge_point_id=CP, connectors=2)
+    db.session.add(
+        Tariff(
+            name="T", currency="EUR", energy_price=Decimal("0.25"), tax_percent=Decimal(0), is_default=True
+        )
+    )
+    db.session.commit()
+    user = users.create_user("idem@example.test", "password-123", id_tag="IDEM-TAG")
+    wallet_id = db.session.scalar(select(Wallet.id).where(Wallet.user_id == user.id))
+    wallet.top_up(wallet_id, 10_000, reference="seed")
+    session = sessions.open_session(user.id, CP, 1, 3000)
+    session.state = SessionState.ACCEPTED
+    db.session.commit()
+    transaction_id = transactions.allocate_transaction_id(
+        point.id, 1, "IDEM-TAG", 1000, datetime(2026, 9, 1, 10, 0, tzinfo=UTC)
+    )
+    return {
+        "app": any_db_app,
+        "session_id": session.id,
+        "transaction_id": transaction_id,
+        "wallet_id": wallet_id,
+    }
+
+
+def run_twice(app: Flask, actor, *args) -> None:
+    """Once, then twice more at the same time from two threads, each in its own app context."""
+    actor.fn(*args)
+    db.session.remove()
+    errors: list[BaseException] = []
+
+    def again() -> None:
+        with app.app_context():
+            try:
+                actor.fn(*args)
+            except BaseException as exc:  # surfaced below
+                errors.append(exc)
+            finally:
+                db.session.remove()
+
+    threads = [threading.Thread(target=again) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert errors == []
+    db.session.expire_all()
+
+
+def count(model, *where) -> int:
+    return db.session.scalar(select(func.count()).select_from(model).where(*where))
+
+
+def start_exchange(world) -> dict:
+    request = {"connectorId": 1, "idTag": "IDEM-TAG", "meterStart": 1000, "timestamp": "2026-09-01T10:00:00Z"}
+    return exchange(
+        "StartTransaction",
+        request,
+        {"transactionId": world["transaction_id"], "idTagInfo": {"status": "Accepted"}},
+    )
+
+
+def stop_exchange(world, meter_stop: int = 5000) -> dict:
+    request = {
+        "transactionId": world["transaction_id"],
+        "meterStop": meter_stop,
+        "timestamp": "2026-09-01T11:00:00Z",
+        "reason": "Local",
+    }
+    return exchange("StopTransaction", request, {})
+
+
+def meter_exchange(world, minute: int, kwh: str) -> dict:
+    request = {
+        "connectorId": 1,
+        "transactionId": world["transaction_id"],
+        "meterValue": [
+            {
+                "timestamp": f"2026-09-01T10:{minute:02d}:00Z",
+                "sampledValue": [
+                    {"value": kwh, "unit": "kWh"},
+                    {"value": "230", "measurand": "Voltage", "phase": "L1"},
+                ],
+            }
+        ],
+    }
+    return exchange("MeterValues", request, {})
+
+
+def test_storage_and_status(world):
+    status = exchange(
+        "StatusNotification",
+        {"connectorId": 2, "errorCode": "NoError", "status": "Faulted", "timestamp": "2026-09-01T09:00:00Z"},
+        {},
+    )
+    run_twice(world["app"], record_exchange, status)
+    assert count(OcppMessage) == 2
+    assert db.session.scalar(select(Connector.status).where(Connector.connector_id == 2)) == "Faulted"
+
+
+def test_metering_register_is_a_maximum_not_a_sum(world):
+    run_twice(world["app"], process_transaction_message, start_exchange(world))
+    for minute, kwh in ((5, "2.0"), (10, "3.5")):
+        run_twice(world["app"], process_meter_values, meter_exchange(world, minute, kwh))
+    run_twice(world["app"], process_meter_values, meter_exchange(world, 2, "1.5"))  # late, older reading
+    assert count(MeterSample) == 6  # 3 messages x 2 values, however often delivered
+    assert db.session.get(Transaction, world["transaction_id"]).meter_last_wh == 3500
+    session = db.session.get(ChargingSession, world["session_id"])
+    assert (session.state, session.energy_wh) == ("charging", 2500)
+    assert session.cost_minor == 63  # 2.5 kWh x 0.25 = 0.625 -> 0.63
+
+
+def test_transactions_and_billing(world):
+    run_twice(world["app"], process_transaction_message, start_exchange(world))
+    run_twice(world["app"], process_transaction_message, stop_exchange(world))
+    run_twice(world["app"], settle_session, world["session_id"])
+    assert_billed_once(world, energy_wh=4000, cost_minor=100)
+
+
+def test_stop_before_start_and_a_second_different_stop(world):
+    run_twice(world["app"], process_transaction_message, stop_exchange(world))
+    assert db.session.get(Transaction, world["transaction_id"]).state == "stopped"
+    assert db.session.get(ChargingSession, world["session_id"]).transaction_id is None  # not linked yet
+    run_twice(world["app"], process_transaction_message, start_exchange(world))  # links, then bills
+    run_twice(world["app"], settle_session, world["session_id"])
+    # a second StopTransaction with other values changes nothing: the first one won
+    run_twice(world["app"], process_transaction_message, stop_exchange(world, meter_stop=9000))
+    run_twice(world["app"], settle_session, world["session_id"])
+    assert_billed_once(world, energy_wh=4000, cost_minor=100)
+
+
+def test_stop_for_an_unknown_transaction_is_recorded_not_crashed_on(world):
+    unknown = exchange(
+        "StopTransaction", {"transactionId": 424242, "meterStop": 1, "timestamp": "2026-09-01T11:00:00Z"}, {}
+    )
+    run_twice(world["app"], process_transaction_message, unknown)
+    assert count(OcppMessage, OcppMessage.action == "StopTransaction") == 2
+    assert db.session.get(Transaction, world["transaction_id"]).state == "started"
+
+
+def test_command_audit(world):
+    call = {
+        "charge_point_id": CP,
+        "node_id": "n",
+        "frames": [
+            frame("out", 2, "Reset", {"type": "Soft"}, "c1"),
+            frame("in", 3, "Reset", {"status": "Accepted"}, "c1"),
+        ],
+        "command": {
+            "action": "Reset",
+            "outcome": "answered",
+            "response": {"status": "Accepted"},
+            "latency_ms": 12,
+            "requested_by": None,
+            "requested_at": datetime.now(UTC).isoformat(),
+        },
+    }
+    run_twice(world["app"], record_command, call)
+    assert count(CommandAudit) == 1
+    assert count(OcppMessage) == 2
+
+
+def test_cms_event(world):
+    event = {
+        "event_id": str(uuid.uuid4()),
+        "type": "cms.station.created",
+        "entity_type": "station",
+        "entity_id": "7",
+        "payload": {"name": "S"},
+        "occurred_at": datetime.now(UTC).isoformat(),
+    }
+    run_twice(world["app"], record_cms_event, event)
+    assert count(CmsEvent) == 1
+
+
+def assert_billed_once(world, *, energy_wh: int, cost_minor: int) -> None:
+    session = db.session.get(ChargingSession, world["session_id"])
+    assert (session.state, session.energy_wh, session.cost_minor) == ("completed", energy_wh, cost_minor)
+    kinds = db.session.scalars(
+        select(LedgerEntry.kind).where(LedgerEntry.session_id == world["session_id"]).order_by(LedgerEntry.id)
+    ).all()
+    assert kinds == ["hold", "capture", "refund"]
+    held = db.session.get(Wallet, world["wallet_id"])
+    assert (held.available_minor, held.held_minor) == (10_000 - cost_minor, 0)
