@@ -20,7 +20,7 @@ from tests.support.deployment import AUTH_KEY, deployment
 from tests.support.fleet import run_fleet
 from tests.support.processes import wait_until, worker_process
 
-pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.rabbitmq]
+pytestmark = [pytest.mark.slow]
 
 TARIFF = {
     "energy_price": Decimal("0.3000"),
@@ -32,15 +32,24 @@ SECRET = "test-secret-key-for-signing-tokens-0123"
 
 
 @pytest.fixture
-def production(tmp_path, postgres_databases, rabbitmq_url):
+def production(request, tmp_path, sqlite_template):
+    """Starts a CSMS in production mode, or in the mode the test is parametrized with."""
+    mode = getattr(request, "param", "production")
+
     def start(**seed):
+        services = {}
+        if mode == "production":
+            services = {
+                "database_url": request.getfixturevalue("postgres_databases")(),
+                "rabbitmq_url": request.getfixturevalue("rabbitmq_url"),
+            }
         return deployment(
-            "production",
+            mode,
             tmp_path,
-            database_url=postgres_databases(),
-            rabbitmq_url=rabbitmq_url,
+            sqlite_template=sqlite_template,
             env={"CSMS_SECRET_KEY": SECRET, "CSMS_BOOT_CONFIGURATION": ""},
             tariff=TARIFF,
+            **services,
             **seed,
         )
 
@@ -74,6 +83,7 @@ def session_state(csms, session_id: int) -> str:
     return csms.scalar("SELECT state FROM charging_sessions WHERE id = :id", id=session_id)
 
 
+@pytest.mark.parametrize("production", ["embedded", "production"], indirect=True)
 def test_a_full_session_is_stored_and_billed(production):
     with production(
         charge_points={"FLOW-1": AUTH_KEY}, customers={"ada@example.test": ("ADA-TAG", 5000)}
@@ -198,6 +208,7 @@ def test_a_full_session_is_stored_and_billed(production):
         assert wallet(csms, "ada@example.test") == (5000 - 348, 0)
 
 
+@pytest.mark.parametrize("production", ["embedded", "production"], indirect=True)
 def test_the_prepaid_amount_running_out_stops_the_session(production):
     with production(
         charge_points={"FLOW-2": AUTH_KEY}, customers={"bob@example.test": ("BOB-TAG", 1000)}
