@@ -62,9 +62,11 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     errors.init_app(app)
     cli.init_app(app)
     app.register_blueprint(health.bp)
+    from csms import api
     from csms.ocpp import route
 
     route.init_app(app)
+    api.init_app(app)
     return app
 
 

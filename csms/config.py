@@ -55,6 +55,7 @@ class Config:
     BOOT_CONFIGURATION = "MeterValueSampleInterval=60"  # pushed with ChangeConfiguration after boot
     PENDING_INTERVAL = 60  # BootNotification retry interval for Pending/Rejected chargers
     TOKEN_TTL_SECONDS = 12 * 3600  # lifetime of bearer tokens
+    PAYMENT_PROVIDER: str | None = None  # None: "development" in embedded mode, none in production
     DISPATCH_INTERVAL = 1.0  # seconds between looks for calls the workers asked this node to send
 
 

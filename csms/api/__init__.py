@@ -1,1 +1,68 @@
-"""REST blueprints."""
+"""The REST API: blueprints per resource, one OpenAPI document built from the same schemas."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from apispec.ext.marshmallow import MarshmallowPlugin
+from apispec.ext.marshmallow.common import resolve_schema_cls
+from flask import Flask
+from flask_smorest import Api
+from marshmallow import Schema
+from werkzeug.exceptions import HTTPException
+
+from csms.errors import error_response
+from csms.schemas.common import Error, Money
+
+
+class CsmsApi(Api):
+    """flask-smorest with the product's error envelope instead of its own."""
+
+    ERROR_SCHEMA = Error
+
+    def handle_http_exception(self, error: HTTPException):
+        data = getattr(error, "data", None) or {}
+        details = data.get("messages") or {}
+        if isinstance(details, dict) and len(details) == 1 and next(iter(details)) in ("json", "query"):
+            details = next(iter(details.values()))  # webargs nests errors under their location
+        if not isinstance(details, dict):
+            details = {"body": details}
+        code = data.get("code") or (error.name or "error").lower().replace(" ", "_")
+        message = data.get("message") or error.description or error.name
+        if error.code == 422 and "code" not in data:
+            code, message = "validation_error", "the request has invalid fields (see details)"
+        response = error_response(error.code or 500, code, message, details)
+        if error.code == 405 and getattr(error, "valid_methods", None):
+            response.headers["Allow"] = ", ".join(error.valid_methods)
+        return response
+
+
+def schema_name(schema: Any) -> str:
+    """Component names for the OpenAPI document: a partial (PATCH) schema gets its own name."""
+    cls = resolve_schema_cls(schema)
+    name = cls.__name__.removesuffix("Schema")
+    return f"{name}Patch" if isinstance(schema, Schema) and schema.partial else name
+
+
+api = CsmsApi(spec_kwargs={"marshmallow_plugin": MarshmallowPlugin(schema_name_resolver=schema_name)})
+
+
+def init_app(app: Flask) -> None:
+    app.config.update(
+        API_TITLE="CSMS",
+        API_VERSION="1",
+        OPENAPI_VERSION="3.0.3",
+        OPENAPI_URL_PREFIX="/api",
+        OPENAPI_JSON_PATH="openapi.json",
+        API_SPEC_OPTIONS={
+            "components": {
+                "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}}
+            },
+        },
+    )
+    api.init_app(app)
+    api.register_field(Money, "string", None)
+    from csms.api import auth, charger, cms, user
+
+    for blueprint in (auth.bp, user.bp, charger.bp, cms.bp):
+        api.register_blueprint(blueprint)

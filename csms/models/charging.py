@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
 from sqlalchemy import (
     BigInteger,
@@ -19,6 +20,9 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from csms.models.base import Base, BigId, JsonDoc, utcnow
+
+if TYPE_CHECKING:
+    from csms.models.network import ChargePoint
 
 
 class SessionState(StrEnum):
@@ -132,6 +136,7 @@ class ChargingSession(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
     transaction: Mapped[Transaction | None] = relationship(back_populates="session")
+    charge_point: Mapped[ChargePoint] = relationship()
 
 
 class MeterSample(Base):

@@ -31,3 +31,13 @@ class NotFound(ServiceError):
 class Conflict(ServiceError):
     status = 409
     code = "conflict"
+
+
+class BadGateway(ServiceError):
+    status = 502
+    code = "bad_gateway"
+
+
+class GatewayTimeout(ServiceError):
+    status = 504
+    code = "gateway_timeout"

@@ -1,0 +1,289 @@
+"""Operators' CMS: stations, charge points and tariffs (list, create, get, update, delete, each
+announced as a `cms.*` event), and per-charger transactions and OCPP message log."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from flask import current_app, g
+from flask_smorest import Blueprint
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+
+from actors.cms import record_cms_event
+from csms.api.security import requires
+from csms.extensions import db
+from csms.models import ChargePoint, ChargingSession, OcppMessage, Station, Tariff, Transaction
+from csms.schemas import cms as schemas
+from csms.schemas.common import Error
+from csms.services import chargers, credentials
+from csms.services.errors import Conflict, NotFound
+
+bp = Blueprint("cms", __name__, url_prefix="/api/cms", description="Stations, charge points, tariffs")
+
+
+def announce(kind: str, entity_type: str, entity_id: Any, payload: dict | None) -> None:
+    """Publish `cms.<entity>.<kind>` through the gateway's hand-off (bounded, durable on failure)."""
+    event = {
+        "event_id": str(uuid.uuid4()),
+        "type": f"cms.{entity_type}.{kind}",
+        "entity_type": entity_type,
+        "entity_id": str(entity_id),
+        "payload": payload,
+        "actor_user_id": g.identity.user_id,
+        "occurred_at": datetime.now(UTC).isoformat(),
+    }
+    current_app.extensions["ocpp"].handoff.submit(record_cms_event, event, durable=False)
+
+
+def paginate(query, order_by, args: dict) -> dict:
+    total = db.session.scalar(select(func.count()).select_from(query.subquery()))
+    items = db.session.scalars(
+        query.order_by(order_by).offset((args["page"] - 1) * args["per_page"]).limit(args["per_page"])
+    ).all()
+    return {"items": items, "total": total, "page": args["page"], "per_page": args["per_page"]}
+
+
+def commit_or_conflict(message: str) -> None:
+    try:
+        db.session.commit()
+    except IntegrityError as exc:
+        db.session.rollback()
+        raise Conflict(message, code="conflict", details={"database": str(exc.orig)[:200]}) from None
+
+
+def get_or_404(model, key) -> Any:
+    found = db.session.get(model, key)
+    if found is None:
+        raise NotFound(f"no {model.__tablename__[:-1]} {key}", code="not_found")
+    return found
+
+
+def _register_crud(name: str, model, schema, page_schema, entity_type: str, search_column) -> None:
+    """list/create/get/update/delete for a simple resource: stations and tariffs share it."""
+    many, one = f"/{name}", f"/{name}/<int:item_id>"
+    dump = schema()
+
+    @bp.get(many, endpoint=f"list_{name}")
+    @requires("operator")
+    @bp.arguments(schemas.ListArgs, location="query")
+    @bp.response(200, page_schema)
+    def list_items(args):
+        query = select(model)
+        if args.get("q"):
+            query = query.where(search_column.ilike(f"%{args['q']}%"))
+        return paginate(query, model.id, args)
+
+    @bp.post(many, endpoint=f"create_{name}")
+    @requires("operator")
+    @bp.arguments(schema)
+    @bp.response(201, schema)
+    @bp.alt_response(409, schema=Error)
+    def create(body):
+        item = model(**_normalized(model, body))
+        db.session.add(item)
+        commit_or_conflict(f"this {entity_type} conflicts with an existing one")
+        announce("created", entity_type, item.id, dump.dump(item))
+        return item
+
+    @bp.get(one, endpoint=f"get_{name}")
+    @requires("operator")
+    @bp.response(200, schema)
+    @bp.alt_response(404, schema=Error)
+    def get(item_id: int):
+        return get_or_404(model, item_id)
+
+    @bp.patch(one, endpoint=f"update_{name}")
+    @requires("operator")
+    @bp.arguments(schema(partial=True))
+    @bp.response(200, schema)
+    @bp.alt_response(404, schema=Error)
+    @bp.alt_response(409, schema=Error)
+    def update(body, item_id: int):
+        item = get_or_404(model, item_id)
+        for field, value in _normalized(model, body).items():
+            setattr(item, field, value)
+        commit_or_conflict(f"this {entity_type} conflicts with an existing one")
+        announce("updated", entity_type, item.id, dump.dump(item))
+        return item
+
+    @bp.delete(one, endpoint=f"delete_{name}")
+    @requires("operator")
+    @bp.response(204)
+    @bp.alt_response(404, schema=Error)
+    @bp.alt_response(409, schema=Error)
+    def delete(item_id: int):
+        db.session.delete(get_or_404(model, item_id))
+        commit_or_conflict(f"this {entity_type} is still in use")
+        announce("deleted", entity_type, item_id, None)
+
+    for view in (list_items, create, get, update, delete):
+        view.__doc__ = f"{view.__name__.replace('_', ' ').capitalize()} {entity_type}s."
+
+
+def _normalized(model, body: dict) -> dict:
+    if model is Tariff and "is_default" in body:
+        # is_default is TRUE or NULL so that the database allows one default only
+        body = {**body, "is_default": True if body["is_default"] else None}
+    return body
+
+
+_register_crud("stations", Station, schemas.Station, schemas.StationPage, "station", Station.name)
+_register_crud("tariffs", Tariff, schemas.Tariff, schemas.TariffPage, "tariff", Tariff.name)
+
+
+# --- charge points ---------------------------------------------------------------------------------
+
+
+def _with_connection(point: ChargePoint) -> ChargePoint:
+    info = current_app.extensions["ocpp"].registry.info(point.charge_point_id)
+    point.connection = {
+        "connected": info is not None,
+        "node": info.node_id if info else None,
+        "connected_since": info.connected_since if info else None,
+        "last_message_at": info.last_message_at if info else None,
+    }
+    return point
+
+
+def _point_or_404(charge_point_id: str) -> ChargePoint:
+    point = db.session.scalar(select(ChargePoint).where(ChargePoint.charge_point_id == charge_point_id))
+    if point is None:
+        raise NotFound(f"unknown charge point {charge_point_id!r}", code="charge_point_not_found")
+    return point
+
+
+def _check_references(body: dict) -> None:
+    if body.get("station_id") is not None:
+        get_or_404(Station, body["station_id"])
+    if body.get("tariff_id") is not None:
+        get_or_404(Tariff, body["tariff_id"])
+
+
+@bp.get("/points")
+@requires("operator")
+@bp.arguments(schemas.ListArgs, location="query")
+@bp.response(200, schemas.PointPage)
+def list_points(args):
+    """Charge points with their status, connectors, last seen and connection state."""
+    query = select(ChargePoint)
+    if args.get("q"):
+        query = query.where(ChargePoint.charge_point_id.ilike(f"%{args['q']}%"))
+    page = paginate(query, ChargePoint.id, args)
+    page["items"] = [_with_connection(p) for p in page["items"]]
+    return page
+
+
+@bp.post("/points")
+@requires("operator")
+@bp.arguments(schemas.PointCreate)
+@bp.response(201, schemas.PointCreated)
+@bp.alt_response(409, schema=Error)
+@bp.alt_response(422, schema=Error)
+def create_point(body):
+    """Register a charge point; its authorization key is generated unless given, and shown only here."""
+    _check_references(body)
+    registration = chargers.register(
+        body["charge_point_id"],
+        body.get("auth_key"),
+        connectors=body["connectors"],
+        station_id=body.get("station_id"),
+        status=body["registration_status"],
+    )
+    point = _point_or_404(registration.charge_point_id)
+    point.tariff_id = body.get("tariff_id")
+    db.session.commit()
+    announce("created", "point", point.charge_point_id, {"chargePointId": point.charge_point_id})
+    _with_connection(point).auth_key = registration.auth_key
+    return point
+
+
+@bp.get("/points/<string:charge_point_id>")
+@requires("operator")
+@bp.response(200, schemas.Point)
+@bp.alt_response(404, schema=Error)
+def get_point(charge_point_id: str):
+    """One charge point: status, connectors' status, last seen, connection state, tariff."""
+    return _with_connection(_point_or_404(charge_point_id))
+
+
+@bp.patch("/points/<string:charge_point_id>")
+@requires("operator")
+@bp.arguments(schemas.PointUpdate)
+@bp.response(200, schemas.Point)
+@bp.alt_response(404, schema=Error)
+def update_point(body, charge_point_id: str):
+    """Change station, tariff, registration status (accept a Pending charger) or rotate its key."""
+    point = _point_or_404(charge_point_id)
+    _check_references(body)
+    for field in ("station_id", "tariff_id", "registration_status"):
+        if field in body:
+            setattr(point, field, body[field])
+    if "auth_key" in body:
+        point.auth_key_hash = credentials.hash_key(credentials.validate_key(body["auth_key"]))
+    db.session.commit()
+    current_app.extensions["ocpp"].authenticator.forget(charge_point_id)
+    changed = sorted(k for k in body if k != "auth_key") + (["authKey"] if "auth_key" in body else [])
+    announce("updated", "point", charge_point_id, {"changed": changed})
+    return _with_connection(point)
+
+
+@bp.delete("/points/<string:charge_point_id>")
+@requires("operator")
+@bp.response(204)
+@bp.alt_response(404, schema=Error)
+@bp.alt_response(409, schema=Error, description="it has transactions")
+def delete_point(charge_point_id: str):
+    """Delete a charge point that never had a transaction; one that had is kept for the records."""
+    db.session.delete(_point_or_404(charge_point_id))
+    commit_or_conflict("a charge point with transactions cannot be deleted")
+    current_app.extensions["ocpp"].authenticator.forget(charge_point_id)
+    announce("deleted", "point", charge_point_id, None)
+
+
+# --- records -----------------------------------------------------------------------------------------
+
+
+@bp.get("/transactions")
+@requires("operator")
+@bp.arguments(schemas.ByChargePoint, location="query")
+@bp.response(200, schemas.TransactionPage)
+def list_transactions(args):
+    """Transactions, newest first, with energy (Wh), cost and state; filter by chargePointId."""
+    query = (
+        select(
+            Transaction,
+            ChargePoint.charge_point_id.label("cp"),
+            ChargingSession.id.label("session_id"),
+            ChargingSession.cost_minor.label("cost"),
+        )
+        .join(ChargePoint, ChargePoint.id == Transaction.charge_point_id)
+        .outerjoin(ChargingSession, ChargingSession.transaction_id == Transaction.id)
+    )
+    if args.get("charge_point_id"):
+        query = query.where(ChargePoint.charge_point_id == args["charge_point_id"])
+    total = db.session.scalar(select(func.count()).select_from(query.subquery()))
+    rows = db.session.execute(
+        query.order_by(Transaction.id.desc())
+        .offset((args["page"] - 1) * args["per_page"])
+        .limit(args["per_page"])
+    ).all()
+    items = []
+    for transaction, cp, session_id, cost in rows:
+        item = {c.key: getattr(transaction, c.key) for c in Transaction.__table__.columns}
+        items.append({**item, "charge_point_id": cp, "session_id": session_id, "cost": cost})
+    return {"items": items, "total": total, "page": args["page"], "per_page": args["per_page"]}
+
+
+@bp.get("/messages")
+@requires("operator")
+@bp.arguments(schemas.ByChargePoint, location="query")
+@bp.response(200, schemas.MessagePage)
+def list_messages(args):
+    """The OCPP message log, both directions, newest first; filter by chargePointId."""
+    query = select(OcppMessage)
+    if args.get("charge_point_id"):
+        query = query.where(OcppMessage.charge_point_id == args["charge_point_id"])
+    return paginate(query, OcppMessage.id.desc(), args)

@@ -1,0 +1,149 @@
+from marshmallow import Schema, fields, validate
+
+from csms.models import RegistrationStatus
+from csms.schemas.common import Money, page_of
+
+PRICE = {"as_string": True, "places": 4, "validate": validate.Range(min=0, max=10_000)}
+
+
+class Station(Schema):
+    id = fields.Integer(dump_only=True)
+    name = fields.String(required=True, validate=validate.Length(min=1, max=100))
+    address = fields.String(allow_none=True, validate=validate.Length(max=255))
+    latitude = fields.Decimal(
+        as_string=True, places=6, allow_none=True, validate=validate.Range(min=-90, max=90)
+    )
+    longitude = fields.Decimal(
+        as_string=True, places=6, allow_none=True, validate=validate.Range(min=-180, max=180)
+    )
+    created_at = fields.DateTime(data_key="createdAt", dump_only=True)
+    updated_at = fields.DateTime(data_key="updatedAt", dump_only=True)
+
+
+class Tariff(Schema):
+    id = fields.Integer(dump_only=True)
+    name = fields.String(required=True, validate=validate.Length(min=1, max=100))
+    currency = fields.String(
+        required=True, validate=validate.Regexp(r"^[A-Z]{3}$", error="ISO 4217 code, e.g. EUR")
+    )
+    energy_price = fields.Decimal(data_key="energyPrice", required=True, **PRICE)
+    time_price = fields.Decimal(data_key="timePrice", allow_none=True, **PRICE)
+    session_fee = fields.Decimal(data_key="sessionFee", load_default=0, **PRICE)
+    tax_percent = fields.Decimal(
+        data_key="taxPercent",
+        as_string=True,
+        places=2,
+        load_default=0,
+        validate=validate.Range(min=0, max=100),
+    )
+    is_default = fields.Boolean(data_key="isDefault", load_default=False)
+    created_at = fields.DateTime(data_key="createdAt", dump_only=True)
+    updated_at = fields.DateTime(data_key="updatedAt", dump_only=True)
+
+
+class Connector(Schema):
+    connector_id = fields.Integer(data_key="connectorId")
+    status = fields.String()
+    error_code = fields.String(data_key="errorCode")
+    info = fields.String(allow_none=True)
+    status_at = fields.DateTime(data_key="statusAt", allow_none=True)
+
+
+class Connection(Schema):
+    connected = fields.Boolean()
+    node = fields.String(allow_none=True)
+    connected_since = fields.DateTime(data_key="connectedSince", allow_none=True)
+    last_message_at = fields.DateTime(data_key="lastMessageAt", allow_none=True)
+
+
+STATUSES = validate.OneOf([s.value for s in RegistrationStatus])
+
+
+class PointCreate(Schema):
+    charge_point_id = fields.String(
+        data_key="chargePointId", required=True, validate=validate.Length(min=1, max=48)
+    )
+    auth_key = fields.String(data_key="authKey", validate=validate.Length(min=16, max=40), load_only=True)
+    connectors = fields.Integer(load_default=1, validate=validate.Range(min=0, max=32))
+    station_id = fields.Integer(data_key="stationId", allow_none=True)
+    tariff_id = fields.Integer(data_key="tariffId", allow_none=True)
+    registration_status = fields.String(
+        data_key="registrationStatus", load_default="Accepted", validate=STATUSES
+    )
+
+
+class PointUpdate(Schema):
+    station_id = fields.Integer(data_key="stationId", allow_none=True)
+    tariff_id = fields.Integer(data_key="tariffId", allow_none=True)
+    registration_status = fields.String(data_key="registrationStatus", validate=STATUSES)
+    auth_key = fields.String(data_key="authKey", validate=validate.Length(min=16, max=40), load_only=True)
+
+
+class Point(Schema):
+    charge_point_id = fields.String(data_key="chargePointId")
+    station_id = fields.Integer(data_key="stationId", allow_none=True)
+    tariff_id = fields.Integer(data_key="tariffId", allow_none=True)
+    registration_status = fields.String(data_key="registrationStatus")
+    vendor = fields.String(allow_none=True)
+    model = fields.String(allow_none=True)
+    serial_number = fields.String(data_key="serialNumber", allow_none=True)
+    firmware_version = fields.String(data_key="firmwareVersion", allow_none=True)
+    status = fields.Function(lambda p: next((c.status for c in p.connectors if c.connector_id == 0), None))
+    connectors = fields.Function(
+        lambda p: Connector(many=True).dump([c for c in p.connectors if c.connector_id > 0])
+    )
+    last_seen_at = fields.DateTime(data_key="lastSeenAt", allow_none=True)
+    last_boot_at = fields.DateTime(data_key="lastBootAt", allow_none=True)
+    connection = fields.Nested(Connection, metadata={"description": "as seen by the node that answered"})
+    created_at = fields.DateTime(data_key="createdAt")
+
+
+class PointCreated(Point):
+    auth_key = fields.String(data_key="authKey", metadata={"description": "shown once"})
+
+
+class ListArgs(Schema):
+    page = fields.Integer(load_default=1, validate=validate.Range(min=1))
+    per_page = fields.Integer(data_key="perPage", load_default=50, validate=validate.Range(min=1, max=500))
+    q = fields.String(validate=validate.Length(max=100), metadata={"description": "name / id contains"})
+
+
+class ByChargePoint(Schema):
+    charge_point_id = fields.String(data_key="chargePointId", validate=validate.Length(min=1, max=48))
+    page = fields.Integer(load_default=1, validate=validate.Range(min=1))
+    per_page = fields.Integer(data_key="perPage", load_default=50, validate=validate.Range(min=1, max=500))
+
+
+class TransactionRow(Schema):
+    id = fields.Integer()
+    charge_point_id = fields.String(data_key="chargePointId")
+    connector_id = fields.Integer(data_key="connectorId")
+    id_tag = fields.String(data_key="idTag")
+    state = fields.String()
+    meter_start_wh = fields.Integer(data_key="meterStartWh")
+    meter_stop_wh = fields.Integer(data_key="meterStopWh", allow_none=True)
+    energy_wh = fields.Integer(data_key="energyWh", allow_none=True)
+    started_at = fields.DateTime(data_key="startedAt")
+    stopped_at = fields.DateTime(data_key="stoppedAt", allow_none=True)
+    stop_reason = fields.String(data_key="stopReason", allow_none=True)
+    session_id = fields.Integer(data_key="sessionId", allow_none=True)
+    cost = Money(allow_none=True)
+
+
+class MessageRow(Schema):
+    id = fields.Integer()
+    charge_point_id = fields.String(data_key="chargePointId")
+    direction = fields.String()
+    message_type = fields.Integer(data_key="messageType")
+    unique_id = fields.String(data_key="uniqueId")
+    action = fields.String(allow_none=True)
+    payload = fields.Raw(allow_none=True)
+    error_code = fields.String(data_key="errorCode", allow_none=True)
+    received_at = fields.DateTime(data_key="receivedAt")
+
+
+StationPage = page_of(Station, "StationPage")
+TariffPage = page_of(Tariff, "TariffPage")
+PointPage = page_of(Point, "PointPage")
+TransactionPage = page_of(TransactionRow, "TransactionPage")
+MessagePage = page_of(MessageRow, "MessagePage")

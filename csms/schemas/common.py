@@ -1,0 +1,59 @@
+"""Field types and envelopes shared by every resource."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from marshmallow import Schema, ValidationError, fields, validate
+
+from csms.services.errors import InvalidInput
+from csms.services.money import format_minor, parse_amount
+
+
+class Money(fields.Field):
+    """Money as "12.34" in responses; a string or a number with at most two decimals in requests.
+    Inside, integers of minor units."""
+
+    def _serialize(self, value, attr, obj, **kwargs):
+        return None if value is None else format_minor(value)
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if not isinstance(value, str | int | float | Decimal) or isinstance(value, bool):
+            raise ValidationError('must be a decimal amount such as "12.34"')
+        try:
+            return parse_amount(
+                value if not isinstance(value, float) else repr(value), field=attr or "amount"
+            )
+        except InvalidInput as exc:
+            raise ValidationError(exc.message) from None
+
+    def _jsonschema_type_mapping(self):
+        return {"type": "string", "pattern": r"^\d+(\.\d{1,2})?$"}
+
+
+class PageArgs(Schema):
+    page = fields.Integer(load_default=1, validate=validate.Range(min=1))
+    per_page = fields.Integer(data_key="perPage", load_default=50, validate=validate.Range(min=1, max=500))
+
+
+def page_of(item_schema: type[Schema], name: str) -> type[Schema]:
+    """A paginated list of `item_schema`: `{items, total, page, perPage}`."""
+    return Schema.from_dict(
+        {
+            "items": fields.List(fields.Nested(item_schema)),
+            "total": fields.Integer(),
+            "page": fields.Integer(),
+            "per_page": fields.Integer(data_key="perPage"),
+        },
+        name=name,
+    )
+
+
+class ErrorBody(Schema):
+    code = fields.String()
+    message = fields.String()
+    details = fields.Dict()
+
+
+class Error(Schema):
+    error = fields.Nested(ErrorBody)
