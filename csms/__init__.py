@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import sqlite3
 from pathlib import Path
@@ -15,6 +16,7 @@ from sqlalchemy.engine import Engine
 # `create_app` installs the configured one. Every actor module imports `csms`, so this runs before them.
 from csms import broker
 from csms import config as config_module
+from csms.broker import is_embedded
 
 
 @event.listens_for(Engine, "connect")
@@ -62,6 +64,12 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     errors.init_app(app)
     cli.init_app(app)
     app.register_blueprint(health.bp)
+    if not is_embedded(app) and (
+        settings["SECRET_KEY"] == config_module.Config.SECRET_KEY or len(settings["SECRET_KEY"]) < 32
+    ):
+        logging.getLogger("csms").warning(
+            "CSMS_SECRET_KEY is the default or shorter than 32 characters: tokens are forgeable"
+        )
     from csms import api
     from csms.ocpp import route
 

@@ -35,7 +35,7 @@ class Config:
     RABBITMQ_URL: str | None = None  # None: in-process Dramatiq worker (embedded mode)
     HOST = "127.0.0.1"
     PORT = 8080
-    SECRET_KEY = "dev-only-change-me"
+    SECRET_KEY = "dev-only-secret-change-it-in-production"
     NODE_ID = socket.gethostname()
     HEARTBEAT_INTERVAL = 300
     CALL_TIMEOUT = 30.0

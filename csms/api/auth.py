@@ -58,10 +58,13 @@ def register(body):
 @bp.alt_response(401, schema=Error, description="wrong email or password")
 @bp.alt_response(429, schema=Error, description="too many attempts")
 def login(body):
-    """Exchange email and password for a bearer token (10 attempts per 5 minutes per address and email)."""
+    """Exchange email and password for a bearer token (10 failed attempts per 5 minutes per address
+    and per email, then 429)."""
     email = body["email"].strip().lower()
-    login_attempts.check(f"ip:{request.remote_addr}", f"email:{email}")
+    keys = (f"ip:{request.remote_addr}", f"email:{email}")
+    login_attempts.check(*keys)
     user = db.session.scalar(select(User).where(User.email == email))
     if user is None or not check_password_hash(user.password_hash, body["password"]):
+        login_attempts.failed(*keys)
         raise Unauthorized("wrong email or password", code="invalid_credentials")
     return _token_for(user)

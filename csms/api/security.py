@@ -54,7 +54,8 @@ def requires(*roles: str):
 
 
 class AttemptLimiter:
-    """At most `limit` attempts per key within `window` seconds (login: per address and per email)."""
+    """At most `limit` failed attempts per key within `window` seconds (login: per address and per
+    email); successful ones do not count, so a busy app behind one address is not locked out."""
 
     def __init__(self, limit: int, window: float):
         self.limit = limit
@@ -63,18 +64,23 @@ class AttemptLimiter:
         self._lock = threading.Lock()
 
     def check(self, *keys: str) -> None:
+        """Refuse (429) when any key has used up its failed attempts."""
+        now = time.monotonic()
+        with self._lock:
+            for key in keys:
+                attempts = self._attempts.get(key)
+                while attempts and attempts[0] < now - self.window:
+                    attempts.popleft()
+                if attempts and len(attempts) >= self.limit:
+                    retry = int(attempts[0] + self.window - now) + 1
+                    raise TooManyRequests(
+                        f"too many attempts; retry in {retry}s", details={"retryAfter": retry}
+                    )
+
+    def failed(self, *keys: str) -> None:
         now = time.monotonic()
         with self._lock:
             if len(self._attempts) > 100_000:
                 self._attempts.clear()
             for key in keys:
-                attempts = self._attempts.setdefault(key, deque())
-                while attempts and attempts[0] < now - self.window:
-                    attempts.popleft()
-                if len(attempts) >= self.limit:
-                    retry = int(attempts[0] + self.window - now) + 1
-                    raise TooManyRequests(
-                        f"too many attempts; retry in {retry}s", details={"retryAfter": retry}
-                    )
-            for key in keys:
-                self._attempts[key].append(now)
+                self._attempts.setdefault(key, deque()).append(now)

@@ -22,7 +22,9 @@ class Wallet(Schema):
 
 
 class TopUp(Schema):
-    amount = Money(required=True)
+    amount = Money(
+        required=True, validate=validate.Range(min=1, max=1_000_000_00, error="between 0.01 and 1000000")
+    )
     idempotency_key = fields.String(data_key="idempotencyKey", validate=validate.Length(min=1, max=64))
 
 

@@ -1,0 +1,382 @@
+"""The customer story and the operator commands over HTTP against a real web process, a real charger
+and (in production mode) RabbitMQ, a `dramatiq actors` worker and PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import urllib.error
+import urllib.request
+from decimal import Decimal
+
+import pytest
+import socketio
+
+from tests.support.chargers import RawCharger
+from tests.support.deployment import AUTH_KEY, deployment
+from tests.support.processes import wait_until
+
+pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.rabbitmq]
+
+TARIFF = {
+    "energy_price": Decimal("0.4000"),
+    "session_fee": Decimal("0.2500"),
+    "tax_percent": Decimal("10.00"),
+}
+SECRET = "api-test-secret-key-0123456789-abcdef"
+
+
+class Http:
+    def __init__(self, base_url: str):
+        self.base_url = base_url
+        self.token: str | None = None
+
+    def __call__(self, method: str, path: str, body: dict | None = None) -> tuple[int, dict]:
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(f"{self.base_url}{path}", data=data, method=method)
+        request.add_header("Content-Type", "application/json")
+        if self.token:
+            request.add_header("Authorization", f"Bearer {self.token}")
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                raw = response.read()
+                return response.status, json.loads(raw) if raw else {}
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read())
+
+    def login(self, email: str, password: str = "password-123") -> Http:
+        status, body = self("POST", "/api/auth/login", {"email": email, "password": password})
+        assert status == 200, body
+        self.token = body["access_token"]
+        return self
+
+
+@pytest.fixture(scope="module")
+def csms(tmp_path_factory, postgres_databases, rabbitmq_url):
+    with deployment(
+        "production",
+        tmp_path_factory.mktemp("api-charging"),
+        database_url=postgres_databases(),
+        rabbitmq_url=rabbitmq_url,
+        env={
+            "CSMS_SECRET_KEY": SECRET,
+            "CSMS_BOOT_CONFIGURATION": "",
+            "CSMS_CALL_TIMEOUT": "2",
+            "CSMS_PAYMENT_PROVIDER": "development",
+        },
+        charge_points={f"API-CP-{n}": AUTH_KEY for n in range(1, 8)},
+        tariff=TARIFF,
+    ) as running:
+        operator = running.app()
+        with operator.app_context():
+            from csms.services import users
+
+            users.create_user("operator@example.test", "password-123", role="operator")
+        yield running
+
+
+def customer(csms, email: str, funds: str = "50.00") -> Http:
+    http = Http(csms.web.base_url)
+    status, body = http("POST", "/api/auth/register", {"email": email, "password": "password-123"})
+    assert status == 201, body
+    http.token = body["access_token"]
+    assert http("POST", "/api/user/wallet/topup", {"amount": funds})[0] == 200
+    return http
+
+
+def in_background(function, *args):
+    result: dict = {}
+    thread = threading.Thread(target=lambda: result.setdefault("value", function(*args)))
+    thread.start()
+    return thread, result
+
+
+def answer_while(charger: RawCharger, thread: threading.Thread, limit: float = 15) -> None:
+    """Keep the charger reading (and answering CSMS calls) until the REST call returned."""
+    deadline = time.monotonic() + limit
+    while thread.is_alive() and time.monotonic() < deadline:
+        charger.call("Heartbeat", {})
+        time.sleep(0.05)
+    thread.join(timeout=1)
+
+
+def test_customer_charges_and_pays(csms):
+    http = customer(csms, "ada@example.test")
+    with RawCharger(
+        csms.ws_url,
+        "API-CP-1",
+        AUTH_KEY,
+        answers={
+            "RemoteStartTransaction": {"status": "Accepted"},
+            "RemoteStopTransaction": {"status": "Accepted"},
+        },
+    ) as cp:
+        cp.boot()
+        thread, result = in_background(
+            http,
+            "POST",
+            "/api/user/charging/start",
+            {"deviceId": "API-CP-1", "connectorId": 1, "amount": "20"},
+        )
+        answer_while(cp, thread)
+        status, session = result["value"]
+        assert status == 201, session
+        assert (session["state"], session["prepaid"], session["chargerResponse"]) == (
+            "accepted",
+            "20.00",
+            {"status": "Accepted"},
+        )
+        remote_start = next(c for c in cp.received_calls if c[2] == "RemoteStartTransaction")
+        id_tag = remote_start[3]["idTag"]
+        assert remote_start[3]["connectorId"] == 1
+        assert http("GET", "/api/user/wallet")[1]["held"] == "20.00"
+
+        tx = cp.call(
+            "StartTransaction",
+            {"connectorId": 1, "idTag": id_tag, "meterStart": 1000, "timestamp": "2026-10-01T08:00:00Z"},
+        )[2]["transactionId"]
+        energies = []
+        for minute, wh in ((10, 3000), (20, 6000)):
+            cp.call(
+                "MeterValues",
+                {
+                    "connectorId": 1,
+                    "transactionId": tx,
+                    "meterValue": [
+                        {"timestamp": f"2026-10-01T08:{minute}:00Z", "sampledValue": [{"value": str(wh)}]}
+                    ],
+                },
+            )
+            assert wait_until(
+                lambda w=wh: (
+                    http("GET", f"/api/user/charging/sessions/{session['id']}")[1]["energyWh"] == w - 1000
+                ),
+                timeout=20,
+            )
+            energies.append(http("GET", f"/api/user/charging/sessions/{session['id']}")[1]["energyWh"])
+        assert energies == [2000, 5000]  # live energy rising
+
+        thread, result = in_background(http, "POST", "/api/user/charging/stop", {"sessionId": session["id"]})
+        answer_while(cp, thread)
+        status, stopped = result["value"]
+        assert status == 200 and stopped["chargerResponse"] == {"status": "Accepted"}
+        assert stopped["session"]["state"] == "stopping"
+        cp.call(
+            "StopTransaction",
+            {
+                "transactionId": tx,
+                "idTag": id_tag,
+                "meterStop": 7000,
+                "timestamp": "2026-10-01T08:30:00Z",
+                "reason": "Remote",
+            },
+        )
+
+    assert wait_until(
+        lambda: http("GET", f"/api/user/charging/sessions/{session['id']}")[1]["state"] == "completed",
+        timeout=30,
+    )
+    final = http("GET", f"/api/user/charging/sessions/{session['id']}")[1]
+    # 6 kWh x 0.40 + 0.25 fee = 2.65, + 10 % = 2.915 -> 2.92 (half-up, once, at the end)
+    assert (final["energyWh"], final["cost"]) == (6000, "2.92")
+    wallet = http("GET", "/api/user/wallet")[1]
+    assert (wallet["available"], wallet["held"]) == ("47.08", "0.00")
+    assert [(e["kind"], e["amount"]) for e in wallet["ledger"]][:3] == [
+        ("refund", "17.08"),
+        ("capture", "2.92"),
+        ("hold", "20.00"),
+    ]
+    listed = http("GET", "/api/user/charging/sessions")[1]
+    assert listed["total"] == 1 and listed["items"][0]["id"] == session["id"]
+
+
+@pytest.mark.parametrize(
+    ("case", "charger_answer", "status", "code"),
+    [
+        ("rejected", {"status": "Rejected"}, 409, "charger_rejected"),
+        ("timeout", None, 504, "charger_timeout"),
+        ("offline", "offline", 409, "charger_offline"),
+    ],
+)
+def test_failed_start_releases_the_hold(csms, case, charger_answer, status, code):
+    http = customer(csms, f"{case}@example.test", funds="10.00")
+    cp_id = {"rejected": "API-CP-2", "timeout": "API-CP-3", "offline": "API-CP-4"}[case]
+    body = {"deviceId": cp_id, "connectorId": 1, "amount": "8.00"}
+    if charger_answer == "offline":
+        answer = http("POST", "/api/user/charging/start", body)
+    else:
+        with RawCharger(
+            csms.ws_url, cp_id, AUTH_KEY, answers={"RemoteStartTransaction": charger_answer or {}}
+        ) as cp:
+            cp.boot()
+            thread, result = in_background(http, "POST", "/api/user/charging/start", body)
+            if charger_answer is not None:
+                answer_while(cp, thread)
+            else:
+                thread.join(timeout=10)  # the charger reads nothing: the call times out
+            answer = result["value"]
+    assert answer[0] == status, answer
+    assert answer[1]["error"]["code"] == code
+    wallet = http("GET", "/api/user/wallet")[1]
+    assert (wallet["available"], wallet["held"]) == ("10.00", "0.00")
+    assert [e["kind"] for e in wallet["ledger"]][:2] == ["refund", "hold"]
+    session = http("GET", "/api/user/charging/sessions")[1]["items"][0]
+    assert session["state"] in ("rejected", "failed") and session["failureReason"]
+
+
+def test_start_refusals_without_the_charger(csms):
+    http = customer(csms, "poor@example.test", funds="1.00")
+    cases = [
+        ({"deviceId": "API-CP-5", "connectorId": 1, "amount": "5"}, 409, "insufficient_funds"),
+        ({"deviceId": "NOPE", "connectorId": 1, "amount": "0.5"}, 404, "charge_point_not_found"),
+        ({"deviceId": "API-CP-5", "connectorId": 9, "amount": "0.5"}, 404, "connector_not_found"),
+        ({"deviceId": "API-CP-5", "connectorId": 1, "amount": "0.001"}, 422, "validation_error"),
+        ({"deviceId": "API-CP-5", "amount": "0.5"}, 422, "validation_error"),
+    ]
+    for body, status, code in cases:
+        answer = http("POST", "/api/user/charging/start", body)
+        assert (answer[0], answer[1]["error"]["code"]) == (status, code), (body, answer)
+    assert http("GET", "/api/user/wallet")[1]["available"] == "1.00"
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "action", "sent"),
+    [
+        (
+            "/api/charger/remote-start",
+            {"idTag": "T1", "connectorId": 2},
+            "RemoteStartTransaction",
+            {"idTag": "T1", "connectorId": 2},
+        ),
+        ("/api/charger/remote-stop", {"transactionId": 77}, "RemoteStopTransaction", {"transactionId": 77}),
+        (
+            "/api/charger/change-configuration",
+            {"key": "HeartbeatInterval", "value": "60"},
+            "ChangeConfiguration",
+            {"key": "HeartbeatInterval", "value": "60"},
+        ),
+        ("/api/charger/reset", {"type": "Hard"}, "Reset", {"type": "Hard"}),
+        (
+            "/api/charger/command",
+            {"action": "UnlockConnector", "payload": {"connectorId": 1}},
+            "UnlockConnector",
+            {"connectorId": 1},
+        ),
+        ("/api/charger/command", {"action": "GetLocalListVersion", "payload": {}}, "GetLocalListVersion", {}),
+    ],
+)
+def test_operator_commands_round_trip_and_are_audited(csms, path, body, action, sent):
+    http = Http(csms.web.base_url).login("operator@example.test")
+    answers = {
+        action: {"GetLocalListVersion": {"listVersion": 3}, "UnlockConnector": {"status": "Unlocked"}}.get(
+            action, {"status": "Accepted"}
+        )
+    }
+    with RawCharger(csms.ws_url, "API-CP-6", AUTH_KEY, answers=answers) as cp:
+        cp.boot()
+        thread, result = in_background(http, "POST", path, {"deviceId": "API-CP-6", **body})
+        answer_while(cp, thread)
+    status, reply = result["value"]
+    assert status == 200, reply
+    assert reply == {"deviceId": "API-CP-6", "action": action, "response": answers[action]}
+    assert [c[2:] for c in cp.received_calls] == [[action, sent]]
+
+    def audited():
+        items = http("GET", "/api/charger/commands?chargePointId=API-CP-6")[1]["items"]
+        return items and items[0]["action"] == action and items[0]["outcome"] == "answered"
+
+    assert wait_until(audited, timeout=20)
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/api/charger/reset", {"type": "Sideways"}),
+        ("/api/charger/command", {"action": "Reset", "payload": {}}),
+        (
+            "/api/charger/command",
+            {"action": "ChangeAvailability", "payload": {"connectorId": 1, "type": "Maybe"}},
+        ),
+        ("/api/charger/command", {"action": "BootNotification", "payload": {}}),
+        ("/api/charger/change-configuration", {"key": "K"}),
+    ],
+)
+def test_invalid_command_payloads_never_reach_the_charger(csms, path, body):
+    http = Http(csms.web.base_url).login("operator@example.test")
+    with RawCharger(csms.ws_url, "API-CP-7", AUTH_KEY) as cp:
+        cp.boot()
+        status, reply = http("POST", path, {"deviceId": "API-CP-7", **body})
+        cp.call("Heartbeat", {})  # anything the CSMS had sent would be read (and recorded) here
+    assert status == 422, reply
+    assert cp.received_calls == []
+
+
+def test_command_errors(csms):
+    http = Http(csms.web.base_url).login("operator@example.test")
+    assert http("POST", "/api/charger/reset", {"deviceId": "UNKNOWN"})[0] == 404
+    assert (
+        http("POST", "/api/charger/reset", {"deviceId": "API-CP-5"})[1]["error"]["code"] == "charger_offline"
+    )
+
+
+def test_customers_see_only_their_own(csms):
+    ada = Http(csms.web.base_url).login("ada@example.test")
+    eve = customer(csms, "eve@example.test")
+    ada_session = ada("GET", "/api/user/charging/sessions")[1]["items"][0]["id"]
+    assert eve("GET", f"/api/user/charging/sessions/{ada_session}")[0] == 404
+    assert eve("GET", "/api/user/charging/sessions")[1]["total"] == 0
+    assert eve("POST", "/api/user/charging/stop", {"sessionId": ada_session})[0] == 404
+    assert eve("GET", "/api/user/wallet")[1]["available"] == "50.00"
+
+    # and over Socket.IO: Eve hears nothing of Ada's session; an operator hears everything
+    heard = {"eve": [], "operator": []}
+    clients = []
+    for name, token in (
+        ("eve", eve.token),
+        ("operator", Http(csms.web.base_url).login("operator@example.test").token),
+    ):
+        client = socketio.Client(reconnection=False)
+        client.on("notification", lambda data, n=name: heard[n].append(data))
+        client.connect(csms.web.base_url, auth={"token": token}, wait_timeout=10)
+        clients.append(client)
+    try:
+        second_session_of(csms, ada)
+        assert wait_until(
+            lambda: any(e["event"] == "charging:stopped" for e in heard["operator"]), timeout=30
+        )
+        time.sleep(1)
+    finally:
+        for client in clients:
+            client.disconnect()
+    assert heard["eve"] == []
+    assert {e["event"] for e in heard["operator"]} >= {"charging:started", "meter:values", "charging:stopped"}
+
+
+def second_session_of(csms, ada: Http) -> None:
+    """A short second session of Ada's (helper for the isolation test)."""
+    with RawCharger(
+        csms.ws_url, "API-CP-1", AUTH_KEY, answers={"RemoteStartTransaction": {"status": "Accepted"}}
+    ) as cp:
+        cp.boot()
+        thread, result = in_background(
+            ada, "POST", "/api/user/charging/start", {"deviceId": "API-CP-1", "connectorId": 1, "amount": "5"}
+        )
+        answer_while(cp, thread)
+        assert result["value"][0] == 201, result
+        id_tag = next(c for c in cp.received_calls if c[2] == "RemoteStartTransaction")[3]["idTag"]
+        tx = cp.call(
+            "StartTransaction",
+            {"connectorId": 1, "idTag": id_tag, "meterStart": 0, "timestamp": "2026-10-02T08:00:00Z"},
+        )[2]["transactionId"]
+        cp.call(
+            "MeterValues",
+            {
+                "connectorId": 1,
+                "transactionId": tx,
+                "meterValue": [{"timestamp": "2026-10-02T08:05:00Z", "sampledValue": [{"value": "500"}]}],
+            },
+        )
+        cp.call(
+            "StopTransaction", {"transactionId": tx, "meterStop": 1000, "timestamp": "2026-10-02T08:10:00Z"}
+        )
