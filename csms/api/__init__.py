@@ -12,7 +12,7 @@ from marshmallow import Schema
 from werkzeug.exceptions import HTTPException
 
 from csms.errors import error_response
-from csms.schemas.common import Error, Money
+from csms.schemas.common import DecimalString, Error, Money
 
 
 class CsmsApi(Api):
@@ -62,6 +62,7 @@ def init_app(app: Flask) -> None:
     )
     api.init_app(app)
     api.register_field(Money, "string", None)
+    api.register_field(DecimalString, "string", "decimal")
     from csms.api import auth, charger, cms, user
 
     for blueprint in (auth.bp, user.bp, charger.bp, cms.bp):

@@ -17,7 +17,7 @@ from csms.api.security import requires
 from csms.extensions import db
 from csms.models import ChargePoint, ChargingSession, OcppMessage, Station, Tariff, Transaction
 from csms.schemas import cms as schemas
-from csms.schemas.common import Error
+from csms.schemas.common import INT32_MAX, Error
 from csms.services import chargers, credentials
 from csms.services.errors import Conflict, NotFound
 
@@ -55,7 +55,7 @@ def commit_or_conflict(message: str) -> None:
 
 
 def get_or_404(model, key) -> Any:
-    found = db.session.get(model, key)
+    found = db.session.get(model, key) if 0 < key <= INT32_MAX else None
     if found is None:
         raise NotFound(f"no {model.__tablename__[:-1]} {key}", code="not_found")
     return found

@@ -13,7 +13,7 @@ from csms.extensions import db
 from csms.models import ChargingSession, LedgerEntry, SessionState, Wallet
 from csms.schemas.charging import Session, SessionPage, StartCharging, StopCharging, StopResult, TopUp
 from csms.schemas.charging import Wallet as WalletSchema
-from csms.schemas.common import Error, PageArgs
+from csms.schemas.common import INT32_MAX, Error, PageArgs
 from csms.services import payments, sessions, wallet
 from csms.services.errors import Conflict, NotFound, ServiceError
 
@@ -71,7 +71,7 @@ def top_up(body):
 
 
 def _own_session(session_id: int) -> ChargingSession:
-    session = db.session.get(ChargingSession, session_id)
+    session = db.session.get(ChargingSession, session_id) if 0 < session_id <= INT32_MAX else None
     if session is None or session.user_id != g.identity.user_id:
         raise NotFound(f"no session {session_id}", code="session_not_found")
     return session

@@ -1,6 +1,6 @@
 from marshmallow import Schema, fields, validate
 
-from csms.schemas.common import Money, page_of
+from csms.schemas.common import ID, Money, page_of
 
 
 class LedgerEntry(Schema):
@@ -37,7 +37,7 @@ class StartCharging(Schema):
 
 
 class StopCharging(Schema):
-    session_id = fields.Integer(data_key="sessionId", required=True, validate=validate.Range(min=1))
+    session_id = fields.Integer(data_key="sessionId", required=True, validate=ID)
 
 
 class Session(Schema):

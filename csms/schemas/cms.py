@@ -1,21 +1,19 @@
+from decimal import Decimal
+
 from marshmallow import Schema, fields, validate
 
 from csms.models import RegistrationStatus
-from csms.schemas.common import Money, page_of
+from csms.schemas.common import ID, DecimalString, Money, page_of
 
-PRICE = {"as_string": True, "places": 4, "validate": validate.Range(min=0, max=10_000)}
+PRICE = {"places": 4, "minimum": Decimal(0), "maximum": Decimal(10_000)}
 
 
 class Station(Schema):
     id = fields.Integer(dump_only=True)
     name = fields.String(required=True, validate=validate.Length(min=1, max=100))
     address = fields.String(allow_none=True, validate=validate.Length(max=255))
-    latitude = fields.Decimal(
-        as_string=True, places=6, allow_none=True, validate=validate.Range(min=-90, max=90)
-    )
-    longitude = fields.Decimal(
-        as_string=True, places=6, allow_none=True, validate=validate.Range(min=-180, max=180)
-    )
+    latitude = DecimalString(6, Decimal(-90), Decimal(90), allow_none=True)
+    longitude = DecimalString(6, Decimal(-180), Decimal(180), allow_none=True)
     created_at = fields.DateTime(data_key="createdAt", dump_only=True)
     updated_at = fields.DateTime(data_key="updatedAt", dump_only=True)
 
@@ -26,16 +24,10 @@ class Tariff(Schema):
     currency = fields.String(
         required=True, validate=validate.Regexp(r"^[A-Z]{3}$", error="ISO 4217 code, e.g. EUR")
     )
-    energy_price = fields.Decimal(data_key="energyPrice", required=True, **PRICE)
-    time_price = fields.Decimal(data_key="timePrice", allow_none=True, **PRICE)
-    session_fee = fields.Decimal(data_key="sessionFee", load_default=0, **PRICE)
-    tax_percent = fields.Decimal(
-        data_key="taxPercent",
-        as_string=True,
-        places=2,
-        load_default=0,
-        validate=validate.Range(min=0, max=100),
-    )
+    energy_price = DecimalString(data_key="energyPrice", required=True, **PRICE)
+    time_price = DecimalString(data_key="timePrice", allow_none=True, **PRICE)
+    session_fee = DecimalString(data_key="sessionFee", load_default=Decimal(0), **PRICE)
+    tax_percent = DecimalString(2, Decimal(0), Decimal(100), data_key="taxPercent", load_default=Decimal(0))
     is_default = fields.Boolean(data_key="isDefault", load_default=False)
     created_at = fields.DateTime(data_key="createdAt", dump_only=True)
     updated_at = fields.DateTime(data_key="updatedAt", dump_only=True)
@@ -73,8 +65,8 @@ class PointCreate(Schema):
 
 
 class PointUpdate(Schema):
-    station_id = fields.Integer(data_key="stationId", allow_none=True)
-    tariff_id = fields.Integer(data_key="tariffId", allow_none=True)
+    station_id = fields.Integer(data_key="stationId", allow_none=True, validate=ID)
+    tariff_id = fields.Integer(data_key="tariffId", allow_none=True, validate=ID)
     registration_status = fields.String(data_key="registrationStatus", validate=STATUSES)
     auth_key = fields.String(data_key="authKey", validate=validate.Length(min=16, max=40), load_only=True)
 
@@ -103,14 +95,14 @@ class PointCreated(Point):
 
 
 class ListArgs(Schema):
-    page = fields.Integer(load_default=1, validate=validate.Range(min=1))
+    page = fields.Integer(load_default=1, validate=validate.Range(min=1, max=1_000_000))
     per_page = fields.Integer(data_key="perPage", load_default=50, validate=validate.Range(min=1, max=500))
     q = fields.String(validate=validate.Length(max=100), metadata={"description": "name / id contains"})
 
 
 class ByChargePoint(Schema):
     charge_point_id = fields.String(data_key="chargePointId", validate=validate.Length(min=1, max=48))
-    page = fields.Integer(load_default=1, validate=validate.Range(min=1))
+    page = fields.Integer(load_default=1, validate=validate.Range(min=1, max=1_000_000))
     per_page = fields.Integer(data_key="perPage", load_default=50, validate=validate.Range(min=1, max=500))
 
 

@@ -14,7 +14,9 @@ class RemoteStart(Schema):
 
 class RemoteStop(Schema):
     device_id = fields.String(**DEVICE)
-    transaction_id = fields.Integer(data_key="transactionId", required=True)
+    transaction_id = fields.Integer(
+        data_key="transactionId", required=True, validate=validate.Range(min=-(2**31), max=2**31 - 1)
+    )
 
 
 class ChangeConfiguration(Schema):
@@ -42,7 +44,7 @@ class ChargerReply(Schema):
 
 class AuditArgs(Schema):
     charge_point_id = fields.String(data_key="chargePointId")
-    page = fields.Integer(load_default=1, validate=validate.Range(min=1))
+    page = fields.Integer(load_default=1, validate=validate.Range(min=1, max=1_000_000))
     per_page = fields.Integer(data_key="perPage", load_default=50, validate=validate.Range(min=1, max=500))
 
 

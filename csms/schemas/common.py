@@ -9,6 +9,10 @@ from marshmallow import Schema, ValidationError, fields, validate
 from csms.services.errors import InvalidInput
 from csms.services.money import format_minor, parse_amount
 
+# Database ids and OCPP transaction ids are int32: larger numbers are refused as invalid input.
+INT32_MAX = 2**31 - 1
+ID = validate.Range(min=1, max=INT32_MAX)
+
 
 class Money(fields.Field):
     """Money as "12.34" in responses; a string or a number with at most two decimals in requests.
@@ -31,8 +35,24 @@ class Money(fields.Field):
         return {"type": "string", "pattern": r"^\d+(\.\d{1,2})?$"}
 
 
+class DecimalString(fields.Decimal):
+    """A decimal sent and received as a string ("0.3456"); numbers are accepted on input too."""
+
+    def __init__(self, places: int, minimum: Decimal, maximum: Decimal, **kwargs):
+        def within(value: Decimal) -> None:
+            if not minimum <= value <= maximum:
+                raise ValidationError(f"must be between {minimum} and {maximum}")
+
+        # A plain function, not validate.Range: apispec would write the bounds into the OpenAPI
+        # document as strings, which makes the document invalid.
+        super().__init__(places=places, as_string=True, validate=within, **kwargs)
+
+    def _jsonschema_type_mapping(self):
+        return {"type": "string", "format": "decimal"}
+
+
 class PageArgs(Schema):
-    page = fields.Integer(load_default=1, validate=validate.Range(min=1))
+    page = fields.Integer(load_default=1, validate=validate.Range(min=1, max=1_000_000))
     per_page = fields.Integer(data_key="perPage", load_default=50, validate=validate.Range(min=1, max=500))
 
 
