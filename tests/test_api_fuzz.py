@@ -12,7 +12,6 @@ from csms import create_app
 from csms.api.auth import login_attempts
 from csms.extensions import db
 from csms.services import chargers, tokens, users
-from tests.conftest import ROOT  # noqa: F401  (keeps the project root importable)
 
 
 @pytest.fixture(scope="module")
