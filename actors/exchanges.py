@@ -3,8 +3,10 @@ gateway: see `csms.ocpp.gateway.Gateway.hand_off`."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
+
+from csms.services.clock import parse_utc
 
 
 class Exchange:
@@ -33,10 +35,7 @@ class Exchange:
 
     def time_of(self, value: str | None) -> datetime:
         """A charger timestamp as aware UTC, or the time the frame arrived when it sent none."""
-        if not value:
-            return self.at
-        parsed = datetime.fromisoformat(value)
-        return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+        return parse_utc(value) if value else self.at
 
 
 class Notifications:

@@ -33,7 +33,12 @@ def record(view: Exchange, notifications: Notifications) -> None:
     if pk is None:
         return
     transaction_id = payload.get("transactionId")
-    transaction = db.session.get(Transaction, transaction_id) if transaction_id is not None else None
+    # Locked: see `charging.link_session` (the two must not interleave).
+    transaction = (
+        db.session.get(Transaction, transaction_id, with_for_update=True)
+        if transaction_id is not None
+        else None
+    )
     if transaction is not None and transaction.charge_point_id != pk:
         transaction = None  # another charger's id: keep the samples, do not touch that transaction
     samples = metering.parse(payload["meterValue"])

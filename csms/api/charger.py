@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from flask import g
 from flask_smorest import Blueprint
-from sqlalchemy import func, select
+from sqlalchemy import select
 
+from csms.api.pagination import paginate
 from csms.api.remote import call_charger
 from csms.api.security import requires
-from csms.extensions import db
 from csms.models import CommandAudit
 from csms.schemas import commands as schemas
 from csms.schemas.common import Error
@@ -98,10 +98,4 @@ def list_commands(args):
     query = select(CommandAudit)
     if args.get("charge_point_id"):
         query = query.where(CommandAudit.charge_point_id == args["charge_point_id"])
-    total = db.session.scalar(select(func.count()).select_from(query.subquery()))
-    items = db.session.scalars(
-        query.order_by(CommandAudit.id.desc())
-        .offset((args["page"] - 1) * args["per_page"])
-        .limit(args["per_page"])
-    ).all()
-    return {"items": items, "total": total, "page": args["page"], "per_page": args["per_page"]}
+    return paginate(query, CommandAudit.id.desc(), args)

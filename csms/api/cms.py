@@ -9,10 +9,11 @@ from typing import Any
 
 from flask import current_app, g
 from flask_smorest import Blueprint
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from actors.cms import record_cms_event
+from csms.api.pagination import paginate
 from csms.api.security import requires
 from csms.extensions import db
 from csms.models import ChargePoint, ChargingSession, OcppMessage, Station, Tariff, Transaction
@@ -36,14 +37,6 @@ def announce(kind: str, entity_type: str, entity_id: Any, payload: dict | None) 
         "occurred_at": datetime.now(UTC).isoformat(),
     }
     current_app.extensions["ocpp"].handoff.submit(record_cms_event, event, durable=False)
-
-
-def paginate(query, order_by, args: dict) -> dict:
-    total = db.session.scalar(select(func.count()).select_from(query.subquery()))
-    items = db.session.scalars(
-        query.order_by(order_by).offset((args["page"] - 1) * args["per_page"]).limit(args["per_page"])
-    ).all()
-    return {"items": items, "total": total, "page": args["page"], "per_page": args["per_page"]}
 
 
 def commit_or_conflict(message: str) -> None:
@@ -264,17 +257,12 @@ def list_transactions(args):
     )
     if args.get("charge_point_id"):
         query = query.where(ChargePoint.charge_point_id == args["charge_point_id"])
-    total = db.session.scalar(select(func.count()).select_from(query.subquery()))
-    rows = db.session.execute(
-        query.order_by(Transaction.id.desc())
-        .offset((args["page"] - 1) * args["per_page"])
-        .limit(args["per_page"])
-    ).all()
+    page = paginate(query, Transaction.id.desc(), args, scalars=False)
     items = []
-    for transaction, cp, session_id, cost in rows:
+    for transaction, cp, session_id, cost in page["items"]:
         item = {c.key: getattr(transaction, c.key) for c in Transaction.__table__.columns}
         items.append({**item, "charge_point_id": cp, "session_id": session_id, "cost": cost})
-    return {"items": items, "total": total, "page": args["page"], "per_page": args["per_page"]}
+    return {**page, "items": items}
 
 
 @bp.get("/messages")

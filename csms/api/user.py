@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from flask import current_app, g
 from flask_smorest import Blueprint
-from sqlalchemy import func, select, update
+from sqlalchemy import select, update
 
+from csms.api.pagination import paginate
 from csms.api.remote import call_charger
 from csms.api.security import requires
 from csms.broker import is_embedded
@@ -38,17 +39,17 @@ def get_wallet(args):
 
 
 def _wallet_view(found: Wallet, page_number: int, per_page: int) -> dict:
-    entries = select(LedgerEntry).where(LedgerEntry.wallet_id == found.id)
-    total = db.session.scalar(select(func.count()).select_from(entries.subquery()))
-    page = db.session.scalars(
-        entries.order_by(LedgerEntry.id.desc()).offset((page_number - 1) * per_page).limit(per_page)
-    ).all()
+    ledger = paginate(
+        select(LedgerEntry).where(LedgerEntry.wallet_id == found.id),
+        LedgerEntry.id.desc(),
+        {"page": page_number, "per_page": per_page},
+    )
     return {
         "currency": found.currency,
         "available_minor": found.available_minor,
         "held_minor": found.held_minor,
-        "ledger": page,
-        "ledger_total": total,
+        "ledger": ledger["items"],
+        "ledger_total": ledger["total"],
     }
 
 
@@ -149,13 +150,7 @@ def stop_charging(body):
 def list_sessions(args):
     """The customer's sessions, newest first, with live energy and running or final cost."""
     query = select(ChargingSession).where(ChargingSession.user_id == g.identity.user_id)
-    total = db.session.scalar(select(func.count()).select_from(query.subquery()))
-    items = db.session.scalars(
-        query.order_by(ChargingSession.id.desc())
-        .offset((args["page"] - 1) * args["per_page"])
-        .limit(args["per_page"])
-    ).all()
-    return {"items": items, "total": total, "page": args["page"], "per_page": args["per_page"]}
+    return paginate(query, ChargingSession.id.desc(), args)
 
 
 @bp.get("/charging/sessions/<int:session_id>")

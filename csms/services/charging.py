@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import select, update
@@ -17,13 +16,9 @@ from sqlalchemy import select, update
 from csms.extensions import db
 from csms.models import ChargingSession, SessionState, Transaction, TransactionState
 from csms.services import commands, metering
+from csms.services.clock import parse_utc
 
 log = logging.getLogger(__name__)
-
-
-def parse_time(value: str) -> datetime:
-    parsed = datetime.fromisoformat(value)
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 
 @dataclass(frozen=True)
@@ -35,8 +30,13 @@ class Linked:
 
 
 def link_session(transaction_id: int) -> Linked | None:
-    """Attach the transaction to the customer session waiting on its connector (same idTag), if any."""
-    transaction = db.session.get(Transaction, transaction_id)
+    """Attach the transaction to the customer session waiting on its connector (same idTag), if any.
+
+    Locks the transaction row first, as metering does: linking and a concurrent MeterValues then
+    happen one after the other, so whichever runs second sees the other's work (otherwise each could
+    miss the other and a prepaid session would never be stopped).
+    """
+    transaction = db.session.get(Transaction, transaction_id, with_for_update=True)
     if transaction is None:
         return None
     session = db.session.scalar(
@@ -81,7 +81,7 @@ def stop(charge_point_pk: int | None, payload: dict[str, Any]) -> Stopped:
     ):
         log.warning("StopTransaction for unknown transaction %s", transaction_id)
         return Stopped(transaction_id, False, False, None, None)
-    stopped_at = parse_time(payload["timestamp"])
+    stopped_at = parse_utc(payload["timestamp"])
     samples = metering.parse(payload.get("transactionData") or [])
     if samples:
         metering.store(transaction.charge_point_id, transaction.connector_id, transaction.id, samples)

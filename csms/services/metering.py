@@ -8,7 +8,7 @@ its meterStart, never a sum of readings, so repeated or reordered messages canno
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -17,6 +17,7 @@ from sqlalchemy import or_, select, update
 from csms.extensions import db
 from csms.models import ChargingSession, MeterSample, SessionState, Transaction
 from csms.services import billing
+from csms.services.clock import parse_utc
 from csms.services.sql import insert_ignoring_conflicts
 
 REGISTER = "Energy.Active.Import.Register"
@@ -46,11 +47,6 @@ def _default_unit(measurand: str) -> str | None:
     return None
 
 
-def _parse_time(value: str) -> datetime:
-    parsed = datetime.fromisoformat(value)
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
-
-
 @dataclass(frozen=True)
 class Sample:
     sampled_at: datetime
@@ -68,7 +64,7 @@ def parse(meter_values: list[dict[str, Any]]) -> list[Sample]:
     """Every numeric sampled value, normalised; signed or non-numeric values are skipped."""
     samples = []
     for meter_value in meter_values:
-        at = _parse_time(meter_value["timestamp"])
+        at = parse_utc(meter_value["timestamp"])
         for sampled in meter_value.get("sampledValue", []):
             if sampled.get("format") == "SignedData":
                 continue

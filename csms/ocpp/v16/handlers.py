@@ -16,6 +16,7 @@ from ocpp.v16.enums import DataTransferStatus, RegistrationStatus
 
 from csms.services import transactions
 from csms.services.chargers import registration_status
+from csms.services.clock import parse_utc
 
 if TYPE_CHECKING:
     from csms.ocpp.session import OcppSession
@@ -23,12 +24,6 @@ if TYPE_CHECKING:
 
 def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def parse_timestamp(value: str) -> datetime:
-    """OCPP timestamps are UTC; one without an offset (some firmwares) is read as UTC."""
-    parsed = datetime.fromisoformat(value)
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 
 def on_boot_notification(session: OcppSession, payload: dict[str, Any]) -> call_result.BootNotification:
@@ -57,7 +52,7 @@ def on_start_transaction(session: OcppSession, payload: dict[str, Any]) -> call_
         payload["connectorId"],
         payload["idTag"],
         payload["meterStart"],
-        parse_timestamp(payload["timestamp"]),
+        parse_utc(payload["timestamp"]),
         payload.get("reservationId"),
     )
     info = session.gateway.id_tags.info(payload["idTag"]).as_ocpp()
