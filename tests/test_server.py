@@ -44,4 +44,9 @@ def test_production_mode_serves_health(postgres_url, rabbitmq_url, tmp_path):
     with web_process(env, tmp_path) as web:
         status, body = get_json(f"{web.base_url}/healthz")
     assert status == 200, body
-    assert (body["db"], body["broker"], body["mode"], body["node"]) == ("ok", "ok", "production", "node-test-1")
+    assert (body["db"], body["broker"], body["mode"], body["node"]) == (
+        "ok",
+        "ok",
+        "production",
+        "node-test-1",
+    )
