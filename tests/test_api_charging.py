@@ -342,6 +342,9 @@ def test_customers_see_only_their_own(csms):
         clients.append(client)
     try:
         second_session_of(csms, ada)
+        operator = Http(csms.web.base_url).login("operator@example.test")
+        assert operator("POST", "/api/cms/stations", {"name": "Live"})[0] == 201
+        assert wait_until(lambda: any(e["event"] == "cms:changed" for e in heard["operator"]), timeout=30)
         assert wait_until(
             lambda: any(e["event"] == "charging:stopped" for e in heard["operator"]), timeout=30
         )
@@ -350,7 +353,12 @@ def test_customers_see_only_their_own(csms):
         for client in clients:
             client.disconnect()
     assert heard["eve"] == []
-    assert {e["event"] for e in heard["operator"]} >= {"charging:started", "meter:values", "charging:stopped"}
+    assert {e["event"] for e in heard["operator"]} >= {
+        "charging:started",
+        "meter:values",
+        "charging:stopped",
+        "cms:changed",
+    }
 
 
 def second_session_of(csms, ada: Http) -> None:

@@ -15,6 +15,7 @@ from csms.models import (
     ChargingSession,
     CmsEvent,
     CommandAudit,
+    CommandRequest,
     LedgerEntry,
     MeterSample,
     OcppMessage,
@@ -145,6 +146,14 @@ def test_logs_and_outbox(any_db_app):
     _assert_round_trip(event, type="cms.station.created")
     outbox = OutboxMessage(message_id="m-1", queue_name="ocpp_messages", body=b"\x00{}")
     _assert_round_trip(outbox, body=b"\x00{}")
+    request = CommandRequest(
+        dedup_key="session:1:remote-stop",
+        charge_point_id="CP-1",
+        action="RemoteStopTransaction",
+        payload={"transactionId": 5},
+        reason="prepaid amount used up",
+    )
+    _assert_round_trip(request, payload={"transactionId": 5}, dispatched_at=None)
 
 
 def test_times_come_back_as_aware_utc(any_db_app):
