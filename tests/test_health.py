@@ -13,6 +13,13 @@ def test_embedded_with_worker_running(app, worker):
     assert body["mode"] == "embedded"
     assert body["status"] == "ok"
     assert body["node"]
+    assert body["gateway"] == {
+        "connections": 0,
+        "dropped_frames": 0,
+        "unexpected_replies": 0,
+        "replaced_connections": 0,
+        "outbox": 0,
+    }
 
 
 def test_embedded_without_worker_is_unhealthy(app):
@@ -34,13 +41,14 @@ def test_production_mode_with_real_services(make_app, postgres_url, rabbitmq_url
     app = make_app(DATABASE_URL=postgres_url, RABBITMQ_URL=rabbitmq_url)
     response = app.test_client().get("/healthz")
     assert response.status_code == 200, response.get_json()
-    assert response.get_json() | {"node": None, "version": None} == {
+    assert response.get_json() | {"node": None, "version": None, "gateway": None} == {
         "status": "ok",
         "db": "ok",
         "broker": "ok",
         "mode": "production",
         "node": None,
         "version": None,
+        "gateway": None,
     }
 
 

@@ -10,6 +10,7 @@ from sqlalchemy import text
 
 from csms.broker import BrokerProbe, is_embedded
 from csms.extensions import db
+from csms.pipeline import outbox
 
 log = logging.getLogger(__name__)
 bp = Blueprint("health", __name__)
@@ -43,6 +44,18 @@ def _broker_status() -> str:
     return probe.status()
 
 
+def _gateway_stats() -> dict:
+    """This node's chargers and what it could not deliver yet, for dashboards and alerts."""
+    gateway = current_app.extensions["ocpp"]
+    stats = {"connections": len(gateway.registry), **gateway.registry.counters}
+    try:
+        stats["outbox"] = outbox.backlog()
+    except Exception:  # the database check above reports the cause
+        db.session.rollback()
+        stats["outbox"] = None
+    return stats
+
+
 @bp.get("/healthz")
 def healthz():
     """Report the database, the broker, the mode and this node; 503 when a dependency is down."""
@@ -54,5 +67,6 @@ def healthz():
         "mode": "embedded" if is_embedded(current_app) else "production",
         "node": current_app.config["NODE_ID"],
         "version": VERSION,
+        "gateway": _gateway_stats(),
     }
     return jsonify(body), 200 if healthy else 503
