@@ -5,6 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 FLASK := $(BIN)/flask --app wsgi
 PYTEST_ARGS ?=
+BENCH_ARGS ?=
 
 .PHONY: run test lint format bench clean
 
@@ -34,6 +35,10 @@ lint: $(VENV)/.installed-dev
 format: $(VENV)/.installed-dev
 	$(BIN)/ruff format csms actors tests wsgi.py
 	$(BIN)/ruff check --fix .
+
+bench: $(VENV)/.installed-dev
+	bash .ci/services
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

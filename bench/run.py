@@ -1,0 +1,291 @@
+"""`make bench`: each scenario runs the CSMS (production mode: gevent web process, RabbitMQ,
+PostgreSQL, one `dramatiq actors` worker) and, where it makes sense, the baseline central system
+(`bench/baseline/`) side by side, drives them with `csms-sim`, prints a table and writes JSON to
+`bench/results/`. Traffic goes to 127.0.0.1 only; every run is bounded in chargers and seconds.
+
+    python bench/run.py                      # every scenario
+    python bench/run.py gateway fixed-rate   # some
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import socket
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import pika
+import psycopg
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from csms.sim.charger import Plan  # noqa: E402
+from csms.sim.cli import simulate  # noqa: E402
+
+RESULTS = ROOT / "bench" / "results"
+POSTGRES_ADMIN = os.environ.get("CSMS_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+RABBITMQ = os.environ.get("CSMS_BENCH_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
+KEY = "bench-key-0123456789"
+PYTHON = sys.executable
+QUEUES = ("ocpp_messages", "metering", "transactions", "billing", "commands", "cms_events", "notifications")
+
+
+# --- processes -------------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_port(port: int, process: subprocess.Popen, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"process exited with {process.returncode}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"nothing listens on {port}")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process and its children that have exited."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+@contextmanager
+def process(args: list[str], env: dict[str, str], log: Path, port: int | None = None):
+    with open(log, "w") as out:
+        proc = subprocess.Popen(
+            args,
+            cwd=ROOT,
+            env={**os.environ, **env},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        if port is not None:
+            wait_port(port, proc)
+        yield proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, 9)
+
+
+@contextmanager
+def csms(chargers: int, log_dir: Path, worker: bool = True):
+    """A fresh database with `chargers` registered, the web process and a worker."""
+    name = "csms_bench"
+    with psycopg.connect(POSTGRES_ADMIN, autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.execute(f'CREATE DATABASE "{name}"')
+    url = POSTGRES_ADMIN.rsplit("/", 1)[0] + f"/{name}"
+    connection = pika.BlockingConnection(pika.URLParameters(RABBITMQ))
+    for queue in QUEUES:
+        for suffix in ("", ".DQ", ".XQ"):
+            connection.channel().queue_delete(queue + suffix)
+    connection.close()
+    port = free_port()
+    env = {
+        "CSMS_DATABASE_URL": url,
+        "CSMS_RABBITMQ_URL": RABBITMQ,
+        "CSMS_PORT": str(port),
+        "CSMS_INSTANCE_PATH": str(log_dir),
+        "CSMS_BOOT_CONFIGURATION": "",  # the baseline pushes nothing either
+        "CSMS_SECRET_KEY": "bench-secret-key-0123456789abcdef0123",
+    }
+    flask = [PYTHON, "-m", "flask", "--app", "wsgi"]
+    subprocess.run(
+        [*flask, "db", "upgrade"], cwd=ROOT, env={**os.environ, **env}, check=True, capture_output=True
+    )
+    fleet = log_dir / "fleet.csv"
+    fleet.write_text("".join(f"B-{n:05d},{KEY}\n" for n in range(chargers)))
+    subprocess.run(
+        [*flask, "charger", "import", str(fleet)],
+        cwd=ROOT,
+        env={**os.environ, **env},
+        check=True,
+        capture_output=True,
+    )
+    workers = [PYTHON, "-m", "dramatiq", "actors", "--processes", "1", "--threads", "8"]
+    with process([PYTHON, "wsgi.py"], env, log_dir / "web.log", port) as web:
+        if worker:
+            with process(workers, env, log_dir / "worker.log") as work:
+                yield web, f"ws://127.0.0.1:{port}", url, work
+        else:
+            yield web, f"ws://127.0.0.1:{port}", url, None
+
+
+@contextmanager
+def baseline(log_dir: Path):
+    port = free_port()
+    with process(
+        [PYTHON, "bench/baseline/central_system.py", "--port", str(port)], {}, log_dir / "baseline.log", port
+    ) as proc:
+        yield proc, f"ws://127.0.0.1:{port}"
+
+
+def fleet(n: int) -> list[tuple[str, str]]:
+    return [(f"B-{i:05d}", KEY) for i in range(n)]
+
+
+def measure(
+    server_pid: int, url: str, chargers: int, plan_args: dict, processes: int = 2, ramp: float = 0
+) -> dict:
+    plan = Plan(url, **plan_args)
+    cpu_before = cpu_seconds(server_pid)
+    result = simulate(fleet(chargers), plan, processes=processes, ramp=ramp)
+    cpu = cpu_seconds(server_pid) - cpu_before
+    result["server_cpu_s"] = round(cpu, 2)
+    result["cpu_us_per_round_trip"] = round(cpu / max(result["answered"], 1) * 1e6, 1)
+    result["server_rss_mb"] = round(rss_mb(server_pid), 1)
+    return result
+
+
+# --- scenarios -------------------------------------------------------------------------------------
+
+
+def scenario_gateway(n: int, seconds: float, log_dir: Path) -> list[dict]:
+    """Closed loop, Heartbeat/MeterValues mix: msg/s and web-process CPU per round trip."""
+    plan = {"mode": "closed", "rate": 1.0, "duration": seconds, "meter_every": 5, "timeout": 30.0}
+    rows = []
+    with csms(n, log_dir) as (web, url, _, _worker):
+        rows.append({"system": "csms (production)", **measure(web.pid, url, n, plan, ramp=5)})
+    with baseline(log_dir) as (proc, url):
+        rows.append({"system": "baseline (ocpp ChargePoint)", **measure(proc.pid, url, n, plan, ramp=5)})
+    return rows
+
+
+def scenario_fixed_rate(n: int, seconds: float, log_dir: Path) -> list[dict]:
+    """Every charger sends one message a second: latency percentiles at a steady load."""
+    plan = {"mode": "rate", "rate": 1.0, "duration": seconds, "meter_every": 5, "timeout": 30.0}
+    rows = []
+    with csms(n, log_dir) as (web, url, _, _worker):
+        rows.append({"system": "csms (production)", **measure(web.pid, url, n, plan, ramp=5)})
+    with baseline(log_dir) as (proc, url):
+        rows.append({"system": "baseline (ocpp ChargePoint)", **measure(proc.pid, url, n, plan, ramp=5)})
+    return rows
+
+
+def scenario_connections(n: int, seconds: float, log_dir: Path) -> list[dict]:
+    """Many concurrent authenticated chargers, each a heartbeat every n/1000 s (1,000 msg/s in all)."""
+    rate = 1000 / n
+    plan = {"mode": "rate", "rate": rate, "duration": seconds, "meter_every": 0, "timeout": 60.0}
+    rows = []
+    ramp = max(10.0, n / 500)
+    with csms(n, log_dir, worker=True) as (web, url, _, _worker):
+        rows.append({"system": "csms (production)", **measure(web.pid, url, n, plan, processes=2, ramp=ramp)})
+    with baseline(log_dir) as (proc, url):
+        rows.append(
+            {
+                "system": "baseline (ocpp ChargePoint)",
+                **measure(proc.pid, url, n, plan, processes=2, ramp=ramp),
+            }
+        )
+    for row in rows:
+        row["rss_kb_per_connection"] = round(row["server_rss_mb"] * 1024 / n, 1)
+    return rows
+
+
+def scenario_pipeline(n: int, seconds: float, log_dir: Path) -> list[dict]:
+    """Sustained MeterValues into production mode with one worker: stored/s, lag, and zero loss."""
+    plan = {"mode": "closed", "rate": 1.0, "duration": seconds, "meter_every": 1, "timeout": 30.0}
+    with csms(n, log_dir) as (web, url, db_url, _worker):
+        started = time.monotonic()
+        result = measure(web.pid, url, n, plan, ramp=2)
+        sent_done = time.monotonic()
+        with psycopg.connect(db_url) as database:
+
+            def stored() -> int:
+                return database.execute(
+                    "SELECT count(*) FROM ocpp_messages WHERE direction = 'in' AND message_type = 2"
+                ).fetchone()[0]
+
+            deadline = sent_done + 600
+            while stored() < result["answered"] and time.monotonic() < deadline:
+                time.sleep(1)
+            finished = time.monotonic()
+            count = stored()
+    return [
+        {
+            "system": "csms (production, 1 worker)",
+            "answered": result["answered"],
+            "stored": count,
+            "lost": result["answered"] - count,
+            "stored_per_second": round(count / (finished - started), 1),
+            "lag_after_last_answer_s": round(finished - sent_done, 1),
+            "gateway_messages_per_second": result["messages_per_second"],
+        }
+    ]
+
+
+SCENARIOS = {
+    "gateway": (scenario_gateway, 1000, 20),
+    "fixed-rate": (scenario_fixed_rate, 1000, 20),
+    "connections": (scenario_connections, 10_000, 30),
+    "pipeline": (scenario_pipeline, 200, 20),
+}
+
+
+def table(rows: list[dict]) -> str:
+    keys = [k for k in rows[0] if not isinstance(rows[0][k], dict)]
+    flat = [
+        {
+            **{k: r.get(k) for k in keys},
+            **{f"{k}.{s}": v for k in r if isinstance(r[k], dict) for s, v in r[k].items()},
+        }
+        for r in rows
+    ]
+    columns = list(flat[0])
+    width = max(len(c) for c in columns)
+    lines = [f"{'':{width}}  " + "  ".join(f"{str(r['system'])[:28]:>28}" for r in flat)]
+    for column in columns[1:]:
+        lines.append(f"{column:{width}}  " + "  ".join(f"{r.get(column)!s:>28}" for r in flat))
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("scenarios", nargs="*", choices=[*SCENARIOS, []], default=list(SCENARIOS))
+    parser.add_argument("--chargers", type=int, help="override the scenario's charger count")
+    parser.add_argument("--seconds", type=float, help="override the scenario's duration")
+    args = parser.parse_args()
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 65536), hard))  # children inherit it
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    for name in args.scenarios or SCENARIOS:
+        run, chargers, seconds = SCENARIOS[name]
+        log_dir = RESULTS / name
+        log_dir.mkdir(exist_ok=True)
+        rows = run(args.chargers or chargers, args.seconds or seconds, log_dir)
+        print(f"\n== {name} ({args.chargers or chargers} chargers, {args.seconds or seconds:g} s) ==")
+        print(table(rows))
+        (RESULTS / f"{name}.json").write_text(json.dumps(rows, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
