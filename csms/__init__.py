@@ -50,7 +50,9 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     # died is detected on use, the pool is invalidated, and the message is retried.
     app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {"pool_recycle": 1800})
     if app.config["SQLALCHEMY_DATABASE_URI"].startswith("postgresql"):
-        app.config["SQLALCHEMY_ENGINE_OPTIONS"].update(pool_size=10, max_overflow=20)
+        app.config["SQLALCHEMY_ENGINE_OPTIONS"].update(
+            pool_size=settings["DB_POOL_SIZE"], max_overflow=settings["DB_MAX_OVERFLOW"]
+        )
 
     from csms import cli, errors, realtime
     from csms.api import health

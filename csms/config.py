@@ -43,6 +43,8 @@ class Config:
     AUTO_REGISTER = False
     WORKER_THREADS = 4
     SQL_ECHO = False
+    DB_POOL_SIZE = 20  # PostgreSQL connections a process keeps open
+    DB_MAX_OVERFLOW = 30  # and may open beyond that under a burst (reconnect storms)
     HEALTH_CACHE_SECONDS = 2.0
     TLS_CERT: str | None = None
     TLS_KEY: str | None = None
@@ -67,6 +69,8 @@ _CASTS: dict[str, Any] = {
     "AUTO_REGISTER": _bool,
     "WORKER_THREADS": int,
     "SQL_ECHO": _bool,
+    "DB_POOL_SIZE": int,
+    "DB_MAX_OVERFLOW": int,
     "HEALTH_CACHE_SECONDS": float,
     "INPROCESS_WORKER": _bool,
     "CONFIRM_TIMEOUT": float,

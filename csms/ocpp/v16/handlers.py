@@ -27,9 +27,12 @@ def now_iso() -> str:
 
 
 def on_boot_notification(session: OcppSession, payload: dict[str, Any]) -> call_result.BootNotification:
-    # §4.2: Pending/Rejected tell the charger to retry after `interval`; the operator's decision is
-    # read fresh from the database, so accepting a Pending charger takes effect at its next boot.
-    status = registration_status(session.charge_point_pk) or RegistrationStatus.rejected
+    # §4.2: Pending/Rejected tell the charger to retry after `interval`. An accepted charger's status
+    # comes from the handshake (no database read in a reboot storm); one that is not accepted yet is
+    # read fresh, so an operator's acceptance takes effect at its next boot.
+    status = session.registration_status
+    if status != RegistrationStatus.accepted:
+        status = registration_status(session.charge_point_pk) or RegistrationStatus.rejected
     session.registration_status = status
     config = session.gateway.config
     interval = config["HEARTBEAT_INTERVAL"] if status == "Accepted" else config["PENDING_INTERVAL"]
