@@ -242,11 +242,34 @@ def scenario_pipeline(n: int, seconds: float, log_dir: Path) -> list[dict]:
     ]
 
 
+def scenario_cost_curve(n: int, seconds: float, log_dir: Path) -> list[dict]:
+    """CPU per message and memory per connection at 100, 1,000 and `n` chargers (1 msg/s each, at
+    most 1,000 msg/s in all), CSMS and baseline."""
+    rows = []
+    for size in sorted({100, 1000, n}):
+        plan = {
+            "mode": "rate",
+            "rate": min(1.0, 1000 / size),
+            "duration": seconds,
+            "meter_every": 5,
+            "timeout": 60.0,
+        }
+        ramp = max(5.0, size / 500)
+        with csms(size, log_dir) as (web, url, _, _worker):
+            rows.append({"system": f"csms {size}", **measure(web.pid, url, size, plan, ramp=ramp)})
+        with baseline(log_dir) as (proc, url):
+            rows.append({"system": f"baseline {size}", **measure(proc.pid, url, size, plan, ramp=ramp)})
+        for row in rows[-2:]:
+            row["rss_kb_per_connection"] = round(row["server_rss_mb"] * 1024 / size, 1)
+    return rows
+
+
 SCENARIOS = {
     "gateway": (scenario_gateway, 1000, 20),
     "fixed-rate": (scenario_fixed_rate, 1000, 20),
     "connections": (scenario_connections, 10_000, 30),
     "pipeline": (scenario_pipeline, 200, 20),
+    "cost-curve": (scenario_cost_curve, 10_000, 20),
 }
 
 
