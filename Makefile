@@ -30,10 +30,10 @@ test: $(VENV)/.installed-dev
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check .
-	$(BIN)/ruff format --check csms actors tests wsgi.py
+	$(BIN)/ruff format --check csms actors tests bench wsgi.py
 
 format: $(VENV)/.installed-dev
-	$(BIN)/ruff format csms actors tests wsgi.py
+	$(BIN)/ruff format csms actors tests bench wsgi.py
 	$(BIN)/ruff check --fix .
 
 bench: $(VENV)/.installed-dev
