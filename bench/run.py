@@ -96,7 +96,7 @@ def process(args: list[str], env: dict[str, str], log: Path, port: int | None = 
 
 
 @contextmanager
-def csms(chargers: int, log_dir: Path, worker: bool = True):
+def csms(chargers: int, log_dir: Path):
     """A fresh database with `chargers` registered, the web process and a worker."""
     name = "csms_bench"
     with psycopg.connect(POSTGRES_ADMIN, autocommit=True) as admin:
@@ -131,12 +131,11 @@ def csms(chargers: int, log_dir: Path, worker: bool = True):
         capture_output=True,
     )
     workers = [PYTHON, "-m", "dramatiq", "actors", "--processes", "1", "--threads", "8"]
-    with process([PYTHON, "wsgi.py"], env, log_dir / "web.log", port) as web:
-        if worker:
-            with process(workers, env, log_dir / "worker.log") as work:
-                yield web, f"ws://127.0.0.1:{port}", url, work
-        else:
-            yield web, f"ws://127.0.0.1:{port}", url, None
+    with (
+        process([PYTHON, "wsgi.py"], env, log_dir / "web.log", port) as web,
+        process(workers, env, log_dir / "worker.log"),
+    ):
+        yield web, f"ws://127.0.0.1:{port}", url
 
 
 @contextmanager
@@ -168,52 +167,42 @@ def measure(
 # --- scenarios -------------------------------------------------------------------------------------
 
 
-def scenario_gateway(n: int, seconds: float, log_dir: Path) -> list[dict]:
-    """Closed loop, Heartbeat/MeterValues mix: msg/s and web-process CPU per round trip."""
-    plan = {"mode": "closed", "rate": 1.0, "duration": seconds, "meter_every": 5, "timeout": 30.0}
+def side_by_side(n: int, plan: dict, log_dir: Path, ramp: float, label: str = "") -> list[dict]:
+    """The same load on the CSMS and on the baseline, one after the other; adds RSS per connection."""
     rows = []
-    with csms(n, log_dir) as (web, url, _, _worker):
-        rows.append({"system": "csms (production)", **measure(web.pid, url, n, plan, ramp=5)})
-    with baseline(log_dir) as (proc, url):
-        rows.append({"system": "baseline (ocpp ChargePoint)", **measure(proc.pid, url, n, plan, ramp=5)})
-    return rows
-
-
-def scenario_fixed_rate(n: int, seconds: float, log_dir: Path) -> list[dict]:
-    """Every charger sends one message a second: latency percentiles at a steady load."""
-    plan = {"mode": "rate", "rate": 1.0, "duration": seconds, "meter_every": 5, "timeout": 30.0}
-    rows = []
-    with csms(n, log_dir) as (web, url, _, _worker):
-        rows.append({"system": "csms (production)", **measure(web.pid, url, n, plan, ramp=5)})
-    with baseline(log_dir) as (proc, url):
-        rows.append({"system": "baseline (ocpp ChargePoint)", **measure(proc.pid, url, n, plan, ramp=5)})
-    return rows
-
-
-def scenario_connections(n: int, seconds: float, log_dir: Path) -> list[dict]:
-    """Many concurrent authenticated chargers, each a heartbeat every n/1000 s (1,000 msg/s in all)."""
-    rate = 1000 / n
-    plan = {"mode": "rate", "rate": rate, "duration": seconds, "meter_every": 0, "timeout": 60.0}
-    rows = []
-    ramp = max(10.0, n / 500)
-    with csms(n, log_dir, worker=True) as (web, url, _, _worker):
-        rows.append({"system": "csms (production)", **measure(web.pid, url, n, plan, processes=2, ramp=ramp)})
+    with csms(n, log_dir) as (web, url, _):
+        rows.append({"system": f"csms (production){label}", **measure(web.pid, url, n, plan, ramp=ramp)})
     with baseline(log_dir) as (proc, url):
         rows.append(
-            {
-                "system": "baseline (ocpp ChargePoint)",
-                **measure(proc.pid, url, n, plan, processes=2, ramp=ramp),
-            }
+            {"system": f"baseline (ocpp ChargePoint){label}", **measure(proc.pid, url, n, plan, ramp=ramp)}
         )
     for row in rows:
         row["rss_kb_per_connection"] = round(row["server_rss_mb"] * 1024 / n, 1)
     return rows
 
 
+def scenario_gateway(n: int, seconds: float, log_dir: Path) -> list[dict]:
+    """Closed loop, Heartbeat/MeterValues mix: msg/s and web-process CPU per round trip."""
+    plan = {"mode": "closed", "rate": 1.0, "duration": seconds, "meter_every": 5, "timeout": 30.0}
+    return side_by_side(n, plan, log_dir, ramp=5)
+
+
+def scenario_fixed_rate(n: int, seconds: float, log_dir: Path) -> list[dict]:
+    """Every charger sends one message a second: latency percentiles at a steady load."""
+    plan = {"mode": "rate", "rate": 1.0, "duration": seconds, "meter_every": 5, "timeout": 30.0}
+    return side_by_side(n, plan, log_dir, ramp=5)
+
+
+def scenario_connections(n: int, seconds: float, log_dir: Path) -> list[dict]:
+    """Many concurrent authenticated chargers, each a heartbeat every n/1000 s (1,000 msg/s in all)."""
+    plan = {"mode": "rate", "rate": 1000 / n, "duration": seconds, "meter_every": 0, "timeout": 60.0}
+    return side_by_side(n, plan, log_dir, ramp=max(10.0, n / 500))
+
+
 def scenario_pipeline(n: int, seconds: float, log_dir: Path) -> list[dict]:
     """Sustained MeterValues into production mode with one worker: stored/s, lag, and zero loss."""
     plan = {"mode": "closed", "rate": 1.0, "duration": seconds, "meter_every": 1, "timeout": 30.0}
-    with csms(n, log_dir) as (web, url, db_url, _worker):
+    with csms(n, log_dir) as (web, url, db_url):
         started = time.monotonic()
         result = measure(web.pid, url, n, plan, ramp=2)
         sent_done = time.monotonic()
@@ -254,13 +243,7 @@ def scenario_cost_curve(n: int, seconds: float, log_dir: Path) -> list[dict]:
             "meter_every": 5,
             "timeout": 60.0,
         }
-        ramp = max(5.0, size / 500)
-        with csms(size, log_dir) as (web, url, _, _worker):
-            rows.append({"system": f"csms {size}", **measure(web.pid, url, size, plan, ramp=ramp)})
-        with baseline(log_dir) as (proc, url):
-            rows.append({"system": f"baseline {size}", **measure(proc.pid, url, size, plan, ramp=ramp)})
-        for row in rows[-2:]:
-            row["rss_kb_per_connection"] = round(row["server_rss_mb"] * 1024 / size, 1)
+        rows += side_by_side(size, plan, log_dir, ramp=max(5.0, size / 500), label=f" {size}")
     return rows
 
 

@@ -36,15 +36,6 @@ def transaction_script(charge_point_id: str, n_meter_values: int = 1):
     yield "StopTransaction", {"transactionId": 1, "meterStop": 500, "timestamp": "2026-07-01T11:00:00Z"}
 
 
-def boot_and_start(charge_point_id: str):
-    yield "BootNotification", {"chargePointVendor": "ACME", "chargePointModel": "Load"}
-    yield (
-        "StartTransaction",
-        {"connectorId": 1, "idTag": "TAG", "meterStart": 0, "timestamp": "2026-07-01T10:00:00Z"},
-    )
-    yield "Heartbeat", {}
-
-
 def stored_charger_calls(csms, prefix: str) -> int:
     return csms.scalar(
         "SELECT count(*) FROM ocpp_messages WHERE direction = 'in' AND message_type = 2"
@@ -60,18 +51,27 @@ def rabbitmq_proxy(rabbitmq_url):
     proxy.stop()
 
 
-def test_a_thousand_chargers_share_at_most_four_amqp_connections(
-    tmp_path, postgres_databases, rabbitmq_url, rabbitmq_proxy
-):
+@pytest.fixture
+def behind_proxy(tmp_path, postgres_databases, rabbitmq_url, rabbitmq_proxy):
+    """Starts a production deployment whose web process reaches RabbitMQ only through the proxy."""
+
+    def start(fleet: dict[str, str], **options):
+        return deployment(
+            "production",
+            tmp_path,
+            database_url=postgres_databases(),
+            rabbitmq_url=rabbitmq_url,
+            web_rabbitmq_url=f"amqp://guest:guest@127.0.0.1:{rabbitmq_proxy.port}/%2F",
+            charge_points=fleet,
+            **options,
+        )
+
+    return start
+
+
+def test_a_thousand_chargers_share_at_most_four_amqp_connections(behind_proxy, rabbitmq_proxy):
     fleet = {f"LOAD-{n:04d}": AUTH_KEY for n in range(1000)}
-    with deployment(
-        "production",
-        tmp_path,
-        database_url=postgres_databases(),
-        rabbitmq_url=rabbitmq_url,
-        web_rabbitmq_url=f"amqp://guest:guest@127.0.0.1:{rabbitmq_proxy.port}/%2F",
-        charge_points=fleet,
-    ) as csms:
+    with behind_proxy(fleet) as csms:
         result = run_fleet(csms.ws_url, fleet, transaction_script)
         assert result.failures == []
         assert len(result.results) == 1000 * 6
@@ -82,19 +82,9 @@ def test_a_thousand_chargers_share_at_most_four_amqp_connections(
         )
 
 
-def test_broker_outage_parks_messages_in_the_outbox_and_relays_them(
-    tmp_path, postgres_databases, rabbitmq_url, rabbitmq_proxy
-):
+def test_broker_outage_parks_messages_in_the_outbox_and_relays_them(behind_proxy, rabbitmq_proxy):
     fleet = {f"FAULT-{n:03d}": AUTH_KEY for n in range(50)}
-    with deployment(
-        "production",
-        tmp_path,
-        database_url=postgres_databases(),
-        rabbitmq_url=rabbitmq_url,
-        web_rabbitmq_url=f"amqp://guest:guest@127.0.0.1:{rabbitmq_proxy.port}/%2F",
-        charge_points=fleet,
-        env={"CSMS_BOOT_CONFIGURATION": ""},
-    ) as csms:
+    with behind_proxy(fleet, env={"CSMS_BOOT_CONFIGURATION": ""}) as csms:
         assert wait_until(lambda: rabbitmq_proxy.open_connections >= 1, timeout=20)
         rabbitmq_proxy.cut()  # RabbitMQ is gone for the web process
 

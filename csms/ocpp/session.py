@@ -258,25 +258,21 @@ class OcppSession:
             sent_at = datetime.now(UTC)
             request = self._frame("out", frames.CALL, pending.unique_id, action, payload, sent_at)
             self.send(frames.encode_call(pending.unique_id, action, payload))
-            answered = pending.done.wait(max(0.0, timeout - (time.monotonic() - started)))
-            self._pending = None
+            pending.done.wait(max(0.0, timeout - (time.monotonic() - started)))
         except ConnectionClosed as exc:
             raise ChargerOffline(self.charge_point_id) from exc
         finally:
             self._pending = None
             self._call_lock.release()
         latency_ms = int((time.monotonic() - started) * 1000)
-        return self._settle(pending, request, answered, latency_ms, command or {})
+        return self._settle(pending, request, latency_ms, command or {})
 
-    def _settle(
-        self, pending: _PendingCall, request: dict, answered: bool, latency_ms: int, command: dict
-    ) -> dict:
+    def _settle(self, pending: _PendingCall, request: dict, latency_ms: int, command: dict) -> dict:
         reply = pending.reply
-        frames_out = [request]
         audit = {**command, "action": pending.action, "latency_ms": latency_ms}
         if reply is None:
             audit["outcome"] = "offline" if self.closed else "timeout"
-            self.gateway.hand_off(self, frames_out, durable=False, command=audit)
+            self.gateway.hand_off(self, [request], durable=False, command=audit)
             if self.closed:
                 raise ChargerOffline(self.charge_point_id)
             raise CallTimeout(f"{self.charge_point_id} did not answer {pending.action} in time")

@@ -17,6 +17,8 @@ import threading
 from collections.abc import Iterable
 
 import dramatiq
+import gevent
+import gevent.queue
 from flask import Flask
 
 from csms.extensions import db
@@ -150,9 +152,6 @@ class BrokerHandoff(Handoff):
         del self.broker.connection
 
     def start(self) -> None:
-        import gevent
-        import gevent.queue
-
         self._to_park = gevent.queue.Queue()
         self.publisher.start()
         self._relay_greenlet = gevent.spawn(self._relay)
@@ -165,8 +164,6 @@ class BrokerHandoff(Handoff):
         self.publisher.stop()
 
     def submit(self, actor: dramatiq.Actor, payload: dict, *, durable: bool) -> bool:
-        import gevent
-
         message = actor.message(payload)
         result = self.publisher.publish(message.queue_name, message.encode(), message.message_id)
         if not durable:
@@ -186,8 +183,6 @@ class BrokerHandoff(Handoff):
             return False
 
     def _park_failed(self) -> None:
-        import gevent.queue
-
         while True:
             batch = [self._to_park.get()]
             while len(batch) < 500:
@@ -196,13 +191,9 @@ class BrokerHandoff(Handoff):
                 except gevent.queue.Empty:
                     break
             while not _park_in_own_context(self.app, batch):
-                import gevent
-
                 gevent.sleep(1.0)
 
     def _relay(self) -> None:
-        import gevent
-
         while True:
             self.publisher.connected.wait()
             try:
@@ -214,8 +205,6 @@ class BrokerHandoff(Handoff):
                 gevent.sleep(self.relay_interval)
 
     def _relay_once(self) -> int:
-        import gevent
-
         with self.app.app_context():
             try:
                 rows = outbox.oldest(500, lock=True)

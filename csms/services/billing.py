@@ -14,9 +14,8 @@ from sqlalchemy import select, update
 
 from csms.extensions import db
 from csms.models import ChargingSession, LedgerEntry, LedgerKind, SessionState, Tariff, Transaction, Wallet
+from csms.services.money import CENT
 from csms.services.sql import insert_ignoring_conflicts
-
-CENT = Decimal("0.01")
 
 
 @dataclass(frozen=True)
