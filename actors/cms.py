@@ -2,12 +2,14 @@
 
 import dramatiq
 
-from csms.realtime import publish
+from csms.extensions import db
+from csms.realtime import publish_many
 from csms.services import cms
 
 
 @dramatiq.actor(queue_name="cms_events", max_retries=10, min_backoff=500, max_backoff=60_000)
-def record_cms_event(event: dict) -> None:
-    """Store the event once and tell operators (`cms:changed`)."""
-    if cms.record_event(event):
-        publish("cms:changed", event, [])
+def record_cms_events(events: list) -> None:
+    """Store each event once and tell operators (`cms:changed`) of the new ones."""
+    new = [event for event in events if cms.record_event(event)]
+    db.session.commit()
+    publish_many([("cms:changed", event, []) for event in new])

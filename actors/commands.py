@@ -2,30 +2,30 @@
 
 import dramatiq
 
+from actors.batch import run_batch
 from actors.exchanges import Exchange, Notifications
-from csms.extensions import db
 from csms.realtime import charger_room
 from csms.services import commands, message_log
 
 
 @dramatiq.actor(queue_name="commands", max_retries=10, min_backoff=500, max_backoff=60_000)
-def record_command(exchange: dict) -> None:
-    """Store the call's frames and its audit row once, and tell operators how it went."""
-    message_log.record(exchange)
-    view = Exchange(exchange)
-    command = view.command or {}
-    new = commands.record_audit(view.charge_point_id, view.first, command)
-    db.session.commit()
-    if new:
-        notifications = Notifications()
-        data = {
-            "chargePointId": view.charge_point_id,
-            "action": command.get("action"),
-            "outcome": command.get("outcome"),
-            "response": command.get("response"),
-            "errorCode": command.get("error_code"),
-            "latencyMs": command.get("latency_ms"),
-            "requestedBy": command.get("requested_by"),
-        }
-        notifications.add("command:result", data, [charger_room(view.charge_point_id)])
-        notifications.publish()
+def record_commands(exchanges: list) -> None:
+    """Store each call's frames and its audit row once, and tell operators how it went."""
+    run_batch(record_commands, exchanges, apply_commands)
+
+
+def apply_commands(views: list[Exchange], notifications: Notifications) -> None:
+    message_log.record(view.raw for view in views)
+    for view in views:
+        command = view.command or {}
+        if commands.record_audit(view.charge_point_id, view.first, command):
+            data = {
+                "chargePointId": view.charge_point_id,
+                "action": command.get("action"),
+                "outcome": command.get("outcome"),
+                "response": command.get("response"),
+                "errorCode": command.get("error_code"),
+                "latencyMs": command.get("latency_ms"),
+                "requestedBy": command.get("requested_by"),
+            }
+            notifications.add("command:result", data, [charger_room(view.charge_point_id)])

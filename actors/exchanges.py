@@ -6,6 +6,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+import dramatiq
+
 from csms.services.clock import parse_utc
 
 
@@ -39,18 +41,25 @@ class Exchange:
 
 
 class Notifications:
-    """Events an actor collects while it works and publishes only after its transaction committed,
-    so no dashboard hears of a change that was rolled back."""
+    """Events an actor collects while it works, and messages to other actors, sent only after its
+    transaction committed: no dashboard hears of a change that was rolled back, and no actor is asked
+    to work on one. The events of a whole batch go out as one `notifications` message."""
 
     def __init__(self) -> None:
         self.pending: list[tuple[str, dict[str, Any], list[str]]] = []
+        self.messages: list[tuple[dramatiq.Actor, tuple]] = []
 
     def add(self, event: str, data: dict[str, Any], rooms: list[str]) -> None:
         self.pending.append((event, data, rooms))
 
-    def publish(self) -> None:
-        from csms.realtime import publish
+    def send_after(self, actor: dramatiq.Actor, *args: Any) -> None:
+        self.messages.append((actor, args))
 
-        for event, data, rooms in self.pending:
-            publish(event, data, rooms)
+    def publish(self) -> None:
+        from csms.realtime import publish_many
+
+        publish_many(self.pending)
+        for actor, args in self.messages:
+            actor.send(*args)
         self.pending.clear()
+        self.messages.clear()

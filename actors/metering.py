@@ -1,52 +1,80 @@
-"""MeterValues: samples stored once, the transaction's register raised, the session's live energy
-and running cost updated, and a remote stop requested when the prepaid amount is used up."""
+"""MeterValues: samples stored once, each transaction's register raised, the sessions' live energy
+and running cost updated, and a remote stop requested when a prepaid amount is used up."""
 
 from __future__ import annotations
 
-import dramatiq
+from datetime import datetime
 
+import dramatiq
+from sqlalchemy import select
+
+from actors.batch import run_batch
 from actors.exchanges import Exchange, Notifications
-from actors.storage import apply_charger_state
+from actors.storage import store_and_apply_charger_state
 from csms.extensions import db
 from csms.models import Transaction
 from csms.realtime import charger_room, customer_room
-from csms.services import charger_state, charging, message_log, metering
+from csms.services import charger_state, charging, metering
 from csms.services.money import format_minor
 
 
 @dramatiq.actor(queue_name="metering", max_retries=20, min_backoff=500, max_backoff=120_000)
-def process_meter_values(exchange: dict) -> None:
-    """Apply one MeterValues exchange; a redelivery stores nothing new and changes no total."""
-    message_log.record(exchange)
-    view = Exchange(exchange)
-    notifications = Notifications()
-    apply_charger_state(view, notifications)
-    if view.answered:
-        record(view, notifications)
-    db.session.commit()
-    notifications.publish()
+def process_meter_values(exchanges: list) -> None:
+    """Apply a batch of MeterValues exchanges; a redelivery stores nothing new and changes no total."""
+    run_batch(process_meter_values, exchanges, apply_meter_values)
 
 
-def record(view: Exchange, notifications: Notifications) -> None:
-    payload = view.request
-    pk = charger_state.charge_point_pk(view.charge_point_id)
-    if pk is None:
+def apply_meter_values(views: list[Exchange], notifications: Notifications) -> None:
+    store_and_apply_charger_state(views, notifications)
+    answered = [view for view in views if view.answered]
+    if not answered:
         return
-    transaction_id = payload.get("transactionId")
-    # Locked: see `charging.link_session` (the two must not interleave).
-    transaction = (
-        db.session.get(Transaction, transaction_id, with_for_update=True)
-        if transaction_id is not None
-        else None
+    pks = charger_state.charge_point_pks(view.charge_point_id for view in answered)
+    transactions = _lock_transactions(answered)
+    rows: list[dict] = []
+    readings: dict[int, tuple[int, datetime]] = {}
+    charger_of: dict[int, str] = {}
+    events = []
+    for view in answered:
+        pk = pks.get(view.charge_point_id)
+        if pk is None:
+            continue
+        payload = view.request
+        transaction = transactions.get(payload.get("transactionId"))
+        if transaction is not None and transaction.charge_point_id != pk:
+            transaction = None  # another charger's id: keep the samples, do not touch that transaction
+        samples = metering.parse(payload["meterValue"])
+        rows += metering.sample_rows(pk, payload["connectorId"], transaction and transaction.id, samples)
+        reading = metering.register_reading(samples)
+        if transaction is not None and reading is not None:
+            readings[transaction.id] = max(readings.get(transaction.id, reading), reading)
+            charger_of[transaction.id] = view.charge_point_id
+        events.append((view, transaction, samples))
+    metering.store(rows)
+    metering.raise_registers(readings)
+    progress = charging.refresh_progress(charger_of)
+    for view, transaction, samples in events:
+        notifications.add(*_meter_event(view, samples, progress.get(transaction and transaction.id)))
+
+
+def _lock_transactions(views: list[Exchange]) -> dict[int, Transaction]:
+    """The transactions these messages name, locked in id order (see `charging.link_session`: the
+    two must not interleave, and a fixed order keeps concurrent batches from deadlocking)."""
+    ids = sorted({v.request["transactionId"] for v in views if v.request.get("transactionId") is not None})
+    if not ids:
+        return {}
+    locked = db.session.scalars(
+        select(Transaction).where(Transaction.id.in_(ids)).order_by(Transaction.id).with_for_update()
     )
-    if transaction is not None and transaction.charge_point_id != pk:
-        transaction = None  # another charger's id: keep the samples, do not touch that transaction
-    samples = metering.parse(payload["meterValue"])
-    metering.store(pk, payload["connectorId"], transaction.id if transaction else None, samples)
+    return {transaction.id: transaction for transaction in locked}
+
+
+def _meter_event(view: Exchange, samples: list[metering.Sample], progress: metering.Progress | None):
+    payload = view.request
     event = {
         "chargePointId": view.charge_point_id,
         "connectorId": payload["connectorId"],
-        "transactionId": transaction_id,
+        "transactionId": payload.get("transactionId"),
         "samples": [
             {
                 "timestamp": s.sampled_at.isoformat(),
@@ -59,17 +87,11 @@ def record(view: Exchange, notifications: Notifications) -> None:
         ],
     }
     rooms = [charger_room(view.charge_point_id)]
-    reading = metering.register_reading(samples)
-    if transaction is not None and reading is not None:
-        metering.raise_register(transaction.id, reading[0], reading[1])
-        db.session.flush()
-        db.session.refresh(transaction)
-        progress = charging.refresh_progress(transaction.id, view.charge_point_id)
-        if progress is not None:
-            rooms.append(customer_room(progress.user_id))
-            event.update(
-                sessionId=progress.session_id,
-                energyWh=progress.energy_wh,
-                cost=format_minor(progress.cost_minor),
-            )
-    notifications.add("meter:values", event, rooms)
+    if progress is not None:
+        rooms.append(customer_room(progress.user_id))
+        event.update(
+            sessionId=progress.session_id,
+            energyWh=progress.energy_wh,
+            cost=format_minor(progress.cost_minor),
+        )
+    return "meter:values", event, rooms

@@ -9,6 +9,7 @@ from csms import realtime
 @dramatiq.actor(
     queue_name="notifications", max_retries=3, min_backoff=200, max_backoff=2_000, time_limit=10_000
 )
-def notify(event: str, data: dict, rooms: list) -> None:
-    """Emit `event` to each room (and as `notification`)."""
-    realtime.emit(event, data, rooms)
+def notify(events: list) -> None:
+    """Emit each `[event, data, rooms]` to its rooms (and as `notification`)."""
+    for event, data, rooms in events:
+        realtime.emit(event, data, rooms)

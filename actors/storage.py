@@ -2,41 +2,54 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import dramatiq
 
+from actors.batch import run_batch
 from actors.exchanges import Exchange, Notifications
-from csms.extensions import db
 from csms.realtime import charger_room
 from csms.services import charger_state, message_log
 
 
 @dramatiq.actor(queue_name="ocpp_messages", max_retries=10, min_backoff=500, max_backoff=60_000)
-def record_exchange(exchange: dict) -> None:
-    """Store the frames of one exchange and apply what it says about the charger; idempotent."""
-    notifications = Notifications()
-    message_log.record(exchange)
-    apply_charger_state(Exchange(exchange), notifications)
-    db.session.commit()
-    notifications.publish()
+def record_exchanges(exchanges: list) -> None:
+    """Store the frames of a batch of exchanges and apply what they say about their chargers;
+    idempotent."""
+    run_batch(record_exchanges, exchanges, store_and_apply_charger_state)
 
 
-def apply_charger_state(exchange: Exchange, notifications: Notifications) -> None:
+def store_and_apply_charger_state(views: list[Exchange], notifications: Notifications) -> None:
+    """The part every actor does for every exchange: log its frames, then the charger's state."""
+    message_log.record(view.raw for view in views)
+    apply_charger_state(views, notifications)
+
+
+def apply_charger_state(views: list[Exchange], notifications: Notifications) -> None:
     """Last seen on every message; identity on boot; connector status when newer than stored."""
-    cp = exchange.charge_point_id
-    charger_state.touch(cp, exchange.at)
-    if not exchange.answered:
-        return
-    if exchange.action == "BootNotification":
-        charger_state.apply_boot(cp, exchange.request, exchange.at)
-    elif exchange.action == "StatusNotification":
-        status = exchange.request
-        at = exchange.time_of(status.get("timestamp"))
-        if charger_state.apply_status(cp, status, at):
-            data = {
-                "chargePointId": cp,
-                "connectorId": status["connectorId"],
-                "status": status["status"],
-                "errorCode": status["errorCode"],
-                "timestamp": at.isoformat(),
-            }
-            notifications.add("charger:status:changed", data, [charger_room(cp)])
+    last_seen: dict[str, datetime] = {}
+    for view in views:
+        seen = last_seen.get(view.charge_point_id)
+        if seen is None or seen < view.at:
+            last_seen[view.charge_point_id] = view.at
+    charger_state.touch(last_seen)
+    for view in views:
+        if view.answered and view.action == "BootNotification":
+            charger_state.apply_boot(view.charge_point_id, view.request, view.at)
+        elif view.answered and view.action == "StatusNotification":
+            apply_status(view, notifications)
+
+
+def apply_status(view: Exchange, notifications: Notifications) -> None:
+    cp = view.charge_point_id
+    status = view.request
+    at = view.time_of(status.get("timestamp"))
+    if charger_state.apply_status(cp, status, at):
+        data = {
+            "chargePointId": cp,
+            "connectorId": status["connectorId"],
+            "status": status["status"],
+            "errorCode": status["errorCode"],
+            "timestamp": at.isoformat(),
+        }
+        notifications.add("charger:status:changed", data, [charger_room(cp)])

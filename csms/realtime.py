@@ -66,12 +66,19 @@ def emit(event: str, data: dict[str, Any], rooms: list[str]) -> None:
 
 def publish(event: str, data: dict[str, Any], rooms: list[str]) -> None:
     """Queue an event for the `notifications` actor; a failure to queue is logged, never raised."""
+    publish_many([(event, data, rooms)])
+
+
+def publish_many(events: list[tuple[str, dict[str, Any], list[str]]]) -> None:
+    """Queue events for the `notifications` actor as one message (operators see every one)."""
     from actors.notifications import notify
 
+    if not events:
+        return
     try:
-        notify.send(event, data, [OPERATORS, *rooms])
+        notify.send([[event, data, [OPERATORS, *rooms]] for event, data, rooms in events])
     except Exception:
-        log.exception("could not queue the %s notification", event)
+        log.exception("could not queue %d notification(s)", len(events))
 
 
 def on_connect(auth: Any) -> None:

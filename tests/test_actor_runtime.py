@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy import func, select
 
-from actors.storage import record_exchange
+from actors.storage import record_exchanges
 from csms.broker import get_app_broker
 from csms.extensions import db
 from csms.models import OcppMessage
@@ -58,7 +58,7 @@ def wait_until(predicate, timeout: float = 30.0, interval: float = 0.1):
 
 def test_in_process_worker_runs_the_actor(app, worker):
     exchange = an_exchange()
-    message = record_exchange.send(exchange)
+    message = record_exchanges.send([exchange])
     assert message.queue_name == "ocpp_messages"
     worker.join()
     request_id = exchange["frames"][0]["event_id"]
@@ -70,14 +70,14 @@ def test_in_process_worker_runs_the_actor(app, worker):
 def test_redelivered_event_is_stored_once(app, worker):
     exchange = an_exchange()
     for _ in range(3):
-        record_exchange.send(exchange)
+        record_exchanges.send([exchange])
     worker.join()
     assert _stored(exchange["frames"][0]["event_id"]) == 1
     assert db.session.scalar(select(func.count()).select_from(OcppMessage)) == 2
 
 
 def test_the_actor_is_bound_to_the_app_broker(app):
-    assert record_exchange.broker is get_app_broker(app)
+    assert record_exchanges.broker is get_app_broker(app)
     assert "ocpp_messages" in get_app_broker(app).get_declared_queues()
 
 
@@ -98,8 +98,8 @@ def test_dramatiq_actors_process_runs_the_actor_from_rabbitmq(make_app, postgres
     try:
         with app.app_context():
             exchange = an_exchange()
-            record_exchange.send(exchange)
-            record_exchange.send(exchange)  # a duplicate delivery
+            record_exchanges.send([exchange])
+            record_exchanges.send([exchange])  # a duplicate delivery
             event_id = exchange["frames"][0]["event_id"]
             assert wait_until(lambda: _stored(event_id) == 1), "the worker process stored nothing"
             time.sleep(0.5)
@@ -113,10 +113,32 @@ def test_dramatiq_actors_process_runs_the_actor_from_rabbitmq(make_app, postgres
 def test_a_message_that_keeps_failing_is_dead_lettered_with_its_reason(app, worker, caplog):
     broker = get_app_broker(app)
     with caplog.at_level("ERROR", logger="csms.broker"):
-        poison = record_exchange.send_with_options(
-            args=({"frames": "not a list"},), max_retries=1, min_backoff=1
+        poison = record_exchanges.send_with_options(
+            args=([{"frames": "not a list"}],), max_retries=1, min_backoff=1
         )
         worker.join()
     assert [m.message_id for m in broker.dead_letters] == [poison.message_id]
-    expected = f"dead-lettered {poison.message_id} (record_exchange on ocpp_messages) after 2 failed attempts"
+    expected = (
+        f"dead-lettered {poison.message_id} (record_exchanges on ocpp_messages) after 2 failed attempts"
+    )
     assert expected in caplog.text
+
+
+def test_a_poison_exchange_does_not_hold_back_the_rest_of_its_batch(app, worker, monkeypatch, caplog):
+    """The batch is applied one by one; the bad exchange goes on alone, with its own retries, to the
+    dead-letter queue, and the good ones are stored."""
+    monkeypatch.setitem(record_exchanges.options, "max_retries", 1)
+    monkeypatch.setitem(record_exchanges.options, "min_backoff", 1)
+    broker = get_app_broker(app)
+    good = [an_exchange(), an_exchange()]
+    poison = {"charge_point_id": "CP-1", "frames": "not a list"}
+    with caplog.at_level("ERROR"):
+        batch = record_exchanges.send([good[0], poison, good[1]])
+        worker.join()
+    for exchange in good:
+        assert _stored(exchange["frames"][0]["event_id"]) == 1
+        assert _stored(exchange["frames"][1]["event_id"]) == 1
+    [dead] = broker.dead_letters
+    assert dead.message_id != batch.message_id
+    assert dead.args == ([poison],)
+    assert "applying them one by one" in caplog.text

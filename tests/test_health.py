@@ -19,6 +19,7 @@ def test_embedded_with_worker_running(app, worker):
         "unexpected_replies": 0,
         "replaced_connections": 0,
         "outbox": 0,
+        "handoff": {"items": 0, "batches": 0},
     }
 
 

@@ -350,7 +350,7 @@ def test_a_killed_worker_loses_nothing_and_bills_once(production, tmp_path):
 
 
 def test_a_message_that_keeps_failing_ends_in_the_dead_letter_queue(production, rabbitmq_url):
-    from actors.storage import record_exchange
+    from actors.storage import record_exchanges
 
     def dead_letters() -> int:
         connection = pika.BlockingConnection(pika.URLParameters(rabbitmq_url))
@@ -363,8 +363,8 @@ def test_a_message_that_keeps_failing_ends_in_the_dead_letter_queue(production, 
         app = csms.app()
         before = dead_letters()
         with app.app_context():
-            poison = record_exchange.send_with_options(
-                args=({"charge_point_id": "X", "frames": "not a list"},),
+            poison = record_exchanges.send_with_options(
+                args=([{"charge_point_id": "X", "frames": "not a list"}],),
                 max_retries=2,
                 min_backoff=10,
                 max_backoff=50,

@@ -14,11 +14,11 @@ from flask import Flask
 from sqlalchemy import func, select
 
 from actors.billing import settle_session
-from actors.cms import record_cms_event
-from actors.commands import record_command
+from actors.cms import record_cms_events
+from actors.commands import record_commands
 from actors.metering import process_meter_values
-from actors.storage import record_exchange
-from actors.transactions import process_transaction_message
+from actors.storage import record_exchanges
+from actors.transactions import process_transaction_messages
 from csms.extensions import db
 from csms.models import (
     ChargingSession,
@@ -156,16 +156,16 @@ def test_storage_and_status(world):
         {"connectorId": 2, "errorCode": "NoError", "status": "Faulted", "timestamp": "2026-09-01T09:00:00Z"},
         {},
     )
-    run_twice(world["app"], record_exchange, status)
+    run_twice(world["app"], record_exchanges, [status])
     assert count(OcppMessage) == 2
     assert db.session.scalar(select(Connector.status).where(Connector.connector_id == 2)) == "Faulted"
 
 
 def test_metering_register_is_a_maximum_not_a_sum(world):
-    run_twice(world["app"], process_transaction_message, start_exchange(world))
+    run_twice(world["app"], process_transaction_messages, [start_exchange(world)])
     for minute, kwh in ((5, "2.0"), (10, "3.5")):
-        run_twice(world["app"], process_meter_values, meter_exchange(world, minute, kwh))
-    run_twice(world["app"], process_meter_values, meter_exchange(world, 2, "1.5"))  # late, older reading
+        run_twice(world["app"], process_meter_values, [meter_exchange(world, minute, kwh)])
+    run_twice(world["app"], process_meter_values, [meter_exchange(world, 2, "1.5")])  # late, older reading
     assert count(MeterSample) == 6  # 3 messages x 2 values, however often delivered
     assert db.session.get(Transaction, world["transaction_id"]).meter_last_wh == 3500
     session = db.session.get(ChargingSession, world["session_id"])
@@ -173,21 +173,50 @@ def test_metering_register_is_a_maximum_not_a_sum(world):
     assert session.cost_minor == 63  # 2.5 kWh x 0.25 = 0.625 -> 0.63
 
 
+def test_one_batch_of_meter_values_for_two_transactions(world):
+    """A batch as the gateway hands it off: several messages of one transaction, in any order, and
+    one of another; registers are each transaction's maximum, however often the batch is applied."""
+    other = transactions.allocate_transaction_id(
+        db.session.scalar(select(Transaction.charge_point_id)),
+        2,
+        "OTHER",
+        0,
+        datetime(2026, 9, 1, 10, 0, tzinfo=UTC),
+    )
+    db.session.commit()
+    second = meter_exchange(world, 7, "4.0")
+    second["frames"][0]["payload"].update(connectorId=2, transactionId=other)
+    batch = [
+        meter_exchange(world, 10, "3.5"),
+        second,
+        meter_exchange(world, 5, "2.0"),
+        meter_exchange(world, 2, "1.5"),
+    ]
+    run_twice(world["app"], process_transaction_messages, [start_exchange(world)])
+    run_twice(world["app"], process_meter_values, batch)
+    assert count(MeterSample) == 8
+    assert count(OcppMessage, OcppMessage.action == "MeterValues") == 8
+    assert db.session.get(Transaction, world["transaction_id"]).meter_last_wh == 3500
+    assert db.session.get(Transaction, other).meter_last_wh == 4000
+    session = db.session.get(ChargingSession, world["session_id"])
+    assert (session.energy_wh, session.cost_minor) == (2500, 63)
+
+
 def test_transactions_and_billing(world):
-    run_twice(world["app"], process_transaction_message, start_exchange(world))
-    run_twice(world["app"], process_transaction_message, stop_exchange(world))
+    run_twice(world["app"], process_transaction_messages, [start_exchange(world)])
+    run_twice(world["app"], process_transaction_messages, [stop_exchange(world)])
     run_twice(world["app"], settle_session, world["session_id"])
     assert_billed_once(world, energy_wh=4000, cost_minor=100)
 
 
 def test_stop_before_start_and_a_second_different_stop(world):
-    run_twice(world["app"], process_transaction_message, stop_exchange(world))
+    run_twice(world["app"], process_transaction_messages, [stop_exchange(world)])
     assert db.session.get(Transaction, world["transaction_id"]).state == "stopped"
     assert db.session.get(ChargingSession, world["session_id"]).transaction_id is None  # not linked yet
-    run_twice(world["app"], process_transaction_message, start_exchange(world))  # links, then bills
+    run_twice(world["app"], process_transaction_messages, [start_exchange(world)])  # links, then bills
     run_twice(world["app"], settle_session, world["session_id"])
     # a second StopTransaction with other values changes nothing: the first one won
-    run_twice(world["app"], process_transaction_message, stop_exchange(world, meter_stop=9000))
+    run_twice(world["app"], process_transaction_messages, [stop_exchange(world, meter_stop=9000)])
     run_twice(world["app"], settle_session, world["session_id"])
     assert_billed_once(world, energy_wh=4000, cost_minor=100)
 
@@ -196,7 +225,7 @@ def test_stop_for_an_unknown_transaction_is_recorded_not_crashed_on(world):
     unknown = exchange(
         "StopTransaction", {"transactionId": 424242, "meterStop": 1, "timestamp": "2026-09-01T11:00:00Z"}, {}
     )
-    run_twice(world["app"], process_transaction_message, unknown)
+    run_twice(world["app"], process_transaction_messages, [unknown])
     assert count(OcppMessage, OcppMessage.action == "StopTransaction") == 2
     assert db.session.get(Transaction, world["transaction_id"]).state == "started"
 
@@ -218,7 +247,7 @@ def test_command_audit(world):
             "requested_at": datetime.now(UTC).isoformat(),
         },
     }
-    run_twice(world["app"], record_command, call)
+    run_twice(world["app"], record_commands, [call])
     assert count(CommandAudit) == 1
     assert count(OcppMessage) == 2
 
@@ -232,7 +261,7 @@ def test_cms_event(world):
         "payload": {"name": "S"},
         "occurred_at": datetime.now(UTC).isoformat(),
     }
-    run_twice(world["app"], record_cms_event, event)
+    run_twice(world["app"], record_cms_events, [event])
     assert count(CmsEvent) == 1
 
 

@@ -12,7 +12,7 @@ from flask_smorest import Blueprint
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from actors.cms import record_cms_event
+from actors.cms import record_cms_events
 from csms.api.pagination import paginate
 from csms.api.security import requires
 from csms.extensions import db
@@ -36,7 +36,7 @@ def announce(kind: str, entity_type: str, entity_id: Any, payload: dict | None) 
         "actor_user_id": g.identity.user_id,
         "occurred_at": datetime.now(UTC).isoformat(),
     }
-    current_app.extensions["ocpp"].handoff.submit(record_cms_event, event, durable=False)
+    current_app.extensions["ocpp"].handoff.submit(record_cms_events, event, durable=False)
 
 
 def commit_or_conflict(message: str) -> None:

@@ -48,6 +48,7 @@ def _gateway_stats() -> dict:
     """This node's chargers and what it could not deliver yet, for dashboards and alerts."""
     gateway = current_app.extensions["ocpp"]
     stats = {"connections": len(gateway.registry), **gateway.registry.counters}
+    stats["handoff"] = dict(gateway.handoff.stats)
     try:
         stats["outbox"] = outbox.backlog()
     except Exception:  # the database check above reports the cause

@@ -17,10 +17,10 @@ from typing import Any
 from flask import Flask
 from sqlalchemy import select
 
-from actors.commands import record_command
+from actors.commands import record_commands
 from actors.metering import process_meter_values
-from actors.storage import record_exchange
-from actors.transactions import process_transaction_message
+from actors.storage import record_exchanges
+from actors.transactions import process_transaction_messages
 from csms.extensions import db
 from csms.models import ChargePoint, RegistrationStatus
 from csms.ocpp.registry import ConnectionRegistry
@@ -150,18 +150,18 @@ def parse_boot_configuration(text: str) -> list[tuple[str, str]]:
 
 
 # Each exchange goes to the queue of its concern; that actor stores its frames in the same database
-# transaction as its effect, so one message per exchange reaches the workers.
+# transaction as its effect, so each exchange reaches the workers once (in a batch, see the hand-off).
 _ACTORS = {
     "MeterValues": process_meter_values,
-    "StartTransaction": process_transaction_message,
-    "StopTransaction": process_transaction_message,
+    "StartTransaction": process_transaction_messages,
+    "StopTransaction": process_transaction_messages,
 }
 
 
 def _actor_for(action: str | None, command: dict | None):
     if command is not None:
-        return record_command
-    return _ACTORS.get(action or "", record_exchange)
+        return record_commands
+    return _ACTORS.get(action or "", record_exchanges)
 
 
 class Gateway:

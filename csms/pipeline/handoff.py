@@ -1,9 +1,14 @@
 """The hand-off: how the web process gives an event to the actors, and when it may answer.
 
-`submit(actor, payload, durable=True)` returns only once the message is safe: confirmed by RabbitMQ,
-or, when RabbitMQ cannot take it, committed to the outbox table. With `durable=False` it returns at
-once and a failed publish is parked in the outbox in the background. It returns False only when the
-message could be kept nowhere, and the caller must then not acknowledge what it received.
+`submit(actor, item, durable=True)` gives `item` to `actor`, whose one argument is a list of items,
+and returns only once the item is safe: confirmed by RabbitMQ, or, when RabbitMQ cannot take it,
+committed to the outbox table. With `durable=False` it returns at once and a failed publish is parked
+in the outbox in the background. It returns False only when the item could be kept nowhere, and the
+caller must then not acknowledge what it received.
+
+In production, items for the same actor that arrive within `HANDOFF_LINGER` share one RabbitMQ
+message (at most `HANDOFF_BATCH` of them): one publish and one confirm for many chargers' messages,
+and one database transaction for the worker that applies them.
 
 Embedded mode has no broker to confirm anything, so every message is committed to the outbox first;
 a relay feeds the in-process broker and a row is deleted only after its actor finished (or the
@@ -14,10 +19,12 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Iterable
 
 import dramatiq
 import gevent
+import gevent.event
 import gevent.queue
 from flask import Flask
 
@@ -28,7 +35,9 @@ log = logging.getLogger(__name__)
 
 
 class Handoff:
-    def submit(self, actor: dramatiq.Actor, payload: dict, *, durable: bool) -> bool:
+    stats: dict[str, int]  # "items" handed off, in how many "batches" (messages)
+
+    def submit(self, actor: dramatiq.Actor, item: dict, *, durable: bool) -> bool:
         raise NotImplementedError
 
     def start(self) -> None:
@@ -62,9 +71,12 @@ class EmbeddedHandoff(Handoff):
         self._thread: threading.Thread | None = None
         # Before Retries, so that its after-hook runs after Retries decided whether the message failed.
         broker.add_middleware(_OutboxAck(self), before=dramatiq.middleware.Retries)
+        self.stats = {"items": 0, "batches": 0}
 
-    def submit(self, actor: dramatiq.Actor, payload: dict, *, durable: bool) -> bool:
-        ok = _park_in_own_context(self.app, [actor.message(payload)])
+    def submit(self, actor: dramatiq.Actor, item: dict, *, durable: bool) -> bool:
+        ok = _park_in_own_context(self.app, [actor.message([item])])
+        self.stats["items"] += 1
+        self.stats["batches"] += 1
         self._wake.set()
         return ok
 
@@ -128,21 +140,45 @@ class _OutboxAck(dramatiq.Middleware):
         self.handoff.done(message.message_id)
 
 
-class BrokerHandoff(Handoff):
-    """Production: publish through the shared `AmqpPublisher`, fall back to the outbox, and relay
-    the outbox back to RabbitMQ once it is reachable again."""
+class _Batch:
+    """Items on their way to one actor in one message; `result` becomes True once they are safe."""
 
-    def __init__(self, app: Flask, *, confirm_timeout: float = 5.0, relay_interval: float = 1.0):
+    __slots__ = ("actor", "items", "result", "sealed")
+
+    def __init__(self, actor: dramatiq.Actor) -> None:
+        self.actor = actor
+        self.items: list[dict] = []
+        self.result = gevent.event.AsyncResult()
+        self.sealed = False
+
+
+class BrokerHandoff(Handoff):
+    """Production: batch items per actor, publish each batch through the shared `AmqpPublisher`,
+    park it in the outbox when RabbitMQ does not confirm it, and relay the outbox back to RabbitMQ
+    once it is reachable again."""
+
+    def __init__(
+        self,
+        app: Flask,
+        *,
+        confirm_timeout: float = 5.0,
+        linger: float = 0.005,
+        max_batch: int = 200,
+        relay_interval: float = 1.0,
+    ):
         from csms.pipeline.publisher import AmqpPublisher
 
         self.app = app
         self.confirm_timeout = confirm_timeout
+        self.linger = linger
+        self.max_batch = max_batch
         self.relay_interval = relay_interval
         self.broker = app.extensions["dramatiq"]
         self.publisher = AmqpPublisher(app.config["RABBITMQ_URL"], declare_queues=self._declare_queues)
-        self._relay_greenlet = None
-        self._parker = None
-        self._to_park = None
+        self._open: dict[str, _Batch] = {}
+        self._due: gevent.queue.Queue[tuple[float, _Batch]] | None = None
+        self._greenlets: list[gevent.Greenlet] = []
+        self.stats = {"items": 0, "batches": 0}
 
     def _declare_queues(self, channel, timeout: float) -> None:
         """Let the Dramatiq broker declare its queues (same arguments, dead-letter queues included),
@@ -152,46 +188,68 @@ class BrokerHandoff(Handoff):
         del self.broker.connection
 
     def start(self) -> None:
-        self._to_park = gevent.queue.Queue()
+        self._due = gevent.queue.Queue()
         self.publisher.start()
-        self._relay_greenlet = gevent.spawn(self._relay)
-        self._parker = gevent.spawn(self._park_failed)
+        self._greenlets = [gevent.spawn(self._relay), gevent.spawn(self._flush_when_due)]
 
     def stop(self) -> None:
-        for greenlet in (self._relay_greenlet, self._parker):
-            if greenlet is not None:
-                greenlet.kill(block=True, timeout=5)
+        for greenlet in self._greenlets:
+            greenlet.kill(block=True, timeout=5)
+        for batch in list(self._open.values()):
+            self._flush(batch)
         self.publisher.stop()
 
-    def submit(self, actor: dramatiq.Actor, payload: dict, *, durable: bool) -> bool:
-        message = actor.message(payload)
-        result = self.publisher.publish(message.queue_name, message.encode(), message.message_id)
+    def submit(self, actor: dramatiq.Actor, item: dict, *, durable: bool) -> bool:
+        batch = self._open.get(actor.actor_name)
+        if batch is None:
+            batch = self._open[actor.actor_name] = _Batch(actor)
+            self._due.put((time.monotonic() + self.linger, batch))
+        batch.items.append(item)
+        if len(batch.items) >= self.max_batch:
+            self._seal(batch)
+            gevent.spawn(self._flush, batch)
         if not durable:
-            result.rawlink(lambda done: done.value or self._to_park.put(message))
             return True
-        try:
-            confirmed = result.get(timeout=self.confirm_timeout)
-        except gevent.Timeout:
-            confirmed = False
-        if confirmed:
-            return True
-        try:
-            outbox.park([message])  # the caller's own app context and session
-            return True
-        except Exception:
-            log.exception("message %s could be neither published nor parked", message.message_id)
-            return False
+        return batch.result.get()
 
-    def _park_failed(self) -> None:
+    def _seal(self, batch: _Batch) -> bool:
+        """Close the batch to new items; False if it was already closed."""
+        if batch.sealed:
+            return False
+        batch.sealed = True
+        if self._open.get(batch.actor.actor_name) is batch:
+            del self._open[batch.actor.actor_name]
+        return True
+
+    def _flush_when_due(self) -> None:
         while True:
-            batch = [self._to_park.get()]
-            while len(batch) < 500:
-                try:
-                    batch.append(self._to_park.get_nowait())
-                except gevent.queue.Empty:
-                    break
-            while not _park_in_own_context(self.app, batch):
-                gevent.sleep(1.0)
+            due, batch = self._due.get()
+            delay = due - time.monotonic()
+            if delay > 0:
+                gevent.sleep(delay)
+            if self._seal(batch):
+                gevent.spawn(self._flush, batch)
+
+    def _flush(self, batch: _Batch) -> None:
+        """Publish the batch and wait for its confirm; without one, park it in the outbox. Every
+        submitter waiting on the batch learns the outcome at once."""
+        message = batch.actor.message(batch.items)
+        self.stats["items"] += len(batch.items)
+        self.stats["batches"] += 1
+        result = self.publisher.publish(message.queue_name, message.encode(), message.message_id)
+        try:
+            safe = result.get(timeout=self.confirm_timeout)
+        except gevent.Timeout:
+            safe = False
+        if not safe:
+            safe = _park_in_own_context(self.app, [message])
+            if not safe:
+                log.error(
+                    "%d item(s) for %s could be neither published nor parked",
+                    len(batch.items),
+                    batch.actor.actor_name,
+                )
+        batch.result.set(safe)
 
     def _relay(self) -> None:
         while True:
@@ -233,5 +291,10 @@ class BrokerHandoff(Handoff):
 
 def build_handoff(app: Flask) -> Handoff:
     if app.config.get("RABBITMQ_URL"):
-        return BrokerHandoff(app, confirm_timeout=app.config["CONFIRM_TIMEOUT"])
+        return BrokerHandoff(
+            app,
+            confirm_timeout=app.config["CONFIRM_TIMEOUT"],
+            linger=app.config["HANDOFF_LINGER"],
+            max_batch=app.config["HANDOFF_BATCH"],
+        )
     return EmbeddedHandoff(app, app.extensions["dramatiq"])

@@ -7,10 +7,11 @@ timestamp: an older message never overwrites what a newer one set.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import bindparam, or_, select, update
 
 from csms.extensions import db
 from csms.models import ChargePoint, Connector
@@ -33,13 +34,33 @@ def charge_point_pk(charge_point_id: str) -> int | None:
     return db.session.scalar(select(ChargePoint.id).where(ChargePoint.charge_point_id == charge_point_id))
 
 
-def touch(charge_point_id: str, at: datetime) -> None:
-    db.session.execute(
-        update(ChargePoint)
-        .where(ChargePoint.charge_point_id == charge_point_id)
-        .where(or_(ChargePoint.last_seen_at.is_(None), ChargePoint.last_seen_at < at))
-        .values(last_seen_at=at)
+def charge_point_pks(charge_point_ids: Iterable[str]) -> dict[str, int]:
+    rows = db.session.execute(
+        select(ChargePoint.charge_point_id, ChargePoint.id).where(
+            ChargePoint.charge_point_id.in_(set(charge_point_ids))
+        )
     )
+    return {charge_point_id: pk for charge_point_id, pk in rows}
+
+
+_TOUCH = (
+    update(ChargePoint.__table__)
+    .where(ChargePoint.__table__.c.charge_point_id == bindparam("cp"))
+    .where(
+        or_(
+            ChargePoint.__table__.c.last_seen_at.is_(None),
+            ChargePoint.__table__.c.last_seen_at < bindparam("at"),
+        )
+    )
+    .values(last_seen_at=bindparam("at"))
+)
+
+
+def touch(last_seen: dict[str, datetime]) -> None:
+    """Raise each charger's `last_seen_at` to the given time: one statement for the whole batch, in
+    charger order so that two workers touching the same chargers cannot deadlock."""
+    if last_seen:
+        db.session.execute(_TOUCH, [{"cp": cp, "at": last_seen[cp]} for cp in sorted(last_seen)])
 
 
 def apply_boot(charge_point_id: str, payload: dict[str, Any], at: datetime) -> bool:

@@ -83,8 +83,9 @@ def stop(charge_point_pk: int | None, payload: dict[str, Any]) -> Stopped:
         return Stopped(transaction_id, False, False, None, None)
     stopped_at = parse_utc(payload["timestamp"])
     samples = metering.parse(payload.get("transactionData") or [])
-    if samples:
-        metering.store(transaction.charge_point_id, transaction.connector_id, transaction.id, samples)
+    metering.store(
+        metering.sample_rows(transaction.charge_point_id, transaction.connector_id, transaction.id, samples)
+    )
     meter_stop = payload["meterStop"]
     result = db.session.execute(
         update(Transaction)
@@ -123,13 +124,17 @@ def request_remote_stop(session_id: int, charge_point_id: str, transaction_id: i
     )
 
 
-def refresh_progress(transaction_id: int, charge_point_id: str) -> metering.Progress | None:
-    """Update the session's live energy and cost; when the prepaid amount is used up, mark it
-    stopping and ask for RemoteStopTransaction (once)."""
-    progress = metering.update_session(transaction_id)
-    if progress is not None and progress.exhausted:
-        session = db.session.get(ChargingSession, progress.session_id)
-        if session.state == SessionState.CHARGING:
-            session.state = SessionState.STOPPING
-        request_remote_stop(progress.session_id, charge_point_id, transaction_id, "prepaid amount used up")
+def refresh_progress(transactions: dict[int, str]) -> dict[int, metering.Progress]:
+    """Update the live energy and cost of the sessions on these transactions (id → chargePointId);
+    when a prepaid amount is used up, mark the session stopping and ask for RemoteStopTransaction
+    (once)."""
+    progress = metering.update_sessions(sorted(transactions))
+    for transaction_id, p in progress.items():
+        if p.exhausted:
+            session = db.session.get(ChargingSession, p.session_id)
+            if session.state == SessionState.CHARGING:
+                session.state = SessionState.STOPPING
+            request_remote_stop(
+                p.session_id, transactions[transaction_id], transaction_id, "prepaid amount used up"
+            )
     return progress

@@ -11,6 +11,7 @@ from csms.services.sql import insert_ignoring_conflicts
 
 
 def record_event(event: dict[str, Any]) -> bool:
+    """Add the event to the current transaction; False when it was stored before."""
     row = {
         "event_id": event["event_id"],
         "type": event["type"],
@@ -20,6 +21,4 @@ def record_event(event: dict[str, Any]) -> bool:
         "actor_user_id": event.get("actor_user_id"),
         "occurred_at": datetime.fromisoformat(event["occurred_at"]),
     }
-    inserted = insert_ignoring_conflicts(db.session, CmsEvent, [row], ["event_id"])
-    db.session.commit()
-    return inserted == 1
+    return insert_ignoring_conflicts(db.session, CmsEvent, [row], ["event_id"]) == 1

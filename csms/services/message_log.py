@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
@@ -29,7 +30,8 @@ def to_rows(exchange: dict[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
-def record(exchange: dict[str, Any]) -> int:
-    """Add an exchange's frames to the current transaction; returns how many were new (0 for a
-    redelivery). The caller commits, together with whatever else the exchange changed."""
-    return insert_ignoring_conflicts(db.session, OcppMessage, to_rows(exchange), ["event_id"])
+def record(exchanges: Iterable[dict[str, Any]]) -> int:
+    """Add the exchanges' frames to the current transaction; returns how many were new (0 for a
+    redelivery). The caller commits, together with whatever else the exchanges changed."""
+    rows = [row for exchange in exchanges for row in to_rows(exchange)]
+    return insert_ignoring_conflicts(db.session, OcppMessage, rows, ["event_id"])

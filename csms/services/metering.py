@@ -12,7 +12,7 @@ from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import bindparam, or_, select, update
 
 from csms.extensions import db
 from csms.models import ChargingSession, MeterSample, SessionState, Transaction
@@ -104,8 +104,10 @@ def register_reading(samples: list[Sample]) -> tuple[int, datetime] | None:
     return max(readings, key=lambda r: r[0]) if readings else None
 
 
-def store(charge_point_pk: int, connector_id: int, transaction_id: int | None, samples: list[Sample]) -> int:
-    rows = [
+def sample_rows(
+    charge_point_pk: int, connector_id: int, transaction_id: int | None, samples: list[Sample]
+) -> list[dict[str, Any]]:
+    return [
         {
             "charge_point_id": charge_point_pk,
             "connector_id": connector_id,
@@ -122,6 +124,10 @@ def store(charge_point_pk: int, connector_id: int, transaction_id: int | None, s
         }
         for s in samples
     ]
+
+
+def store(rows: list[dict[str, Any]]) -> int:
+    """Insert sample rows (see `sample_rows`); a sample already stored is skipped."""
     return insert_ignoring_conflicts(
         db.session,
         MeterSample,
@@ -130,14 +136,27 @@ def store(charge_point_pk: int, connector_id: int, transaction_id: int | None, s
     )
 
 
-def raise_register(transaction_id: int, reading_wh: int, at: datetime) -> None:
-    """meter_last_wh = max(meter_last_wh, reading), decided by the database."""
-    db.session.execute(
-        update(Transaction)
-        .where(Transaction.id == transaction_id)
-        .where(or_(Transaction.meter_last_wh.is_(None), Transaction.meter_last_wh < reading_wh))
-        .values(meter_last_wh=reading_wh, meter_last_at=at)
+_RAISE_REGISTER = (
+    update(Transaction.__table__)
+    .where(Transaction.__table__.c.id == bindparam("tid"))
+    .where(
+        or_(
+            Transaction.__table__.c.meter_last_wh.is_(None),
+            Transaction.__table__.c.meter_last_wh < bindparam("wh"),
+        )
     )
+    .values(meter_last_wh=bindparam("wh"), meter_last_at=bindparam("at"))
+)
+
+
+def raise_registers(readings: dict[int, tuple[int, datetime]]) -> None:
+    """meter_last_wh = max(meter_last_wh, reading) per transaction, decided by the database; one
+    statement for the whole batch."""
+    if readings:
+        db.session.execute(
+            _RAISE_REGISTER,
+            [{"tid": tid, "wh": wh, "at": at} for tid, (wh, at) in sorted(readings.items())],
+        )
 
 
 @dataclass(frozen=True)
@@ -150,30 +169,47 @@ class Progress:
     exhausted: bool
 
 
-def update_session(transaction_id: int) -> Progress | None:
-    """Refresh the live energy and running cost of the session charging on this transaction, from
-    the transaction's highest reading (so the order metering and linking happen in does not matter)."""
-    session = db.session.scalar(
+def update_sessions(transaction_ids: list[int]) -> dict[int, Progress]:
+    """Refresh the live energy and running cost of the sessions charging on these transactions, from
+    each transaction's highest reading (so the order metering and linking happen in does not
+    matter). Returns the progress per transaction id that has such a session."""
+    if not transaction_ids:
+        return {}
+    sessions = db.session.scalars(
         select(ChargingSession).where(
-            ChargingSession.transaction_id == transaction_id,
+            ChargingSession.transaction_id.in_(transaction_ids),
             ChargingSession.state.in_([SessionState.CHARGING, SessionState.STOPPING]),
         )
-    )
-    transaction = db.session.get(Transaction, transaction_id)
-    if session is None or transaction is None:
-        return None
-    energy = max((transaction.meter_last_wh or transaction.meter_start_wh) - transaction.meter_start_wh, 0)
-    elapsed = (transaction.meter_last_at or transaction.started_at) - transaction.started_at
-    prices = billing.Prices.of(billing.session_tariff(session))
-    running = billing.to_minor(billing.cost(prices, energy, elapsed))
-    if energy > session.energy_wh or running > session.cost_minor:
-        session.energy_wh = max(energy, session.energy_wh)
-        session.cost_minor = max(running, session.cost_minor)
-    return Progress(
-        session.id,
-        session.user_id,
-        session.energy_wh,
-        session.cost_minor,
-        session.prepaid_minor,
-        session.cost_minor >= session.prepaid_minor,
-    )
+    ).all()
+    if not sessions:
+        return {}
+    transactions = {
+        t.id: t
+        for t in db.session.scalars(
+            select(Transaction)
+            .where(Transaction.id.in_([s.transaction_id for s in sessions]))
+            .execution_options(populate_existing=True)
+        )
+    }
+    prices: dict[int | None, billing.Prices] = {}
+    progress = {}
+    for session in sessions:
+        transaction = transactions[session.transaction_id]
+        if session.tariff_id not in prices:
+            prices[session.tariff_id] = billing.Prices.of(billing.session_tariff(session))
+        start = transaction.meter_start_wh
+        energy = max((transaction.meter_last_wh or start) - start, 0)
+        elapsed = (transaction.meter_last_at or transaction.started_at) - transaction.started_at
+        running = billing.to_minor(billing.cost(prices[session.tariff_id], energy, elapsed))
+        if energy > session.energy_wh or running > session.cost_minor:
+            session.energy_wh = max(energy, session.energy_wh)
+            session.cost_minor = max(running, session.cost_minor)
+        progress[transaction.id] = Progress(
+            session.id,
+            session.user_id,
+            session.energy_wh,
+            session.cost_minor,
+            session.prepaid_minor,
+            session.cost_minor >= session.prepaid_minor,
+        )
+    return progress

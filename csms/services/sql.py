@@ -7,6 +7,9 @@ from typing import Any
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+# Bound parameters per statement: PostgreSQL allows 65,535 and SQLite (since 3.32) 32,766.
+_MAX_PARAMETERS = 30_000
+
 
 def insert_ignoring_conflicts(
     session: Session, model: Any, rows: list[dict[str, Any]], conflict_columns: list[str]
@@ -23,10 +26,14 @@ def insert_ignoring_conflicts(
     # Counted with RETURNING (only inserted rows come back), not `rowcount`: for multi-row inserts
     # psycopg reports -1, which would read as "inserted" and defeat every idempotency check here.
     table = model.__table__
-    statement = (
-        module.insert(table)
-        .values(rows)
-        .on_conflict_do_nothing(index_elements=conflict_columns)
-        .returning(table.primary_key.columns.values()[0])
-    )
-    return len(session.execute(statement).all())
+    inserted = 0
+    step = max(1, _MAX_PARAMETERS // len(rows[0]))
+    for start in range(0, len(rows), step):
+        statement = (
+            module.insert(table)
+            .values(rows[start : start + step])
+            .on_conflict_do_nothing(index_elements=conflict_columns)
+            .returning(table.primary_key.columns.values()[0])
+        )
+        inserted += len(session.execute(statement).all())
+    return inserted

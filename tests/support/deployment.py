@@ -3,7 +3,10 @@
 
 from __future__ import annotations
 
+import json
 import shutil
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
@@ -44,6 +47,14 @@ class Deployment:
     def scalar(self, sql: str, **params: Any) -> Any:
         with self.engine.connect() as connection:
             return connection.execute(text(sql), params).scalar()
+
+    def health(self) -> dict[str, Any]:
+        """The web process's `/healthz` document (whatever its status code)."""
+        try:
+            with urllib.request.urlopen(f"{self.web.base_url}/healthz", timeout=10) as response:
+                return json.load(response)
+        except urllib.error.HTTPError as error:
+            return json.load(error)
 
     def app(self, **overrides: Any):
         """An app on this deployment's database (and broker), for calling services from the test."""
