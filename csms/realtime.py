@@ -58,10 +58,11 @@ def emit(event: str, data: dict[str, Any], rooms: list[str]) -> None:
         target: Any = socketio
     else:
         target = _write_only_manager(app.config["RABBITMQ_URL"])
-    envelope = {"event": event, "data": data}
-    for room in dict.fromkeys(rooms):
-        target.emit(event, data, to=room, namespace="/")
-        target.emit("notification", envelope, to=room, namespace="/")
+    # One emit to all the rooms: a client in several of them (an operator watching a charger) gets
+    # the event once, and the message queue carries one message instead of one per room.
+    rooms = list(dict.fromkeys(rooms))
+    target.emit(event, data, to=rooms, namespace="/")
+    target.emit("notification", {"event": event, "data": data}, to=rooms, namespace="/")
 
 
 def publish(event: str, data: dict[str, Any], rooms: list[str]) -> None:

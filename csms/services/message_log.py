@@ -30,8 +30,8 @@ def to_rows(exchange: dict[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
-def record(exchanges: Iterable[dict[str, Any]]) -> int:
-    """Add the exchanges' frames to the current transaction; returns how many were new (0 for a
-    redelivery). The caller commits, together with whatever else the exchanges changed."""
+def record(exchanges: Iterable[dict[str, Any]]) -> None:
+    """Add the exchanges' frames to the current transaction (a frame stored before is skipped). The
+    caller commits, together with whatever else the exchanges changed."""
     rows = [row for exchange in exchanges for row in to_rows(exchange)]
-    return insert_ignoring_conflicts(db.session, OcppMessage, rows, ["event_id"])
+    insert_ignoring_conflicts(db.session, OcppMessage, rows, ["event_id"], counted=False)

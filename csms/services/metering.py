@@ -126,13 +126,14 @@ def sample_rows(
     ]
 
 
-def store(rows: list[dict[str, Any]]) -> int:
+def store(rows: list[dict[str, Any]]) -> None:
     """Insert sample rows (see `sample_rows`); a sample already stored is skipped."""
-    return insert_ignoring_conflicts(
+    insert_ignoring_conflicts(
         db.session,
         MeterSample,
         rows,
         ["charge_point_id", "connector_id", "sampled_at", "measurand", "phase", "location", "context"],
+        counted=False,
     )
 
 
