@@ -5,6 +5,7 @@ REST views use `call()` to reach a charger connected to this node.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import logging
@@ -17,10 +18,6 @@ from typing import Any
 from flask import Flask
 from sqlalchemy import select
 
-from actors.commands import record_commands
-from actors.metering import process_meter_values
-from actors.storage import record_exchanges
-from actors.transactions import process_transaction_messages
 from csms.extensions import db
 from csms.models import ChargePoint, RegistrationStatus
 from csms.ocpp.registry import ConnectionRegistry
@@ -49,12 +46,24 @@ class HandshakeRefused(Exception):
         self.message = message
 
 
+def _off_the_hub(function, *args):
+    """Run a CPU-bound call that releases the GIL (PBKDF2) on gevent's thread pool when the process
+    is monkey-patched, so the hub keeps serving other chargers meanwhile; directly otherwise."""
+    from gevent import get_hub, monkey
+
+    if monkey.is_module_patched("threading"):
+        return get_hub().threadpool.apply(function, args)
+    return function(*args)
+
+
 class ChargerAuthenticator:
     """Security profile 1: HTTP Basic on the upgrade, user = chargePointId, password = its key.
 
-    A reconnect storm must not cost one PBKDF2 per charger each time, so a successful check is
-    remembered as (stored hash, SHA-256 of the presented key) for `ttl` seconds; a changed key or a
-    different password goes through the full check again.
+    A connect storm of thousands of chargers must not cost a database query and a PBKDF2 each: the
+    whole charger directory is loaded in one query at start and reloaded every `ttl / 2` seconds (a
+    charger added since is looked up on its own), and a successful check is remembered as (stored
+    hash, SHA-256 of the presented key); a changed key or a different password goes through the full
+    check again, off the gevent hub.
     """
 
     def __init__(self, ttl: float, auto_register: bool):
@@ -91,22 +100,35 @@ class ChargerAuthenticator:
             self._records.pop(charge_point_id, None)
             self._verified.pop(charge_point_id, None)
 
+    def load_directory(self) -> int:
+        """(Re)load every charger's record in one query; returns how many there are."""
+        expires = time.monotonic() + self.ttl
+        rows = db.session.execute(self._QUERY).all()
+        db.session.rollback()
+        records = {row.charge_point_id: (expires, self._record(row)) for row in rows}
+        with self._lock:
+            self._records.update(records)
+        return len(records)
+
+    _QUERY = select(
+        ChargePoint.id,
+        ChargePoint.charge_point_id,
+        ChargePoint.auth_key_hash,
+        ChargePoint.registration_status,
+    )
+
+    @staticmethod
+    def _record(row: Any) -> ChargerRecord:
+        return ChargerRecord(row.id, row.charge_point_id, row.auth_key_hash, row.registration_status)
+
     def _lookup(self, charge_point_id: str) -> ChargerRecord | None:
         now = time.monotonic()
         cached = self._records.get(charge_point_id)
         if cached is not None and cached[0] > now:
             return cached[1]
-        row = db.session.execute(
-            select(ChargePoint.id, ChargePoint.auth_key_hash, ChargePoint.registration_status).where(
-                ChargePoint.charge_point_id == charge_point_id
-            )
-        ).first()
+        row = db.session.execute(self._QUERY.where(ChargePoint.charge_point_id == charge_point_id)).first()
         db.session.rollback()
-        record = (
-            None
-            if row is None
-            else ChargerRecord(row.id, charge_point_id, row.auth_key_hash, row.registration_status)
-        )
+        record = None if row is None else self._record(row)
         with self._lock:
             self._records[charge_point_id] = (now + self.ttl, record)
         return record
@@ -116,7 +138,7 @@ class ChargerAuthenticator:
         known = self._verified.get(record.charge_point_id)
         if known is not None and known[0] == record.auth_key_hash and hmac.compare_digest(known[1], digest):
             return True
-        if not credentials.verify_key(password, record.auth_key_hash):
+        if not _off_the_hub(credentials.verify_key, password, record.auth_key_hash):
             return False
         with self._lock:
             self._verified[record.charge_point_id] = (record.auth_key_hash or "", digest)
@@ -149,19 +171,30 @@ def parse_boot_configuration(text: str) -> list[tuple[str, str]]:
     return pairs
 
 
-# Each exchange goes to the queue of its concern; that actor stores its frames in the same database
-# transaction as its effect, so each exchange reaches the workers once (in a batch, see the hand-off).
-_ACTORS = {
-    "MeterValues": process_meter_values,
-    "StartTransaction": process_transaction_messages,
-    "StopTransaction": process_transaction_messages,
-}
+@functools.cache
+def _actors() -> dict[str | None, Any]:
+    """Each exchange goes to the queue of its concern; that actor stores its frames in the same
+    database transaction as its effect, so each exchange reaches the workers once (in a batch, see
+    the hand-off). Imported on first use: the `actors` package builds an app when imported first."""
+    from actors.commands import record_commands
+    from actors.metering import process_meter_values
+    from actors.storage import record_exchanges
+    from actors.transactions import process_transaction_messages
+
+    return {
+        "MeterValues": process_meter_values,
+        "StartTransaction": process_transaction_messages,
+        "StopTransaction": process_transaction_messages,
+        "command": record_commands,
+        None: record_exchanges,
+    }
 
 
 def _actor_for(action: str | None, command: dict | None):
+    actors = _actors()
     if command is not None:
-        return record_commands
-    return _ACTORS.get(action or "", record_exchanges)
+        return actors["command"]
+    return actors.get(action) or actors[None]
 
 
 class Gateway:
@@ -215,10 +248,27 @@ class Gateway:
     # --- calls requested by the workers ------------------------------------------------------------
 
     def start(self) -> None:
-        """Start sending the calls workers request (see `csms.services.commands.request`)."""
+        """Load the charger directory, keep it fresh, and start sending the calls workers request
+        (see `csms.services.commands.request`)."""
         self._dispatching = threading.Event()
         self._dispatching.set()
+        self._reload_directory()
+        threading.Thread(target=self._directory_loop, name="charger-directory", daemon=True).start()
         threading.Thread(target=self._dispatch_loop, name="command-dispatch", daemon=True).start()
+
+    def _directory_loop(self) -> None:
+        while self._dispatching.is_set():
+            time.sleep(max(self.authenticator.ttl / 2, 1.0))
+            self._reload_directory()
+
+    def _reload_directory(self) -> None:
+        with self.app.app_context():
+            try:
+                self.authenticator.load_directory()
+            except Exception:  # the database may be down: lookups fall back to one query each
+                log.exception("loading the charger directory failed")
+            finally:
+                db.session.remove()
 
     def stop(self) -> None:
         if getattr(self, "_dispatching", None) is not None:

@@ -8,11 +8,14 @@ dataclasses instead, and runs under gevent like the rest of the web process.
 from __future__ import annotations
 
 import contextlib
+import functools
+import itertools
 import logging
+import secrets
 import threading
 import time
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields, is_dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -34,8 +37,36 @@ log = logging.getLogger(__name__)
 DURABLE_ACTIONS = frozenset({"StartTransaction", "StopTransaction"})
 
 
+@functools.cache
+def _payload_fields(cls: type) -> tuple[tuple[str, str], ...]:
+    # the library's own key conversion, applied to each field name once
+    return tuple((f.name, next(iter(snake_to_camel_case({f.name: None})))) for f in fields(cls))
+
+
 def to_payload(result: Any) -> dict[str, Any]:
-    return remove_nones(snake_to_camel_case(asdict(result)))
+    """A `call_result` dataclass as the camelCase payload the library would send, without its deep
+    copy (`asdict`) of every reply."""
+    payload = {}
+    for name, camel in _payload_fields(type(result)):
+        value = getattr(result, name)
+        if value is None:
+            continue
+        if is_dataclass(value):
+            value = to_payload(value)
+        elif isinstance(value, dict | list):
+            value = remove_nones(snake_to_camel_case(value))
+        payload[camel] = value
+    return payload
+
+
+# Event ids: unique across processes and restarts through a random prefix drawn at start, and
+# cheaper than a UUID per frame.
+_EVENT_PREFIX = secrets.token_hex(8)
+_event_numbers = itertools.count(1)
+
+
+def new_event_id() -> str:
+    return f"{_EVENT_PREFIX}-{next(_event_numbers):x}"
 
 
 def _iso(moment: datetime) -> str:
@@ -216,7 +247,7 @@ class OcppSession:
         at: datetime,
     ) -> dict[str, Any]:
         return {
-            "event_id": str(uuid.uuid4()),
+            "event_id": new_event_id(),
             "direction": direction,
             "message_type": message_type,
             "unique_id": unique_id[: frames.MAX_UNIQUE_ID],
