@@ -231,25 +231,30 @@ class BrokerHandoff(Handoff):
                 gevent.spawn(self._flush, batch)
 
     def _flush(self, batch: _Batch) -> None:
-        """Publish the batch and wait for its confirm; without one, park it in the outbox. Every
-        submitter waiting on the batch learns the outcome at once."""
+        """Publish the batch, or park it; every submitter waiting on it learns the outcome at once
+        (and always learns one: an unexpected failure counts as "not kept")."""
+        try:
+            safe = self._publish_or_park(batch)
+        except Exception:
+            log.exception("handing off %d item(s) for %s failed", len(batch.items), batch.actor.actor_name)
+            safe = False
+        batch.result.set(safe)
+
+    def _publish_or_park(self, batch: _Batch) -> bool:
         message = batch.actor.message(batch.items)
         self.stats["items"] += len(batch.items)
         self.stats["batches"] += 1
         result = self.publisher.publish(message.queue_name, message.encode(), message.message_id)
         try:
-            safe = result.get(timeout=self.confirm_timeout)
+            if result.get(timeout=self.confirm_timeout):
+                return True
         except gevent.Timeout:
-            safe = False
-        if not safe:
-            safe = _park_in_own_context(self.app, [message])
-            if not safe:
-                log.error(
-                    "%d item(s) for %s could be neither published nor parked",
-                    len(batch.items),
-                    batch.actor.actor_name,
-                )
-        batch.result.set(safe)
+            pass
+        if _park_in_own_context(self.app, [message]):
+            return True
+        name = batch.actor.actor_name
+        log.error("%d item(s) for %s could be neither published nor parked", len(batch.items), name)
+        return False
 
     def _relay(self) -> None:
         while True:
