@@ -16,6 +16,7 @@ import resource
 import socket
 import subprocess
 import sys
+import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -154,14 +155,48 @@ def fleet(n: int) -> list[tuple[str, str]]:
 def measure(
     server_pid: int, url: str, chargers: int, plan_args: dict, processes: int = 2, ramp: float = 0
 ) -> dict:
+    """Drive the server and report the simulator's figures with the server's CPU and RSS: over the
+    whole run (connects, boots and transactions included) and over the steady part, once every
+    charger is connected and busy (`steady`)."""
     plan = Plan(url, **plan_args)
+    samples: list[tuple[float, float]] = []  # (monotonic time, server CPU seconds)
+    done = threading.Event()
+
+    def sample_cpu() -> None:
+        while not done.is_set():
+            samples.append((time.monotonic(), cpu_seconds(server_pid)))
+            done.wait(0.25)
+
+    sampler = threading.Thread(target=sample_cpu, daemon=True)
+    started = time.monotonic()
+    sampler.start()
     cpu_before = cpu_seconds(server_pid)
-    result = simulate(fleet(chargers), plan, processes=processes, ramp=ramp)
+    result = simulate(fleet(chargers), plan, processes=processes, ramp=ramp, answer_times=True)
     cpu = cpu_seconds(server_pid) - cpu_before
+    done.set()
+    sampler.join()
+    answered_at = result.pop("answered_at")
     result["server_cpu_s"] = round(cpu, 2)
     result["cpu_us_per_round_trip"] = round(cpu / max(result["answered"], 1) * 1e6, 1)
     result["server_rss_mb"] = round(rss_mb(server_pid), 1)
+    window = (started + ramp + 0.3 * plan.duration, started + plan.duration)
+    result["steady"] = steady_state(answered_at, samples, window)
     return result
+
+
+def steady_state(answered_at: list[float], samples: list[tuple[float, float]], window) -> dict:
+    """Answers per second and server CPU per answer between the window's bounds (server CPU read
+    from the samples nearest inside them)."""
+    inside = [(t, cpu) for t, cpu in samples if window[0] <= t <= window[1]]
+    if len(inside) < 2:
+        return {"answered_per_second": None, "cpu_us_per_round_trip": None}
+    (t0, cpu0), (t1, cpu1) = inside[0], inside[-1]
+    answered = sum(1 for t in answered_at if t0 <= t <= t1)
+    return {
+        "seconds": round(t1 - t0, 1),
+        "answered_per_second": round(answered / (t1 - t0), 1),
+        "cpu_us_per_round_trip": round((cpu1 - cpu0) / max(answered, 1) * 1e6, 1),
+    }
 
 
 # --- scenarios -------------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ the CSMS's calls; the report counts what happened; bad arguments and an unreacha
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
@@ -42,9 +43,13 @@ def test_a_simulated_fleet_charges_and_is_measured(csms):
 
 def test_fixed_rate_mode_keeps_the_rate(csms):
     plan = Plan(csms.ws_url, "rate", rate=5.0, duration=2.0, meter_every=0, timeout=10.0)
-    result = simulate(list(FLEET.items())[:5], plan)
+    began = time.monotonic()
+    result = simulate(list(FLEET.items())[:5], plan, answer_times=True)
     traffic = result["answered"] - 5 * 4  # minus boot, status, start and stop
     assert 5 * 5 * 2 * 0.7 <= traffic <= 5 * 5 * 2 * 1.1
+    # the answer times the benchmarks cut a steady window from
+    assert len(result["answered_at"]) == result["answered"]
+    assert began < min(result["answered_at"]) <= max(result["answered_at"]) < time.monotonic()
 
 
 def test_cli_writes_a_json_report(csms, tmp_path, capsys):

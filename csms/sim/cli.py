@@ -81,8 +81,16 @@ def report(stats: Stats, chargers: int, elapsed: float) -> dict:
     }
 
 
-def simulate(chargers: list[tuple[str, str]], plan: Plan, *, processes: int = 1, ramp: float = 0.0) -> dict:
-    """Run the fleet and return the report (see `report`)."""
+def simulate(
+    chargers: list[tuple[str, str]],
+    plan: Plan,
+    *,
+    processes: int = 1,
+    ramp: float = 0.0,
+    answer_times: bool = False,
+) -> dict:
+    """Run the fleet and return the report (see `report`); with `answer_times`, also the
+    `time.monotonic()` of every answer (`answered_at`), to measure a part of the run."""
     processes = max(1, min(processes, len(chargers)))
     chunks = [chargers[i::processes] for i in range(processes)]
     context = multiprocessing.get_context("spawn")
@@ -96,7 +104,10 @@ def simulate(chargers: list[tuple[str, str]], plan: Plan, *, processes: int = 1,
         total.merge(Stats(**results.get(timeout=plan.duration + ramp + 600)))
     for worker in workers:
         worker.join(timeout=30)
-    return report(total, len(chargers), time.perf_counter() - started)
+    result = report(total, len(chargers), time.perf_counter() - started)
+    if answer_times:
+        result["answered_at"] = total.answered_at
+    return result
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
