@@ -179,7 +179,10 @@ def measure(
     result["server_cpu_s"] = round(cpu, 2)
     result["cpu_us_per_round_trip"] = round(cpu / max(result["answered"], 1) * 1e6, 1)
     result["server_rss_mb"] = round(rss_mb(server_pid), 1)
-    window = (started + ramp + 0.3 * plan.duration, started + plan.duration)
+    # Each charger sends for `duration` seconds from its own connect; all of them are connected and
+    # busy from the end of the ramp to `duration`.
+    busy_from = ramp + 0.3 * max(plan.duration - ramp, 0)
+    window = (started + busy_from, started + max(plan.duration, busy_from + 1))
     result["steady"] = steady_state(answered_at, samples, window)
     return result
 

@@ -52,7 +52,7 @@ class Config:
     INSTANCE_PATH: str | None = None  # None: `instance/` beside the `csms` package
     CURRENCY = "EUR"  # wallets of new customers
     CONFIRM_TIMEOUT = 5.0  # seconds to wait for RabbitMQ's publisher confirm before using the outbox
-    HANDOFF_LINGER = 0.005  # seconds an exchange waits for others to share its RabbitMQ message
+    HANDOFF_LINGER = 0.02  # seconds an exchange waits for others to share its RabbitMQ message
     HANDOFF_BATCH = 200  # at most this many exchanges in one RabbitMQ message
     PING_INTERVAL = 30  # WebSocket ping every N seconds; no pong by the next ping closes the connection
     AUTH_CACHE_SECONDS = 60.0  # how long an idTag or charger-key decision is reused

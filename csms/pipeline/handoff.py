@@ -162,7 +162,7 @@ class BrokerHandoff(Handoff):
         app: Flask,
         *,
         confirm_timeout: float = 5.0,
-        linger: float = 0.005,
+        linger: float = 0.02,
         max_batch: int = 200,
         relay_interval: float = 1.0,
     ):
