@@ -66,6 +66,15 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def machine_cpu() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine so far, from /proc/stat."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    total = sum(fields[:8])
+    tick = os.sysconf("SC_CLK_TCK")
+    return (total - idle) / tick, total / tick
+
+
 def rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -159,12 +168,12 @@ def measure(
     whole run (connects, boots and transactions included) and over the steady part, once every
     charger is connected and busy (`steady`)."""
     plan = Plan(url, **plan_args)
-    samples: list[tuple[float, float]] = []  # (monotonic time, server CPU seconds)
+    samples: list[tuple[float, float, tuple[float, float]]] = []  # (time, server CPU, machine CPU)
     done = threading.Event()
 
     def sample_cpu() -> None:
         while not done.is_set():
-            samples.append((time.monotonic(), cpu_seconds(server_pid)))
+            samples.append((time.monotonic(), cpu_seconds(server_pid), machine_cpu()))
             done.wait(0.25)
 
     sampler = threading.Thread(target=sample_cpu, daemon=True)
@@ -176,6 +185,7 @@ def measure(
     done.set()
     sampler.join()
     answered_at = result.pop("answered_at")
+    latencies = result.pop("latencies_ms")
     result["server_cpu_s"] = round(cpu, 2)
     result["cpu_us_per_round_trip"] = round(cpu / max(result["answered"], 1) * 1e6, 1)
     result["server_rss_mb"] = round(rss_mb(server_pid), 1)
@@ -183,22 +193,25 @@ def measure(
     # busy from the end of the ramp to `duration`.
     busy_from = ramp + 0.3 * max(plan.duration - ramp, 0)
     window = (started + busy_from, started + max(plan.duration, busy_from + 1))
-    result["steady"] = steady_state(answered_at, samples, window)
+    result["steady"] = steady_state(answered_at, latencies, samples, window)
     return result
 
 
-def steady_state(answered_at: list[float], samples: list[tuple[float, float]], window) -> dict:
-    """Answers per second and server CPU per answer between the window's bounds (server CPU read
-    from the samples nearest inside them)."""
-    inside = [(t, cpu) for t, cpu in samples if window[0] <= t <= window[1]]
+def steady_state(answered_at: list[float], latencies: list[float], samples: list, window) -> dict:
+    """Answers per second, their latency, the server's CPU per answer and how busy the whole machine
+    was between the window's bounds (CPU read from the samples nearest inside them)."""
+    inside = [sample for sample in samples if window[0] <= sample[0] <= window[1]]
     if len(inside) < 2:
         return {"answered_per_second": None, "cpu_us_per_round_trip": None}
-    (t0, cpu0), (t1, cpu1) = inside[0], inside[-1]
-    answered = sum(1 for t in answered_at if t0 <= t <= t1)
+    (t0, cpu0, machine0), (t1, cpu1, machine1) = inside[0], inside[-1]
+    steady = sorted(ms for t, ms in zip(answered_at, latencies, strict=True) if t0 <= t <= t1)
     return {
         "seconds": round(t1 - t0, 1),
-        "answered_per_second": round(answered / (t1 - t0), 1),
-        "cpu_us_per_round_trip": round((cpu1 - cpu0) / max(answered, 1) * 1e6, 1),
+        "answered_per_second": round(len(steady) / (t1 - t0), 1),
+        "cpu_us_per_round_trip": round((cpu1 - cpu0) / max(len(steady), 1) * 1e6, 1),
+        "latency_ms_p50": round(steady[len(steady) // 2], 1) if steady else None,
+        "latency_ms_p99": round(steady[int(len(steady) * 0.99)], 1) if steady else None,
+        "machine_busy_pct": round(100 * (machine1[0] - machine0[0]) / (machine1[1] - machine0[1]), 1),
     }
 
 

@@ -90,7 +90,8 @@ def simulate(
     answer_times: bool = False,
 ) -> dict:
     """Run the fleet and return the report (see `report`); with `answer_times`, also the
-    `time.monotonic()` of every answer (`answered_at`), to measure a part of the run."""
+    `time.monotonic()` of every answer (`answered_at`) and its latency (`latencies_ms`, same order),
+    to measure a part of the run."""
     processes = max(1, min(processes, len(chargers)))
     chunks = [chargers[i::processes] for i in range(processes)]
     context = multiprocessing.get_context("spawn")
@@ -107,6 +108,7 @@ def simulate(
     result = report(total, len(chargers), time.perf_counter() - started)
     if answer_times:
         result["answered_at"] = total.answered_at
+        result["latencies_ms"] = total.latencies_ms  # in the same order
     return result
 
 
