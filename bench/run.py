@@ -149,6 +149,15 @@ def csms(chargers: int, log_dir: Path):
 
 
 @contextmanager
+def stack_floor(log_dir: Path):
+    port = free_port()
+    with process(
+        [PYTHON, "bench/floor/echo_server.py", "--port", str(port)], {}, log_dir / "floor.log", port
+    ) as proc:
+        yield proc, f"ws://127.0.0.1:{port}"
+
+
+@contextmanager
 def baseline(log_dir: Path):
     port = free_port()
     with process(
@@ -186,6 +195,7 @@ def measure(
     sampler.join()
     answered_at = result.pop("answered_at")
     latencies = result.pop("latencies_ms")
+    actions = result.pop("answered_actions")
     result["server_cpu_s"] = round(cpu, 2)
     result["cpu_us_per_round_trip"] = round(cpu / max(result["answered"], 1) * 1e6, 1)
     result["server_rss_mb"] = round(rss_mb(server_pid), 1)
@@ -193,24 +203,30 @@ def measure(
     # busy from the end of the ramp to `duration`.
     busy_from = ramp + 0.3 * max(plan.duration - ramp, 0)
     window = (started + busy_from, started + max(plan.duration, busy_from + 1))
-    result["steady"] = steady_state(answered_at, latencies, samples, window)
+    result["steady"] = steady_state(answered_at, latencies, actions, samples, window)
     return result
 
 
-def steady_state(answered_at: list[float], latencies: list[float], samples: list, window) -> dict:
+def steady_state(
+    answered_at: list[float], latencies: list[float], actions: list[str], samples: list, window
+) -> dict:
     """Answers per second, their latency, the server's CPU per answer and how busy the whole machine
     was between the window's bounds (CPU read from the samples nearest inside them)."""
     inside = [sample for sample in samples if window[0] <= sample[0] <= window[1]]
     if len(inside) < 2:
         return {"answered_per_second": None, "cpu_us_per_round_trip": None}
     (t0, cpu0, machine0), (t1, cpu1, machine1) = inside[0], inside[-1]
-    steady = sorted(ms for t, ms in zip(answered_at, latencies, strict=True) if t0 <= t <= t1)
+    answers = [(ms, a) for t, ms, a in zip(answered_at, latencies, actions, strict=True) if t0 <= t <= t1]
+    steady = sorted(ms for ms, _ in answers)
+    heartbeats = sorted(ms for ms, action in answers if action == "Heartbeat")
     return {
         "seconds": round(t1 - t0, 1),
         "answered_per_second": round(len(steady) / (t1 - t0), 1),
         "cpu_us_per_round_trip": round((cpu1 - cpu0) / max(len(steady), 1) * 1e6, 1),
         "latency_ms_p50": round(steady[len(steady) // 2], 1) if steady else None,
         "latency_ms_p99": round(steady[int(len(steady) * 0.99)], 1) if steady else None,
+        "heartbeat_ms_p50": round(heartbeats[len(heartbeats) // 2], 1) if heartbeats else None,
+        "heartbeat_ms_p99": round(heartbeats[int(len(heartbeats) * 0.99)], 1) if heartbeats else None,
         "machine_busy_pct": round(100 * (machine1[0] - machine0[0]) / (machine1[1] - machine0[1]), 1),
     }
 
@@ -236,6 +252,18 @@ def scenario_gateway(n: int, seconds: float, log_dir: Path) -> list[dict]:
     """Closed loop, Heartbeat/MeterValues mix: msg/s and web-process CPU per round trip."""
     plan = {"mode": "closed", "rate": 1.0, "duration": seconds, "meter_every": 5, "timeout": 30.0}
     return side_by_side(n, plan, log_dir, ramp=5)
+
+
+def scenario_stack_floor(n: int, seconds: float, log_dir: Path) -> list[dict]:
+    """The gateway load on the bare stack (flask-sock on gevent answering fixed replies) beside the
+    baseline: the CPU per round trip no gateway on this stack can go below."""
+    plan = {"mode": "closed", "rate": 1.0, "duration": seconds, "meter_every": 5, "timeout": 30.0}
+    rows = []
+    with stack_floor(log_dir) as (proc, url):
+        rows.append({"system": "flask-sock echo (floor)", **measure(proc.pid, url, n, plan, ramp=5)})
+    with baseline(log_dir) as (proc, url):
+        rows.append({"system": "baseline (ocpp ChargePoint)", **measure(proc.pid, url, n, plan, ramp=5)})
+    return rows
 
 
 def scenario_fixed_rate(n: int, seconds: float, log_dir: Path) -> list[dict]:
@@ -304,6 +332,7 @@ SCENARIOS = {
     "connections": (scenario_connections, 10_000, 30),
     "pipeline": (scenario_pipeline, 200, 20),
     "cost-curve": (scenario_cost_curve, 10_000, 20),
+    "stack-floor": (scenario_stack_floor, 1000, 20),
 }
 
 

@@ -34,6 +34,7 @@ def test_a_simulated_fleet_charges_and_is_measured(csms):
     assert result["answered"] == result["messages"] >= 20 * 5  # boot, status, start, stop and traffic
     assert result["csms_calls_answered"] == 20  # each answered the boot profile push
     assert 0 < result["latency_ms"]["p50"] <= result["latency_ms"]["p99"] <= result["latency_ms"]["max"]
+    assert 0 < result["heartbeat_latency_ms"]["p50"] <= result["heartbeat_latency_ms"]["p99"]
     assert result["messages_per_second"] > 0
     assert wait_until(
         lambda: csms.scalar("SELECT count(*) FROM transactions WHERE state = 'stopped'") == 20, timeout=30

@@ -32,12 +32,14 @@ class Stats:
     disconnects: int = 0
     connect_ms: list[float] = field(default_factory=list)
     answered_at: list[float] = field(default_factory=list)  # time.monotonic() of each answer
+    answered_actions: list[str] = field(default_factory=list)  # the action of each answer
     csms_calls: int = 0
 
     def merge(self, other: Stats) -> None:
         self.latencies_ms += other.latencies_ms
         self.connect_ms += other.connect_ms
         self.answered_at += other.answered_at
+        self.answered_actions += other.answered_actions
         for name in ("sent", "errors", "timeouts", "connect_failures", "disconnects", "csms_calls"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
 
@@ -152,6 +154,7 @@ class SimulatedCharger:
             self.pending.pop(unique_id, None)
         self.stats.latencies_ms.append((time.perf_counter() - sent) * 1000)
         self.stats.answered_at.append(time.monotonic())
+        self.stats.answered_actions.append(action)
         if frame[0] == 4:
             self.stats.errors += 1
             return None

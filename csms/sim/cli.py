@@ -59,6 +59,11 @@ def _percentile(values: list[float], fraction: float) -> float | None:
 
 
 def report(stats: Stats, chargers: int, elapsed: float) -> dict:
+    heartbeats = [
+        ms
+        for ms, action in zip(stats.latencies_ms, stats.answered_actions, strict=True)
+        if action == "Heartbeat"
+    ]
     return {
         "chargers": chargers,
         "seconds": round(elapsed, 2),
@@ -71,6 +76,10 @@ def report(stats: Stats, chargers: int, elapsed: float) -> dict:
             "p99.9": _percentile(stats.latencies_ms, 0.999),
             "max": round(max(stats.latencies_ms), 3) if stats.latencies_ms else None,
             "mean": round(statistics.fmean(stats.latencies_ms), 3) if stats.latencies_ms else None,
+        },
+        "heartbeat_latency_ms": {
+            "p50": _percentile(heartbeats, 0.50),
+            "p99": _percentile(heartbeats, 0.99),
         },
         "connect_ms": {"p50": _percentile(stats.connect_ms, 0.5), "p99": _percentile(stats.connect_ms, 0.99)},
         "errors": stats.errors,
@@ -90,8 +99,8 @@ def simulate(
     answer_times: bool = False,
 ) -> dict:
     """Run the fleet and return the report (see `report`); with `answer_times`, also the
-    `time.monotonic()` of every answer (`answered_at`) and its latency (`latencies_ms`, same order),
-    to measure a part of the run."""
+    `time.monotonic()` of every answer (`answered_at`), its latency (`latencies_ms`) and its action
+    (`answered_actions`), in the same order, to measure a part of the run."""
     processes = max(1, min(processes, len(chargers)))
     chunks = [chargers[i::processes] for i in range(processes)]
     context = multiprocessing.get_context("spawn")
@@ -109,6 +118,7 @@ def simulate(
     if answer_times:
         result["answered_at"] = total.answered_at
         result["latencies_ms"] = total.latencies_ms  # in the same order
+        result["answered_actions"] = total.answered_actions  # in the same order
     return result
 
 

@@ -1,0 +1,40 @@
+"""The floor under the CSMS gateway: flask-sock on gevent's WSGI server, as the CSMS runs it, with
+nothing behind the socket: each CALL gets a fixed, valid CALLRESULT. No authentication, validation,
+storage or hand-off; what this costs per round trip, no gateway built on this stack can go below."""
+
+from gevent import monkey
+
+monkey.patch_all()
+
+import argparse  # noqa: E402
+
+from flask import Flask  # noqa: E402
+from flask_sock import Sock  # noqa: E402
+from gevent.pywsgi import WSGIServer  # noqa: E402
+
+ANSWERS = {
+    "BootNotification": '{"currentTime":"2026-01-01T00:00:00Z","interval":300,"status":"Accepted"}',
+    "Heartbeat": '{"currentTime":"2026-01-01T00:00:00Z"}',
+    "StartTransaction": '{"transactionId":1,"idTagInfo":{"status":"Accepted"}}',
+}
+
+app = Flask(__name__)
+app.config["SOCK_SERVER_OPTIONS"] = {"subprotocols": ["ocpp1.6"], "ping_interval": None}
+sock = Sock(app)
+
+
+@sock.route("/ocpp/<charge_point_id>")
+def charger(ws, charge_point_id: str) -> None:
+    while True:
+        raw = ws.receive()
+        if raw is None:
+            continue
+        parts = raw.split('"', 4)  # [2,"<id>","<action>",{...}]
+        unique_id, action = parts[1], parts[3]
+        ws.send(f'[3,"{unique_id}",{ANSWERS.get(action, "{}")}]')
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--port", type=int, required=True)
+    WSGIServer(("127.0.0.1", parser.parse_args().port), app, log=None).serve_forever()
