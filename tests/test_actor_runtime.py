@@ -142,3 +142,16 @@ def test_a_poison_exchange_does_not_hold_back_the_rest_of_its_batch(app, worker,
     assert dead.message_id != batch.message_id
     assert dead.args == ([poison],)
     assert "applying them one by one" in caplog.text
+
+
+def test_a_hand_off_that_was_never_started_parks_at_once(make_app):
+    """An app outside the web process (a CLI command, a script) has no flusher and no RabbitMQ
+    connection: what it hands off is kept in the outbox before `submit` returns."""
+    from csms.models import OutboxMessage
+
+    app = make_app(RABBITMQ_URL="amqp://guest:guest@127.0.0.1:1/%2F")
+    handoff = app.extensions["ocpp"].handoff
+    with app.app_context():
+        assert handoff.submit(record_exchanges, an_exchange(), durable=True) is True
+        assert handoff.submit(record_exchanges, an_exchange(), durable=False) is True
+        assert db.session.scalar(select(func.count()).select_from(OutboxMessage)) == 2

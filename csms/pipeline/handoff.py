@@ -176,7 +176,7 @@ class BrokerHandoff(Handoff):
         self.broker = app.extensions["dramatiq"]
         self.publisher = AmqpPublisher(app.config["RABBITMQ_URL"], declare_queues=self._declare_queues)
         self._open: dict[str, _Batch] = {}
-        self._due: gevent.queue.Queue[tuple[float, _Batch]] | None = None
+        self._due: gevent.queue.Queue[tuple[float, _Batch]] = gevent.queue.Queue()
         self._greenlets: list[gevent.Greenlet] = []
         self.stats = {"items": 0, "batches": 0}
 
@@ -188,18 +188,24 @@ class BrokerHandoff(Handoff):
         del self.broker.connection
 
     def start(self) -> None:
-        self._due = gevent.queue.Queue()
         self.publisher.start()
         self._greenlets = [gevent.spawn(self._relay), gevent.spawn(self._flush_when_due)]
 
     def stop(self) -> None:
         for greenlet in self._greenlets:
             greenlet.kill(block=True, timeout=5)
+        self._greenlets = []
         for batch in list(self._open.values()):
+            self._seal(batch)
             self._flush(batch)
         self.publisher.stop()
 
     def submit(self, actor: dramatiq.Actor, item: dict, *, durable: bool) -> bool:
+        if not self._greenlets:  # not started (an app outside the web process): nothing flushes later
+            batch = _Batch(actor)
+            batch.items.append(item)
+            self._flush(batch)
+            return batch.result.get()
         batch = self._open.get(actor.actor_name)
         if batch is None:
             batch = self._open[actor.actor_name] = _Batch(actor)
