@@ -149,21 +149,19 @@ def csms(chargers: int, log_dir: Path):
 
 
 @contextmanager
-def stack_floor(log_dir: Path):
+def reference_server(script: str, log: Path):
+    """A server the CSMS is compared with (a `bench/` script taking `--port`), running meanwhile."""
     port = free_port()
-    with process(
-        [PYTHON, "bench/floor/echo_server.py", "--port", str(port)], {}, log_dir / "floor.log", port
-    ) as proc:
+    with process([PYTHON, script, "--port", str(port)], {}, log, port) as proc:
         yield proc, f"ws://127.0.0.1:{port}"
 
 
-@contextmanager
 def baseline(log_dir: Path):
-    port = free_port()
-    with process(
-        [PYTHON, "bench/baseline/central_system.py", "--port", str(port)], {}, log_dir / "baseline.log", port
-    ) as proc:
-        yield proc, f"ws://127.0.0.1:{port}"
+    return reference_server("bench/baseline/central_system.py", log_dir / "baseline.log")
+
+
+def stack_floor(log_dir: Path):
+    return reference_server("bench/floor/echo_server.py", log_dir / "floor.log")
 
 
 def fleet(n: int) -> list[tuple[str, str]]:

@@ -11,11 +11,11 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, or_, select, update
+from sqlalchemy import or_, select, update
 
 from csms.extensions import db
 from csms.models import ChargePoint, Connector
-from csms.services.sql import insert_ignoring_conflicts
+from csms.services.sql import insert_ignoring_conflicts, update_if_lower
 
 _BOOT_FIELDS = {
     "chargePointVendor": "vendor",
@@ -43,24 +43,11 @@ def charge_point_pks(charge_point_ids: Iterable[str]) -> dict[str, int]:
     return {charge_point_id: pk for charge_point_id, pk in rows}
 
 
-_TOUCH = (
-    update(ChargePoint.__table__)
-    .where(ChargePoint.__table__.c.charge_point_id == bindparam("cp"))
-    .where(
-        or_(
-            ChargePoint.__table__.c.last_seen_at.is_(None),
-            ChargePoint.__table__.c.last_seen_at < bindparam("at"),
-        )
-    )
-    .values(last_seen_at=bindparam("at"))
-)
-
-
 def touch(last_seen: dict[str, datetime]) -> None:
     """Raise each charger's `last_seen_at` to the given time: one statement for the whole batch, in
     charger order so that two workers touching the same chargers cannot deadlock."""
-    if last_seen:
-        db.session.execute(_TOUCH, [{"cp": cp, "at": last_seen[cp]} for cp in sorted(last_seen)])
+    rows = [{"charge_point_id": cp, "last_seen_at": last_seen[cp]} for cp in sorted(last_seen)]
+    update_if_lower(db.session, ChargePoint, "charge_point_id", "last_seen_at", rows)
 
 
 def apply_boot(charge_point_id: str, payload: dict[str, Any], at: datetime) -> bool:

@@ -12,13 +12,13 @@ from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from sqlalchemy import bindparam, or_, select, update
+from sqlalchemy import select
 
 from csms.extensions import db
 from csms.models import ChargingSession, MeterSample, SessionState, Transaction
 from csms.services import billing
 from csms.services.clock import parse_utc
-from csms.services.sql import insert_ignoring_conflicts
+from csms.services.sql import insert_ignoring_conflicts, update_if_lower
 
 REGISTER = "Energy.Active.Import.Register"
 # Unit → (normalised unit, factor)
@@ -137,27 +137,13 @@ def store(rows: list[dict[str, Any]]) -> None:
     )
 
 
-_RAISE_REGISTER = (
-    update(Transaction.__table__)
-    .where(Transaction.__table__.c.id == bindparam("tid"))
-    .where(
-        or_(
-            Transaction.__table__.c.meter_last_wh.is_(None),
-            Transaction.__table__.c.meter_last_wh < bindparam("wh"),
-        )
-    )
-    .values(meter_last_wh=bindparam("wh"), meter_last_at=bindparam("at"))
-)
-
-
 def raise_registers(readings: dict[int, tuple[int, datetime]]) -> None:
     """meter_last_wh = max(meter_last_wh, reading) per transaction, decided by the database; one
     statement for the whole batch."""
-    if readings:
-        db.session.execute(
-            _RAISE_REGISTER,
-            [{"tid": tid, "wh": wh, "at": at} for tid, (wh, at) in sorted(readings.items())],
-        )
+    rows = [
+        {"id": tid, "meter_last_wh": wh, "meter_last_at": at} for tid, (wh, at) in sorted(readings.items())
+    ]
+    update_if_lower(db.session, Transaction, "id", "meter_last_wh", rows)
 
 
 @dataclass(frozen=True)

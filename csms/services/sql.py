@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy import bindparam, or_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -37,3 +38,21 @@ def insert_ignoring_conflicts(
         return None
     statement = statement.returning(table.primary_key.columns.values()[0])
     return len(session.execute(statement, rows).all())
+
+
+def update_if_lower(session: Session, model: Any, key: str, column: str, rows: list[dict[str, Any]]) -> None:
+    """For each row (`key`, `column` and any other columns to set with it), update the record whose
+    `key` matches where its `column` is NULL or lower than the row's: a write only ever raises it, so
+    a late or repeated message changes nothing. One executemany for all rows, in the given order (the
+    order rows are locked in)."""
+    if not rows:
+        return
+    table = model.__table__
+    # Parameters are prefixed: SQLAlchemy reserves bare column names for the SET clause.
+    statement = (
+        update(table)
+        .where(table.c[key] == bindparam(f"new_{key}"))
+        .where(or_(table.c[column].is_(None), table.c[column] < bindparam(f"new_{column}")))
+        .values({name: bindparam(f"new_{name}") for name in rows[0] if name != key})
+    )
+    session.execute(statement, [{f"new_{name}": value for name, value in row.items()} for row in rows])
