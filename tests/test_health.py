@@ -20,6 +20,7 @@ def test_embedded_with_worker_running(app, worker):
         "replaced_connections": 0,
         "outbox": 0,
         "handoff": {"items": 0, "batches": 0},
+        "transaction_ids": {"items": 0, "batches": 0},
     }
 
 

@@ -49,6 +49,7 @@ def _gateway_stats() -> dict:
     gateway = current_app.extensions["ocpp"]
     stats = {"connections": len(gateway.registry), **gateway.registry.counters}
     stats["handoff"] = dict(gateway.handoff.stats)
+    stats["transaction_ids"] = dict(gateway.transaction_ids.stats)
     try:
         stats["outbox"] = outbox.backlog()
     except Exception:  # the database check above reports the cause

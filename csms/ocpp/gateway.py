@@ -20,10 +20,11 @@ from sqlalchemy import select
 
 from csms.extensions import db
 from csms.models import ChargePoint, RegistrationStatus
+from csms.ocpp.group_commit import GroupCommit
 from csms.ocpp.registry import ConnectionRegistry
 from csms.ocpp.session import ChargerOffline, OcppSession
 from csms.pipeline.handoff import Handoff, build_handoff
-from csms.services import chargers, commands, credentials
+from csms.services import chargers, commands, credentials, transactions
 from csms.services.authorization import IdTagCache
 from csms.services.errors import ServiceError
 
@@ -208,6 +209,7 @@ class Gateway:
         self.authenticator = ChargerAuthenticator(config["AUTH_CACHE_SECONDS"], config["AUTO_REGISTER"])
         self.boot_configuration = parse_boot_configuration(config["BOOT_CONFIGURATION"])
         self.handoff: Handoff = build_handoff(app)
+        self.transaction_ids = GroupCommit(app, transactions.allocate_transaction_ids)
 
     # --- hand-off -------------------------------------------------------------------------------
 
@@ -252,6 +254,7 @@ class Gateway:
         (see `csms.services.commands.request`)."""
         self._dispatching = threading.Event()
         self._dispatching.set()
+        self.transaction_ids.start()
         self._reload_directory()
         threading.Thread(target=self._directory_loop, name="charger-directory", daemon=True).start()
         threading.Thread(target=self._dispatch_loop, name="command-dispatch", daemon=True).start()
@@ -273,6 +276,7 @@ class Gateway:
     def stop(self) -> None:
         if getattr(self, "_dispatching", None) is not None:
             self._dispatching.clear()
+        self.transaction_ids.stop()
 
     def _dispatch_loop(self) -> None:
         interval = self.config["DISPATCH_INTERVAL"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import bindparam, or_, update
+from sqlalchemy import Insert, bindparam, or_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -29,15 +29,19 @@ def insert_ignoring_conflicts(
     """
     if not rows:
         return 0 if counted else None
-    dialect = session.get_bind().dialect.name
-    module = postgresql if dialect == "postgresql" else sqlite
-    table = model.__table__
-    statement = module.insert(table).on_conflict_do_nothing(index_elements=conflict_columns)
+    statement = insert_skipping_conflicts(session, model, conflict_columns)
     if not counted:
         session.execute(statement, rows)
         return None
-    statement = statement.returning(table.primary_key.columns.values()[0])
+    statement = statement.returning(model.__table__.primary_key.columns.values()[0])
     return len(session.execute(statement, rows).all())
+
+
+def insert_skipping_conflicts(session: Session, model: Any, conflict_columns: list[str]) -> Insert:
+    """The backend's `INSERT … ON CONFLICT (conflict_columns) DO NOTHING` for `model`'s table."""
+    dialect = session.get_bind().dialect.name
+    module = postgresql if dialect == "postgresql" else sqlite
+    return module.insert(model.__table__).on_conflict_do_nothing(index_elements=conflict_columns)
 
 
 def update_if_lower(session: Session, model: Any, key: str, column: str, rows: list[dict[str, Any]]) -> None:

@@ -50,14 +50,15 @@ def on_authorize(session: OcppSession, payload: dict[str, Any]) -> call_result.A
 def on_start_transaction(session: OcppSession, payload: dict[str, Any]) -> call_result.StartTransaction:
     # §5.11/§6.45: the charger may have started already (offline authorisation); it always gets a
     # transactionId, and idTagInfo tells it whether to go on.
-    transaction_id = transactions.allocate_transaction_id(
+    start = transactions.Start(
         session.charge_point_pk,
         payload["connectorId"],
         payload["idTag"],
-        payload["meterStart"],
         parse_utc(payload["timestamp"]),
+        payload["meterStart"],
         payload.get("reservationId"),
     )
+    transaction_id = session.gateway.transaction_ids.submit(start)
     info = session.gateway.id_tags.info(payload["idTag"]).as_ocpp()
     return call_result.StartTransaction(transaction_id=transaction_id, id_tag_info=info)
 
