@@ -13,6 +13,7 @@ import logging  # noqa: E402
 from csms import create_app  # noqa: E402
 from csms.broker import is_embedded  # noqa: E402
 from csms.extensions import socketio  # noqa: E402
+from csms.gc_policy import freeze_survivors  # noqa: E402
 from csms.runtime import start_background  # noqa: E402
 
 app = create_app()
@@ -21,6 +22,7 @@ app = create_app()
 def main() -> None:
     """Serve until interrupted; in embedded mode the actors run in this process too."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    freeze_survivors(app.config["GC_FULL_SECONDS"])
     stop_background = start_background(app)
     ssl = {}
     if app.config["TLS_CERT"] and app.config["TLS_KEY"]:

@@ -54,6 +54,7 @@ class Config:
     CONFIRM_TIMEOUT = 5.0  # seconds to wait for RabbitMQ's publisher confirm before using the outbox
     HANDOFF_LINGER = 0.02  # seconds an exchange waits for others to share its RabbitMQ message
     HANDOFF_BATCH = 200  # at most this many exchanges in one RabbitMQ message
+    GC_FULL_SECONDS = 300.0  # web process: one full garbage collection per period (see csms.gc_policy)
     PING_INTERVAL = 30  # WebSocket ping every N seconds; no pong by the next ping closes the connection
     AUTH_CACHE_SECONDS = 60.0  # how long an idTag or charger-key decision is reused
     BOOT_CONFIGURATION = "MeterValueSampleInterval=60"  # pushed with ChangeConfiguration after boot
@@ -78,6 +79,7 @@ _CASTS: dict[str, Any] = {
     "CONFIRM_TIMEOUT": float,
     "HANDOFF_LINGER": float,
     "HANDOFF_BATCH": int,
+    "GC_FULL_SECONDS": float,
     "PING_INTERVAL": int,
     "AUTH_CACHE_SECONDS": float,
     "PENDING_INTERVAL": int,
