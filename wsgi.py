@@ -9,6 +9,7 @@ from gevent import monkey
 monkey.patch_all()
 
 import logging  # noqa: E402
+import resource  # noqa: E402
 
 from csms import create_app  # noqa: E402
 from csms.broker import is_embedded  # noqa: E402
@@ -19,21 +20,34 @@ from csms.runtime import start_background  # noqa: E402
 app = create_app()
 
 
+def raise_open_files_limit() -> int:
+    """Each charger costs the web process two file descriptors (simple-websocket works on a
+    duplicate of the socket under gevent): take the whole hard limit, not the usual soft 1,024."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        soft = hard
+    return soft
+
+
 def main() -> None:
     """Serve until interrupted; in embedded mode the actors run in this process too."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     freeze_survivors(app.config["GC_FULL_SECONDS"])
+    descriptors = raise_open_files_limit()
     stop_background = start_background(app)
     ssl = {}
     if app.config["TLS_CERT"] and app.config["TLS_KEY"]:
         ssl = {"certfile": app.config["TLS_CERT"], "keyfile": app.config["TLS_KEY"]}
     scheme = "https" if ssl else "http"
     logging.getLogger("csms").info(
-        "serving on %s://%s:%s (%s mode)",
+        "serving on %s://%s:%s (%s mode); open files limit %d, room for about %d chargers",
         scheme,
         app.config["HOST"],
         app.config["PORT"],
         "embedded" if is_embedded(app) else "production",
+        descriptors,
+        descriptors // 2 - 50,  # the rest: database, broker and HTTP clients
     )
     try:
         socketio.run(app, host=app.config["HOST"], port=app.config["PORT"], log_output=False, **ssl)
