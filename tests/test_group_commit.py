@@ -5,6 +5,7 @@ process (a greenlet there)."""
 from __future__ import annotations
 
 import threading
+from concurrent.futures import Future
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -14,6 +15,7 @@ from sqlalchemy.exc import IntegrityError
 
 from csms.extensions import db
 from csms.models import Transaction
+from csms.ocpp import group_commit
 from csms.ocpp.group_commit import GroupCommit
 from csms.services import transactions
 from csms.services.transactions import Start
@@ -111,3 +113,16 @@ def test_submit_writes_at_once_when_idle_or_not_started(app, started):
         writer.stop()
     assert db.session.get(Transaction, transaction_id).id_tag == "TAG-0"
     assert writer.stats == ({"items": 1, "batches": 1} if started else {"items": 0, "batches": 0})
+
+
+def test_stop_writes_what_was_queued_behind_it(app):
+    """A submitter that saw the writer running just before it stopped is still answered."""
+    point = a_charge_point()
+    writer = GroupCommit(app, transactions.allocate_transaction_ids)
+    writer.start()
+    writer._queue.put(group_commit._STOP)  # the writer has stopped taking items...
+    writer._thread.join(timeout=10)
+    late: Future = Future()
+    writer._queue.put((starts(point.id, 1)[0], late))  # ...when this one is queued
+    writer.stop()
+    assert db.session.get(Transaction, late.result(timeout=1)).id_tag == "TAG-0"

@@ -50,10 +50,19 @@ class GroupCommit(Generic[Item, Result]):
         self._thread.start()
 
     def stop(self) -> None:
+        """Write what is queued and stop; later submits write in their caller's context."""
         thread, self._thread = self._thread, None
-        if thread is not None:
-            self._queue.put(_STOP)
-            thread.join(timeout=10)
+        if thread is None:
+            return
+        self._queue.put(_STOP)
+        thread.join(timeout=10)
+        while True:  # queued by a submitter that saw the writer running just before it stopped
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            if item is not _STOP:
+                self._write([item])
 
     def submit(self, item: Item) -> Result:
         if self._thread is None:
