@@ -7,6 +7,7 @@ from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from csms.services.errors import InvalidInput
 
 CENT = Decimal("0.01")
+MAX_DIGITS = 16  # whole units: 10^16 units are 10^18 minor units, within a signed 64-bit column
 
 
 def format_minor(amount_minor: int) -> str:
@@ -22,6 +23,8 @@ def parse_amount(value: str | int | Decimal, *, field: str = "amount") -> int:
         amount = Decimal(str(value))
     except InvalidOperation:
         raise InvalidInput(f"{field} must be a decimal amount", code="invalid_amount") from None
+    if amount.is_finite() and amount.adjusted() >= MAX_DIGITS:  # before quantize, which it would overflow
+        raise InvalidInput(f"{field} must be below 10^{MAX_DIGITS}", code="invalid_amount")
     if not amount.is_finite() or amount != amount.quantize(CENT, rounding=ROUND_HALF_UP):
         raise InvalidInput(f"{field} must have at most two decimals", code="invalid_amount")
     return int(amount / CENT)
