@@ -35,10 +35,48 @@ def charger_room(charge_point_id: str) -> str:
     return f"charger:{charge_point_id}"
 
 
+class BatchedKombuManager(python_socketio.KombuManager):
+    """The Socket.IO message queue, carrying many emits in one message.
+
+    python-socketio publishes every emit as its own AMQP message, synchronously: a worker applying a
+    batch of 200 MeterValues published 400 (each event also goes out as `notification`) and spent
+    about 40 % of its time doing so. `emit_many` publishes a batch's emits as one message; the web
+    process's manager unpacks it into the emits python-socketio handles.
+    """
+
+    def emit_many(self, emits: list[tuple[str, Any, list[str]]]) -> None:
+        messages = [
+            {
+                "method": "emit",
+                "event": event,
+                "data": [data],
+                "binary": False,
+                "namespace": "/",
+                "room": rooms,
+                "skip_sid": None,
+                "callback": None,
+                "host_id": self.host_id,
+            }
+            for event, data, rooms in emits
+        ]
+        self._publish({"method": "emit_many", "emits": messages, "host_id": self.host_id})
+
+    def _listen(self):
+        for message in super()._listen():
+            try:
+                data = self.json.loads(message) if isinstance(message, str | bytes) else message
+            except ValueError:
+                data = None
+            if isinstance(data, dict) and data.get("method") == "emit_many":
+                yield from data.get("emits") or ()
+            else:
+                yield message
+
+
 _local = threading.local()
 
 
-def _write_only_manager(url: str) -> python_socketio.KombuManager:
+def _write_only_manager(url: str) -> BatchedKombuManager:
     """A worker thread's emitter: publishes to the Socket.IO message queue, listens to nothing.
 
     One per thread: an AMQP connection must not be shared by threads (py-amqp is not thread-safe; a
@@ -46,23 +84,28 @@ def _write_only_manager(url: str) -> python_socketio.KombuManager:
     """
     manager = getattr(_local, "manager", None)
     if manager is None:
-        manager = _local.manager = python_socketio.KombuManager(
+        manager = _local.manager = BatchedKombuManager(
             url, channel=CHANNEL, write_only=True, connection_options={"connect_timeout": 5}
         )
     return manager
 
 
-def emit(event: str, data: dict[str, Any], rooms: list[str]) -> None:
+def emit_all(events: list[tuple[str, dict[str, Any], list[str]]]) -> None:
+    """Emit each event to its rooms, and again as `notification`; in production as one message.
+
+    One emit to all of an event's rooms: a client in several of them (an operator watching a
+    charger) gets the event once.
+    """
+    emits: list[tuple[str, Any, list[str]]] = []
+    for event, data, rooms in events:
+        unique = list(dict.fromkeys(rooms))
+        emits += [(event, data, unique), ("notification", {"event": event, "data": data}, unique)]
     app = current_app._get_current_object()
     if is_embedded(app):
-        target: Any = socketio
+        for event, data, rooms in emits:
+            socketio.emit(event, data, to=rooms, namespace="/")
     else:
-        target = _write_only_manager(app.config["RABBITMQ_URL"])
-    # One emit to all the rooms: a client in several of them (an operator watching a charger) gets
-    # the event once, and the message queue carries one message instead of one per room.
-    rooms = list(dict.fromkeys(rooms))
-    target.emit(event, data, to=rooms, namespace="/")
-    target.emit("notification", {"event": event, "data": data}, to=rooms, namespace="/")
+        _write_only_manager(app.config["RABBITMQ_URL"]).emit_many(emits)
 
 
 def publish(event: str, data: dict[str, Any], rooms: list[str]) -> None:
@@ -97,6 +140,6 @@ def on_connect(auth: Any) -> None:
 
 def init_app(app: Flask, async_mode: str) -> None:
     """The web process's Socket.IO server, fed by the message queue in production mode."""
-    queue = None if is_embedded(app) else app.config["RABBITMQ_URL"]
-    socketio.init_app(app, async_mode=async_mode, message_queue=queue, channel=CHANNEL)
+    manager = None if is_embedded(app) else BatchedKombuManager(app.config["RABBITMQ_URL"], channel=CHANNEL)
+    socketio.init_app(app, async_mode=async_mode, client_manager=manager)
     socketio.on_event("connect", on_connect)

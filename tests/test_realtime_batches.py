@@ -1,0 +1,40 @@
+"""Socket.IO emits of a worker batch travel as one message-queue message and arrive as the emits
+python-socketio knows, in order."""
+
+from __future__ import annotations
+
+import json
+
+from socketio import KombuManager
+
+from csms.realtime import BatchedKombuManager
+
+EMITS = [
+    ("meter:values", {"energyWh": 2000}, ["operators", "charger:CP-1"]),
+    ("notification", {"event": "meter:values", "data": {"energyWh": 2000}}, ["operators"]),
+]
+
+
+def test_emit_many_publishes_one_message(monkeypatch):
+    sender = BatchedKombuManager("amqp://", channel="test", write_only=True)
+    published = []
+    monkeypatch.setattr(sender, "_publish", published.append)
+    sender.emit_many(EMITS)
+    assert len(published) == 1 and published[0]["method"] == "emit_many"
+    assert [(m["event"], m["data"], m["room"]) for m in published[0]["emits"]] == [
+        (event, [data], rooms) for event, data, rooms in EMITS
+    ]
+
+
+def test_the_receiving_side_unpacks_it_and_passes_the_rest(monkeypatch):
+    sender = BatchedKombuManager("amqp://", channel="test", write_only=True)
+    published = []
+    monkeypatch.setattr(sender, "_publish", published.append)
+    sender.emit_many(EMITS)
+    other = {"method": "disconnect", "sid": "x", "host_id": "h"}
+    queue = [json.dumps(published[0]), json.dumps(other), "not json"]
+    monkeypatch.setattr(KombuManager, "_listen", lambda self: iter(queue))
+    received = list(BatchedKombuManager("amqp://", channel="test")._listen())
+    assert [m["event"] for m in received[:2]] == ["meter:values", "notification"]
+    assert all(m["method"] == "emit" and m["host_id"] == sender.host_id for m in received[:2])
+    assert received[2:] == [json.dumps(other), "not json"]
