@@ -7,6 +7,7 @@ import asyncio
 import base64
 import itertools
 import json
+import random
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -107,7 +108,9 @@ class SimulatedCharger:
             self.transaction_id = answer.get("transactionId")
         deadline = time.monotonic() + self.plan.duration
         interval = 1.0 / self.plan.rate if self.plan.mode == "rate" else 0.0
-        next_at = time.monotonic()
+        # A random phase, as a fleet's heartbeat timers have: chargers that connected in the same
+        # instant do not all send in the same instant for the rest of the run.
+        next_at = time.monotonic() - random.uniform(0.0, interval)
         for n in itertools.count(1):
             if time.monotonic() >= deadline:
                 break
