@@ -11,4 +11,4 @@ from csms import realtime
 )
 def notify(events: list) -> None:
     """Emit each `[event, data, rooms]` to its rooms (and as `notification`)."""
-    realtime.emit_all([(event, data, rooms) for event, data, rooms in events])
+    realtime.emit_all(events)

@@ -8,8 +8,10 @@ of value depends on them.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import socketio as python_socketio
@@ -40,26 +42,27 @@ class BatchedKombuManager(python_socketio.KombuManager):
 
     python-socketio publishes every emit as its own AMQP message, synchronously: a worker applying a
     batch of 200 MeterValues published 400 (each event also goes out as `notification`) and spent
-    about 40 % of its time doing so. `emit_many` publishes a batch's emits as one message; the web
-    process's manager unpacks it into the emits python-socketio handles.
+    about 40 % of its time doing so. Inside `batched()`, the messages python-socketio builds are
+    collected and published as one; the web process's manager unpacks it into those messages.
     """
 
-    def emit_many(self, emits: list[tuple[str, Any, list[str]]]) -> None:
-        messages = [
-            {
-                "method": "emit",
-                "event": event,
-                "data": [data],
-                "binary": False,
-                "namespace": "/",
-                "room": rooms,
-                "skip_sid": None,
-                "callback": None,
-                "host_id": self.host_id,
-            }
-            for event, data, rooms in emits
-        ]
-        self._publish({"method": "emit_many", "emits": messages, "host_id": self.host_id})
+    _collected: list[dict] | None = None
+
+    @contextlib.contextmanager
+    def batched(self) -> Iterator[None]:
+        self._collected = []
+        try:
+            yield
+        finally:
+            collected, self._collected = self._collected, None
+        if collected:
+            super()._publish({"method": "emit_many", "emits": collected, "host_id": self.host_id})
+
+    def _publish(self, data: dict) -> None:
+        if self._collected is None:
+            super()._publish(data)
+        else:
+            self._collected.append(data)
 
     def _listen(self):
         for message in super()._listen():
@@ -90,22 +93,25 @@ def _write_only_manager(url: str) -> BatchedKombuManager:
     return manager
 
 
-def emit_all(events: list[tuple[str, dict[str, Any], list[str]]]) -> None:
-    """Emit each event to its rooms, and again as `notification`; in production as one message.
+def emit_all(events: Iterable[Sequence]) -> None:
+    """Emit each `(event, data, rooms)` to its rooms, and again as `notification`; in production as
+    one message.
 
     One emit to all of an event's rooms: a client in several of them (an operator watching a
     charger) gets the event once.
     """
-    emits: list[tuple[str, Any, list[str]]] = []
-    for event, data, rooms in events:
-        unique = list(dict.fromkeys(rooms))
-        emits += [(event, data, unique), ("notification", {"event": event, "data": data}, unique)]
     app = current_app._get_current_object()
     if is_embedded(app):
-        for event, data, rooms in emits:
-            socketio.emit(event, data, to=rooms, namespace="/")
+        target: Any = socketio
+        batch: contextlib.AbstractContextManager = contextlib.nullcontext()
     else:
-        _write_only_manager(app.config["RABBITMQ_URL"]).emit_many(emits)
+        target = _write_only_manager(app.config["RABBITMQ_URL"])
+        batch = target.batched()
+    with batch:
+        for event, data, rooms in events:
+            unique = list(dict.fromkeys(rooms))
+            target.emit(event, data, to=unique, namespace="/")
+            target.emit("notification", {"event": event, "data": data}, to=unique, namespace="/")
 
 
 def publish(event: str, data: dict[str, Any], rooms: list[str]) -> None:

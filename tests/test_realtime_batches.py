@@ -15,22 +15,34 @@ EMITS = [
 ]
 
 
-def test_emit_many_publishes_one_message(monkeypatch):
+def sent_in_one_batch(monkeypatch) -> tuple[BatchedKombuManager, list[dict]]:
     sender = BatchedKombuManager("amqp://", channel="test", write_only=True)
-    published = []
-    monkeypatch.setattr(sender, "_publish", published.append)
-    sender.emit_many(EMITS)
+    published: list[dict] = []
+    monkeypatch.setattr(KombuManager, "_publish", lambda self, data: published.append(data))
+    with sender.batched():
+        for event, data, rooms in EMITS:
+            sender.emit(event, data, to=rooms, namespace="/")
+    return sender, published
+
+
+def test_emits_in_a_batch_are_published_as_one_message(monkeypatch):
+    _, published = sent_in_one_batch(monkeypatch)
     assert len(published) == 1 and published[0]["method"] == "emit_many"
     assert [(m["event"], m["data"], m["room"]) for m in published[0]["emits"]] == [
         (event, [data], rooms) for event, data, rooms in EMITS
     ]
 
 
-def test_the_receiving_side_unpacks_it_and_passes_the_rest(monkeypatch):
+def test_outside_a_batch_each_emit_is_its_own_message(monkeypatch):
     sender = BatchedKombuManager("amqp://", channel="test", write_only=True)
-    published = []
-    monkeypatch.setattr(sender, "_publish", published.append)
-    sender.emit_many(EMITS)
+    published: list[dict] = []
+    monkeypatch.setattr(KombuManager, "_publish", lambda self, data: published.append(data))
+    sender.emit("meter:values", {"energyWh": 1}, to=["operators"], namespace="/")
+    assert [m["method"] for m in published] == ["emit"]
+
+
+def test_the_receiving_side_unpacks_it_and_passes_the_rest(monkeypatch):
+    sender, published = sent_in_one_batch(monkeypatch)
     other = {"method": "disconnect", "sid": "x", "host_id": "h"}
     queue = [json.dumps(published[0]), json.dumps(other), "not json"]
     monkeypatch.setattr(KombuManager, "_listen", lambda self: iter(queue))
