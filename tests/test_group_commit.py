@@ -36,7 +36,7 @@ def transaction_count() -> int:
 
 def test_one_batch_gives_each_start_its_own_id_and_a_resend_the_first_one(any_db_app):
     point = a_charge_point()
-    first = transactions.allocate_transaction_id(point.id, 1, "TAG-0", 0, T0)
+    [first] = transactions.allocate_transaction_ids([Start(point.id, 1, "TAG-0", T0, 0)])
     batch = starts(point.id, 3)
     batch.insert(2, batch[1])  # the same resend twice in one batch
     ids = transactions.allocate_transaction_ids(batch)

@@ -75,8 +75,8 @@ def world(any_db_app: Flask):
     session = sessions.open_session(user.id, CP, 1, 3000)
     session.state = SessionState.ACCEPTED
     db.session.commit()
-    transaction_id = transactions.allocate_transaction_id(
-        point.id, 1, "IDEM-TAG", 1000, datetime(2026, 9, 1, 10, 0, tzinfo=UTC)
+    [transaction_id] = transactions.allocate_transaction_ids(
+        [transactions.Start(point.id, 1, "IDEM-TAG", datetime(2026, 9, 1, 10, 0, tzinfo=UTC), 1000)]
     )
     return {
         "app": any_db_app,
@@ -176,12 +176,16 @@ def test_metering_register_is_a_maximum_not_a_sum(world):
 def test_one_batch_of_meter_values_for_two_transactions(world):
     """A batch as the gateway hands it off: several messages of one transaction, in any order, and
     one of another; registers are each transaction's maximum, however often the batch is applied."""
-    other = transactions.allocate_transaction_id(
-        db.session.scalar(select(Transaction.charge_point_id)),
-        2,
-        "OTHER",
-        0,
-        datetime(2026, 9, 1, 10, 0, tzinfo=UTC),
+    [other] = transactions.allocate_transaction_ids(
+        [
+            transactions.Start(
+                db.session.scalar(select(Transaction.charge_point_id)),
+                2,
+                "OTHER",
+                datetime(2026, 9, 1, 10, 0, tzinfo=UTC),
+                0,
+            )
+        ]
     )
     db.session.commit()
     second = meter_exchange(world, 7, "4.0")

@@ -25,19 +25,6 @@ class Start(NamedTuple):
     reservation_id: int | None = None
 
 
-def allocate_transaction_id(
-    charge_point_pk: int,
-    connector_id: int,
-    id_tag: str,
-    meter_start_wh: int,
-    started_at: datetime,
-    reservation_id: int | None = None,
-) -> int:
-    """Create the transaction row and return its id, the OCPP transactionId (see below)."""
-    start = Start(charge_point_pk, connector_id, id_tag, started_at, meter_start_wh, reservation_id)
-    return allocate_transaction_ids([start])[0]
-
-
 def allocate_transaction_ids(starts: list[Start]) -> list[int]:
     """Create the transactions in one database transaction and return their ids, in order.
 

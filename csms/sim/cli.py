@@ -22,10 +22,9 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
+from csms.config import Config
 from csms.gc_policy import freeze_survivors
 from csms.sim.charger import Plan, SimulatedCharger, Stats
-
-GC_FULL_SECONDS = 300.0
 
 
 def load_fleet(path: Path) -> list[tuple[str, str]]:
@@ -51,7 +50,7 @@ async def _run_chargers(chargers: list[tuple[str, str]], plan: Plan, ramp: float
 
 
 def _process(chargers: list[tuple[str, str]], plan: Plan, ramp: float, results) -> None:
-    freeze_survivors(GC_FULL_SECONDS)  # a collector pause here would count as the CSMS's latency
+    freeze_survivors(Config.GC_FULL_SECONDS)  # a collector pause here would count as the CSMS's latency
     results.put(asdict(asyncio.run(_run_chargers(chargers, plan, ramp))))
 
 
