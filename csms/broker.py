@@ -20,6 +20,8 @@ from dramatiq.brokers.stub import StubBroker
 from dramatiq.middleware import Middleware
 from flask import Flask
 
+from csms.fastjson import DramatiqEncoder
+
 log = logging.getLogger(__name__)
 
 # One queue per concern; the names are part of the operations contract (SPEC.md "Events").
@@ -34,6 +36,7 @@ QUEUES = (
 )
 
 dramatiq.set_broker(StubBroker())
+dramatiq.set_encoder(DramatiqEncoder())
 
 
 class AppContextMiddleware(Middleware):

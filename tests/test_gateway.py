@@ -311,6 +311,9 @@ def test_other_charger_actions(charger, action, payload, answer):
             '[2,"tx-on-0","StartTransaction",{"connectorId":0,"idTag":"T","meterStart":0,"timestamp":"2026-01-01T00:00:00Z"}]',
             [4, "tx-on-0", "PropertyConstraintViolation"],
         ),
+        # Standard JSON only: no NaN, no lone surrogates (they could be neither stored nor sent on).
+        ('[2,"nan","MeterValues",{"connectorId":NaN,"meterValue":[]}]', [4, "nan", "FormationViolation"]),
+        ('[2,"surrogate","Authorize",{"idTag":"\\ud800"}]', [4, "surrogate", "FormationViolation"]),
         (
             '[2,"' + "x" * 40 + '","Heartbeat",{}]',
             [4, "x" * 40, "FormationViolation", "unique id longer than 36 characters", {}],

@@ -5,11 +5,10 @@ message id when one could be read, so the caller can answer it; without an id it
 
 from __future__ import annotations
 
-import json
 import re
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
+from csms import fastjson
 from csms.ocpp import errors
 
 CALL, CALLRESULT, CALLERROR = 2, 3, 4
@@ -18,21 +17,18 @@ MAX_UNIQUE_ID = 36  # OCPP-J 1.6 §4.1.4: the unique id is at most 36 characters
 _ID_IN_BROKEN_FRAME = re.compile(r'^\s*\[\s*[234]\s*,\s*"((?:[^"\\]|\\.){1,255})"')
 
 
-@dataclass(frozen=True, slots=True)
-class Call:
+class Call(NamedTuple):
     unique_id: str
     action: str
     payload: dict[str, Any]
 
 
-@dataclass(frozen=True, slots=True)
-class CallResult:
+class CallResult(NamedTuple):
     unique_id: str
     payload: dict[str, Any]
 
 
-@dataclass(frozen=True, slots=True)
-class CallError:
+class CallError(NamedTuple):
     unique_id: str
     error_code: str
     error_description: str
@@ -61,8 +57,8 @@ def parse(raw: str | bytes) -> Call | CallResult | CallError:
         except UnicodeDecodeError:
             raise FrameError("frame is not UTF-8 text") from None
     try:
-        frame = json.loads(raw)
-    except ValueError:
+        frame = fastjson.loads(raw)
+    except fastjson.JSONDecodeError:
         match = _ID_IN_BROKEN_FRAME.match(raw)
         raise FrameError("frame is not valid JSON", match.group(1) if match else None) from None
     if not isinstance(frame, list) or not frame:
@@ -91,7 +87,7 @@ def parse(raw: str | bytes) -> Call | CallResult | CallError:
 
 
 def _dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    return fastjson.dumps(value).decode()
 
 
 def encode_call(unique_id: str, action: str, payload: dict[str, Any]) -> str:
