@@ -23,6 +23,7 @@ from csms.models import ChargePoint, RegistrationStatus
 from csms.ocpp.group_commit import GroupCommit
 from csms.ocpp.registry import ConnectionRegistry
 from csms.ocpp.session import ChargerOffline, OcppSession
+from csms.ocpp.websocket import Keepalive
 from csms.pipeline.handoff import Handoff, build_handoff
 from csms.services import chargers, commands, credentials, transactions
 from csms.services.authorization import IdTagCache
@@ -210,6 +211,7 @@ class Gateway:
         self.boot_configuration = parse_boot_configuration(config["BOOT_CONFIGURATION"])
         self.handoff: Handoff = build_handoff(app)
         self.transaction_ids = GroupCommit(app, transactions.allocate_transaction_ids)
+        self.keepalive = Keepalive(config["PING_INTERVAL"], self.registry.sessions)
 
     # --- hand-off -------------------------------------------------------------------------------
 
@@ -255,6 +257,7 @@ class Gateway:
         self._dispatching = threading.Event()
         self._dispatching.set()
         self.transaction_ids.start()
+        self.keepalive.start()
         self._reload_directory()
         threading.Thread(target=self._directory_loop, name="charger-directory", daemon=True).start()
         threading.Thread(target=self._dispatch_loop, name="command-dispatch", daemon=True).start()
@@ -276,6 +279,7 @@ class Gateway:
     def stop(self) -> None:
         if getattr(self, "_dispatching", None) is not None:
             self._dispatching.clear()
+        self.keepalive.stop()
         self.transaction_ids.stop()
 
     def _dispatch_loop(self) -> None:

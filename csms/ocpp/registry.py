@@ -49,6 +49,9 @@ class ConnectionRegistry:
         session = self._sessions.get(charge_point_id)
         return None if session is None else session.info()
 
+    def sessions(self) -> list[OcppSession]:
+        return list(self._sessions.values())
+
     def ids(self) -> set[str]:
         return set(self._sessions)
 

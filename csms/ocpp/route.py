@@ -10,6 +10,7 @@ from flask import Blueprint, Flask, current_app, g, request
 
 from csms.errors import error_response
 from csms.extensions import sock
+from csms.ocpp import websocket
 from csms.ocpp.gateway import Gateway, HandshakeRefused
 from csms.ocpp.session import OcppSession
 
@@ -43,17 +44,17 @@ def _client_socket(environ: dict) -> socket.socket | None:
     return getattr(raw, "_sock", None)
 
 
-def _end_transport(environ: dict) -> None:
-    """Shut the TCP connection down once the WebSocket is over.
+def _end_transport(environ: dict, ws) -> None:
+    """Shut the TCP connection down once the WebSocket is over, and close the connection's socket.
 
     simple-websocket works on a duplicate of the server's socket, so closing its copy leaves the
     connection open: the charger would wait for its close timeout after a 1002 or 1009, and the WSGI
     server would read the charger's next bytes as a new HTTP request. A shutdown ends it for both.
+    With no reader thread (`websocket.NoReaderThread`) nothing else closes the copy.
     """
-    sock = _client_socket(environ)
-    if sock is not None:
-        with contextlib.suppress(OSError):
-            sock.shutdown(socket.SHUT_RDWR)
+    websocket.end_transport(_client_socket(environ))
+    with contextlib.suppress(OSError):
+        ws.sock.close()
 
 
 @sock.route("/ocpp/<string:charge_point_id>", bp=bp)
@@ -66,13 +67,14 @@ def charger_socket(ws, charge_point_id: str) -> None:
         gateway: Gateway = current_app.extensions["ocpp"]
         OcppSession(gateway, ws, g.charger, request.remote_addr).run()
     finally:
-        _end_transport(request.environ)
+        _end_transport(request.environ, ws)
 
 
 def init_app(app: Flask) -> None:
     app.config["SOCK_SERVER_OPTIONS"] = {
         "subprotocols": [SUBPROTOCOL],
-        "ping_interval": app.config["PING_INTERVAL"] or None,
+        "ping_interval": None,  # csms.ocpp.websocket.Keepalive pings, not a reader per connection
+        "thread_class": websocket.NoReaderThread,
         "max_message_size": app.config["MAX_FRAME_BYTES"],
     }
     app.extensions["ocpp"] = Gateway(app)

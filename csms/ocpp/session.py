@@ -22,10 +22,11 @@ from typing import TYPE_CHECKING, Any
 from ocpp.charge_point import remove_nones, snake_to_camel_case
 from simple_websocket import ConnectionClosed
 
-from csms.ocpp import errors, frames, validation
+from csms.ocpp import errors, frames, validation, websocket
 from csms.ocpp.errors import OcppError
 from csms.ocpp.registry import ConnectionInfo
 from csms.ocpp.v16.handlers import HANDLERS
+from csms.services.clock import utc_now_iso
 
 if TYPE_CHECKING:
     from csms.ocpp.gateway import ChargerRecord, Gateway
@@ -69,10 +70,6 @@ def new_event_id() -> str:
     return f"{_EVENT_PREFIX}-{next(_event_numbers):x}"
 
 
-def _iso(moment: datetime) -> str:
-    return moment.isoformat()
-
-
 @dataclass
 class _PendingCall:
     unique_id: str
@@ -108,9 +105,10 @@ class OcppSession:
         self.registration_status = charger.registration_status
         self.remote_address = remote_address
         self.connected_since = datetime.now(UTC)
-        self.last_message_at: datetime | None = None
+        self.last_message_at: str | None = None  # ISO 8601
         self.closed = False
-        self._send_lock = threading.Lock()
+        self.send_lock = threading.Lock()
+        self.next_ping = time.monotonic() + gateway.keepalive.interval
         self._call_lock = threading.Lock()
         self._pending: _PendingCall | None = None
 
@@ -119,7 +117,7 @@ class OcppSession:
             self.charge_point_id,
             self.gateway.node_id,
             self.connected_since,
-            self.last_message_at,
+            datetime.fromisoformat(self.last_message_at) if self.last_message_at else None,
             self.remote_address,
         )
 
@@ -131,10 +129,8 @@ class OcppSession:
             previous.close(1000, "replaced by a newer connection")
         log.info("%s connected from %s", self.charge_point_id, self.remote_address)
         try:
-            while True:
-                raw = self.ws.receive()
-                if raw is not None:
-                    self.handle(raw)
+            for raw in websocket.messages(self.ws, self.send_lock):
+                self.handle(raw)
         except ConnectionClosed:
             pass
         finally:
@@ -147,8 +143,7 @@ class OcppSession:
 
     def handle(self, raw: str | bytes) -> None:
         """Process one WebSocket message. Never raises: a bad frame is answered or counted."""
-        received_at = datetime.now(UTC)
-        self.last_message_at = received_at
+        received_at = self.last_message_at = utc_now_iso()
         try:
             frame = frames.parse(raw)
         except frames.FrameError as exc:
@@ -164,7 +159,7 @@ class OcppSession:
         except Exception:
             log.exception("%s: unexpected failure handling a frame", self.charge_point_id)
 
-    def _on_bad_frame(self, exc: frames.FrameError, raw: str | bytes, received_at: datetime) -> None:
+    def _on_bad_frame(self, exc: frames.FrameError, raw: str | bytes, received_at: str) -> None:
         if exc.unique_id is None:
             self.gateway.registry.counters["dropped_frames"] += 1
             log.info("%s: dropped a frame with no readable id (%s)", self.charge_point_id, exc.description)
@@ -175,7 +170,7 @@ class OcppSession:
         )
         self._answer(request, exc.unique_id, None, OcppError(exc.code, exc.description), durable=False)
 
-    def _on_call(self, call: frames.Call, received_at: datetime) -> None:
+    def _on_call(self, call: frames.Call, received_at: str) -> None:
         action = call.action
         request = self._frame("in", frames.CALL, call.unique_id, action, call.payload, received_at)
         try:
@@ -222,7 +217,7 @@ class OcppSession:
         durable: bool,
     ) -> None:
         """Hand the exchange off (durably when asked), then send the reply."""
-        now = datetime.now(UTC)
+        now = utc_now_iso()
         if isinstance(outcome, OcppError):
             reply_text = frames.encode_error(unique_id, outcome.code, outcome.description, outcome.details)
             reply = self._frame("out", frames.CALLERROR, unique_id, action, outcome.details, now)
@@ -244,7 +239,7 @@ class OcppSession:
         unique_id: str,
         action: str | None,
         payload: Any,
-        at: datetime,
+        at: str,
     ) -> dict[str, Any]:
         return {
             "event_id": new_event_id(),
@@ -253,12 +248,12 @@ class OcppSession:
             "unique_id": unique_id[: frames.MAX_UNIQUE_ID],
             "action": action,
             "payload": payload,
-            "at": _iso(at),
+            "at": at,
         }
 
     # --- CSMS-initiated calls -------------------------------------------------------------------
 
-    def _on_reply(self, reply: frames.CallResult | frames.CallError, received_at: datetime) -> None:
+    def _on_reply(self, reply: frames.CallResult | frames.CallError, received_at: str) -> None:
         pending = self._pending
         if pending is None or pending.unique_id != reply.unique_id:
             self.gateway.registry.counters["unexpected_replies"] += 1
@@ -286,7 +281,7 @@ class OcppSession:
                 raise ChargerOffline(self.charge_point_id)
             pending = _PendingCall(str(uuid.uuid4()), action)
             self._pending = pending
-            sent_at = datetime.now(UTC)
+            sent_at = utc_now_iso()
             request = self._frame("out", frames.CALL, pending.unique_id, action, payload, sent_at)
             self.send(frames.encode_call(pending.unique_id, action, payload))
             pending.done.wait(max(0.0, timeout - (time.monotonic() - started)))
@@ -307,7 +302,7 @@ class OcppSession:
             if self.closed:
                 raise ChargerOffline(self.charge_point_id)
             raise CallTimeout(f"{self.charge_point_id} did not answer {pending.action} in time")
-        now = datetime.now(UTC)
+        now = utc_now_iso()
         if isinstance(reply, frames.CallError):
             answer = self._frame(
                 "in", frames.CALLERROR, reply.unique_id, pending.action, reply.error_details, now
@@ -332,9 +327,11 @@ class OcppSession:
     # --- sending --------------------------------------------------------------------------------
 
     def send(self, text: str) -> None:
-        with self._send_lock:
+        with self.send_lock:
             self.ws.send(text)
 
     def close(self, code: int = 1000, reason: str = "") -> None:
-        with contextlib.suppress(ConnectionClosed):
+        """Send a close frame and end the connection (its receive loop returns at once)."""
+        with contextlib.suppress(ConnectionClosed), self.send_lock:
             self.ws.close(reason=code, message=reason)
+        websocket.end_transport(self.ws.sock)

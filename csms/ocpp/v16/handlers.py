@@ -8,7 +8,6 @@ the actors the session hands the exchange to.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from ocpp.v16 import call_result
@@ -16,14 +15,10 @@ from ocpp.v16.enums import DataTransferStatus, RegistrationStatus
 
 from csms.services import transactions
 from csms.services.chargers import registration_status
-from csms.services.clock import parse_utc
+from csms.services.clock import parse_utc, utc_now_iso_ms
 
 if TYPE_CHECKING:
     from csms.ocpp.session import OcppSession
-
-
-def now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def on_boot_notification(session: OcppSession, payload: dict[str, Any]) -> call_result.BootNotification:
@@ -36,11 +31,11 @@ def on_boot_notification(session: OcppSession, payload: dict[str, Any]) -> call_
     session.registration_status = status
     config = session.gateway.config
     interval = config["HEARTBEAT_INTERVAL"] if status == "Accepted" else config["PENDING_INTERVAL"]
-    return call_result.BootNotification(current_time=now_iso(), interval=interval, status=status)
+    return call_result.BootNotification(current_time=utc_now_iso_ms(), interval=interval, status=status)
 
 
 def on_heartbeat(session: OcppSession, payload: dict[str, Any]) -> call_result.Heartbeat:
-    return call_result.Heartbeat(current_time=now_iso())
+    return call_result.Heartbeat(current_time=utc_now_iso_ms())
 
 
 def on_authorize(session: OcppSession, payload: dict[str, Any]) -> call_result.Authorize:
