@@ -23,8 +23,8 @@ def test_utc_now_iso_ms_is_what_chargers_are_sent():
 
 
 def test_timestamps_follow_the_second(monkeypatch):
-    moments = iter([1_800_000_000.25, 1_800_000_000.75, 1_800_000_001.5])
-    monkeypatch.setattr(clock.time, "time", lambda: next(moments))
+    moments = iter([1_800_000_000_250_000_000, 1_800_000_000_750_000_000, 1_800_000_001_500_000_000])
+    monkeypatch.setattr(clock.time, "time_ns", lambda: next(moments))
     assert clock.utc_now_iso() == "2027-01-15T08:00:00.250000+00:00"
     assert clock.utc_now_iso() == "2027-01-15T08:00:00.750000+00:00"
     assert clock.utc_now_iso_ms() == "2027-01-15T08:00:01.500Z"

@@ -1,16 +1,20 @@
-"""The floor under the CSMS gateway: flask-sock on gevent's WSGI server, as the CSMS runs it, with
-nothing behind the socket: each CALL gets a fixed, valid CALLRESULT. No authentication, validation,
-storage or hand-off; what this costs per round trip, no gateway built on this stack can go below."""
+"""The floor under the CSMS gateway: flask-sock on gevent's WSGI server, read as the CSMS reads it
+(`csms.ocpp.websocket`: the connection's greenlet parses its own frames), with nothing behind the
+socket: each CALL gets a fixed, valid CALLRESULT. No authentication, validation, storage, hand-off
+or keepalive; what this costs per round trip, no gateway built on this stack can go below."""
 
 from gevent import monkey
 
 monkey.patch_all()
 
 import argparse  # noqa: E402
+from threading import Lock  # noqa: E402
 
 from flask import Flask  # noqa: E402
 from flask_sock import Sock  # noqa: E402
 from gevent.pywsgi import WSGIServer  # noqa: E402
+
+from csms.ocpp.websocket import NoReaderThread, messages  # noqa: E402
 
 ANSWERS = {
     "BootNotification": '{"currentTime":"2026-01-01T00:00:00Z","interval":300,"status":"Accepted"}',
@@ -19,16 +23,13 @@ ANSWERS = {
 }
 
 app = Flask(__name__)
-app.config["SOCK_SERVER_OPTIONS"] = {"subprotocols": ["ocpp1.6"], "ping_interval": None}
+app.config["SOCK_SERVER_OPTIONS"] = {"subprotocols": ["ocpp1.6"], "thread_class": NoReaderThread}
 sock = Sock(app)
 
 
 @sock.route("/ocpp/<charge_point_id>")
 def charger(ws, charge_point_id: str) -> None:
-    while True:
-        raw = ws.receive()
-        if raw is None:
-            continue
+    for raw in messages(ws, Lock()):
         parts = raw.split('"', 4)  # [2,"<id>","<action>",{...}]
         unique_id, action = parts[1], parts[3]
         ws.send(f'[3,"{unique_id}",{ANSWERS.get(action, "{}")}]')

@@ -12,36 +12,20 @@ def parse_utc(value: str) -> datetime:
     return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 
-class _Second:
-    """The formatted date and time of the current second, made once per second: a timestamp on
-    every OCPP frame costs 0.7 µs instead of `datetime.now(UTC).isoformat()`'s 1.6."""
-
-    __slots__ = ("second", "text")
-
-    def __init__(self) -> None:
-        self.second = -1
-        self.text = ""
-
-    def split(self) -> tuple[str, float]:
-        now = time.time()
-        second = int(now)
-        if second != self.second:
-            self.text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-            self.second = second
-        return self.text, now - second
-
-
-_current = _Second()
+# The formatted date and time of the current second, made once per second: a timestamp on every
+# OCPP frame costs 0.6 µs instead of `datetime.now(UTC).isoformat()`'s 1.6.
+_second = [-1, ""]
 
 
 def utc_now_iso() -> str:
     """Now in UTC, ISO 8601 with microseconds and offset (`2026-11-25T20:10:05.123456+00:00`): what
     `datetime.now(UTC).isoformat()` gives, except that the microseconds are always written."""
-    text, fraction = _current.split()
-    return f"{text}.{int(fraction * 1_000_000):06d}+00:00"
+    second, nanoseconds = divmod(time.time_ns(), 1_000_000_000)
+    if second != _second[0]:
+        _second[:] = second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+    return f"{_second[1]}.{nanoseconds // 1000:06d}+00:00"
 
 
 def utc_now_iso_ms() -> str:
     """Now in UTC to the millisecond with a `Z` (`2026-11-25T20:10:05.123Z`): what chargers are sent."""
-    text, fraction = _current.split()
-    return f"{text}.{int(fraction * 1000):03d}Z"
+    return utc_now_iso()[:23] + "Z"
