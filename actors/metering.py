@@ -16,6 +16,7 @@ from csms.models import Transaction
 from csms.realtime import charger_room, customer_room
 from csms.services import charger_state, charging, metering
 from csms.services.money import format_minor
+from csms.services.sql import any_of
 
 
 @dramatiq.actor(queue_name="metering", max_retries=20, min_backoff=500, max_backoff=120_000)
@@ -40,33 +41,37 @@ def apply_meter_values(views: list[Exchange], notifications: Notifications) -> N
         if pk is None:
             continue
         payload = view.request
-        transaction = transactions.get(payload.get("transactionId"))
-        if transaction is not None and transaction.charge_point_id != pk:
-            transaction = None  # another charger's id: keep the samples, do not touch that transaction
+        transaction_id = payload.get("transactionId")
+        if transactions.get(transaction_id) != pk:
+            transaction_id = None  # unknown, or another charger's: keep the samples, touch no transaction
         samples = metering.parse(payload["meterValue"])
-        rows += metering.sample_rows(pk, payload["connectorId"], transaction and transaction.id, samples)
+        rows += metering.sample_rows(pk, payload["connectorId"], transaction_id, samples)
         reading = metering.register_reading(samples)
-        if transaction is not None and reading is not None:
-            readings[transaction.id] = max(readings.get(transaction.id, reading), reading)
-            charger_of[transaction.id] = view.charge_point_id
-        events.append((view, transaction, samples))
+        if transaction_id is not None and reading is not None:
+            readings[transaction_id] = max(readings.get(transaction_id, reading), reading)
+            charger_of[transaction_id] = view.charge_point_id
+        events.append((view, transaction_id, samples))
     metering.store(rows)
     metering.raise_registers(readings)
     progress = charging.refresh_progress(charger_of)
-    for view, transaction, samples in events:
-        notifications.add(*_meter_event(view, samples, progress.get(transaction and transaction.id)))
+    for view, transaction_id, samples in events:
+        notifications.add(*_meter_event(view, samples, progress.get(transaction_id)))
 
 
-def _lock_transactions(views: list[Exchange]) -> dict[int, Transaction]:
+def _lock_transactions(views: list[Exchange]) -> dict[int, int]:
     """The transactions these messages name, locked in id order (see `charging.link_session`: the
-    two must not interleave, and a fixed order keeps concurrent batches from deadlocking)."""
-    ids = sorted({v.request["transactionId"] for v in views if v.request.get("transactionId") is not None})
+    two must not interleave, and a fixed order keeps concurrent batches from deadlocking), as their
+    charger's key by transaction id."""
+    ids = {v.request["transactionId"] for v in views if v.request.get("transactionId") is not None}
     if not ids:
         return {}
-    locked = db.session.scalars(
-        select(Transaction).where(Transaction.id.in_(ids)).order_by(Transaction.id).with_for_update()
+    locked = db.session.execute(
+        select(Transaction.id, Transaction.charge_point_id)
+        .where(any_of(db.session, Transaction.id, ids))
+        .order_by(Transaction.id)
+        .with_for_update()
     )
-    return {transaction.id: transaction for transaction in locked}
+    return {transaction_id: charge_point_pk for transaction_id, charge_point_pk in locked}
 
 
 def _meter_event(view: Exchange, samples: list[metering.Sample], progress: metering.Progress | None):

@@ -26,6 +26,17 @@ def dumps(value: Any) -> bytes:
         return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
 
 
+class TextJson:
+    """`dumps` to text and `loads`, as the `json` module offers them, for a library that takes a JSON
+    module: python-socketio's message queue, which encodes every event a worker emits."""
+
+    @staticmethod
+    def dumps(value: Any) -> str:
+        return dumps(value).decode()
+
+    loads = staticmethod(loads)
+
+
 class DramatiqEncoder(Encoder):
     """Dramatiq's message encoding, JSON as with its default encoder (messages stay readable by
     either), through `dumps` and orjson."""

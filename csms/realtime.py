@@ -20,6 +20,7 @@ from flask_socketio import ConnectionRefusedError, join_room
 
 from csms.broker import is_embedded
 from csms.extensions import socketio
+from csms.fastjson import TextJson
 from csms.services import tokens
 
 log = logging.getLogger(__name__)
@@ -88,7 +89,7 @@ def _write_only_manager(url: str) -> BatchedKombuManager:
     manager = getattr(_local, "manager", None)
     if manager is None:
         manager = _local.manager = BatchedKombuManager(
-            url, channel=CHANNEL, write_only=True, connection_options={"connect_timeout": 5}
+            url, channel=CHANNEL, write_only=True, connection_options={"connect_timeout": 5}, json=TextJson
         )
     return manager
 
@@ -146,6 +147,10 @@ def on_connect(auth: Any) -> None:
 
 def init_app(app: Flask, async_mode: str) -> None:
     """The web process's Socket.IO server, fed by the message queue in production mode."""
-    manager = None if is_embedded(app) else BatchedKombuManager(app.config["RABBITMQ_URL"], channel=CHANNEL)
+    manager = (
+        None
+        if is_embedded(app)
+        else BatchedKombuManager(app.config["RABBITMQ_URL"], channel=CHANNEL, json=TextJson)
+    )
     socketio.init_app(app, async_mode=async_mode, client_manager=manager)
     socketio.on_event("connect", on_connect)

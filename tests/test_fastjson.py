@@ -45,3 +45,13 @@ def test_the_broker_module_installs_the_encoder():
     import csms.broker  # noqa: F401
 
     assert isinstance(dramatiq.get_encoder(), fastjson.DramatiqEncoder)
+
+
+def test_text_json_reads_and_writes_what_the_standard_library_does():
+    """The Socket.IO message queue's JSON module: text out, and either side may be an older node."""
+    emit = {"method": "emit", "event": "meter:values", "data": [{"value": "1.5", "ü": None}], "room": ["a"]}
+    text = fastjson.TextJson.dumps(emit)
+    assert isinstance(text, str)
+    assert json.loads(text) == emit
+    assert fastjson.TextJson.loads(json.dumps(emit)) == emit
+    assert fastjson.TextJson.loads(fastjson.TextJson.dumps({"big": 2**70})) == {"big": float(2**70)}

@@ -16,7 +16,7 @@ from sqlalchemy import select, text
 
 from csms.extensions import db
 from csms.models import ChargePoint, MeterSample, OcppMessage
-from csms.services.sql import insert_ignoring_conflicts, update_if_lower
+from csms.services.sql import any_of, insert_ignoring_conflicts, update_if_lower
 from tests.builders import a_charge_point
 
 T0 = datetime(2026, 11, 26, 8, 0, tzinfo=UTC)
@@ -224,3 +224,12 @@ def test_update_does_not_block_inserts_referencing_the_records(postgres_app: Fla
     finally:
         db.session.commit()
         other.join(timeout=10)
+
+
+@pytest.mark.parametrize("wanted", [[], ["SQL-any-2"], ["SQL-any-1", "SQL-any-3", "SQL-any-1", "missing"]])
+def test_any_of_selects_the_given_values(any_db_app: Flask, wanted: list[str]) -> None:
+    pks = {f"SQL-any-{n}": a_charge_point(charge_point_id=f"SQL-any-{n}").id for n in (1, 2, 3)}
+    found = db.session.scalars(
+        select(ChargePoint.id).where(any_of(db.session, ChargePoint.charge_point_id, wanted))
+    ).all()
+    assert sorted(found) == sorted(pks[cp] for cp in set(wanted) & pks.keys())

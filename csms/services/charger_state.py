@@ -15,7 +15,7 @@ from sqlalchemy import or_, select, update
 
 from csms.extensions import db
 from csms.models import ChargePoint, Connector
-from csms.services.sql import insert_ignoring_conflicts, update_if_lower
+from csms.services.sql import any_of, insert_ignoring_conflicts, update_if_lower
 
 _BOOT_FIELDS = {
     "chargePointVendor": "vendor",
@@ -37,7 +37,7 @@ def charge_point_pk(charge_point_id: str) -> int | None:
 def charge_point_pks(charge_point_ids: Iterable[str]) -> dict[str, int]:
     rows = db.session.execute(
         select(ChargePoint.charge_point_id, ChargePoint.id).where(
-            ChargePoint.charge_point_id.in_(set(charge_point_ids))
+            any_of(db.session, ChargePoint.charge_point_id, set(charge_point_ids))
         )
     )
     return {charge_point_id: pk for charge_point_id, pk in rows}

@@ -18,7 +18,7 @@ from csms.extensions import db
 from csms.models import ChargingSession, MeterSample, SessionState, Transaction
 from csms.services import billing
 from csms.services.clock import parse_utc
-from csms.services.sql import insert_ignoring_conflicts, update_if_lower
+from csms.services.sql import any_of, insert_ignoring_conflicts, update_if_lower
 
 REGISTER = "Energy.Active.Import.Register"
 # Unit → (normalised unit, factor)
@@ -164,7 +164,7 @@ def update_sessions(transaction_ids: list[int]) -> dict[int, Progress]:
         return {}
     sessions = db.session.scalars(
         select(ChargingSession).where(
-            ChargingSession.transaction_id.in_(transaction_ids),
+            any_of(db.session, ChargingSession.transaction_id, transaction_ids),
             ChargingSession.state.in_([SessionState.CHARGING, SessionState.STOPPING]),
         )
     ).all()
@@ -174,7 +174,7 @@ def update_sessions(transaction_ids: list[int]) -> dict[int, Progress]:
         t.id: t
         for t in db.session.scalars(
             select(Transaction)
-            .where(Transaction.id.in_([s.transaction_id for s in sessions]))
+            .where(any_of(db.session, Transaction.id, [s.transaction_id for s in sessions]))
             .execution_options(populate_existing=True)
         )
     }
