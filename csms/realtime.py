@@ -59,6 +59,24 @@ class BatchedKombuManager(python_socketio.KombuManager):
         if collected:
             super()._publish({"method": "emit_many", "emits": collected, "host_id": self.host_id})
 
+    def emit_json(self, event: str, data: Any, rooms: list[str]) -> None:
+        """Emit `data` to `rooms` as `emit` does, less two steps a worker's events do not need: the
+        scan of the data for binary parts (they are JSON; the scan took a tenth of a worker's CPU)
+        and the delivery to this host's own clients (a worker has none)."""
+        self._publish(
+            {
+                "method": "emit",
+                "event": event,
+                "data": [data],
+                "binary": False,
+                "namespace": "/",
+                "room": rooms,
+                "skip_sid": None,
+                "callback": None,
+                "host_id": self.host_id,
+            }
+        )
+
     def _publish(self, data: dict) -> None:
         if self._collected is None:
             super()._publish(data)
@@ -103,16 +121,17 @@ def emit_all(events: Iterable[Sequence]) -> None:
     """
     app = current_app._get_current_object()
     if is_embedded(app):
-        target: Any = socketio
-        batch: contextlib.AbstractContextManager = contextlib.nullcontext()
-    else:
-        target = _write_only_manager(app.config["RABBITMQ_URL"])
-        batch = target.batched()
-    with batch:
         for event, data, rooms in events:
             unique = list(dict.fromkeys(rooms))
-            target.emit(event, data, to=unique, namespace="/")
-            target.emit("notification", {"event": event, "data": data}, to=unique, namespace="/")
+            socketio.emit(event, data, to=unique, namespace="/")
+            socketio.emit("notification", {"event": event, "data": data}, to=unique, namespace="/")
+        return
+    manager = _write_only_manager(app.config["RABBITMQ_URL"])
+    with manager.batched():
+        for event, data, rooms in events:
+            unique = list(dict.fromkeys(rooms))
+            manager.emit_json(event, data, unique)
+            manager.emit_json("notification", {"event": event, "data": data}, unique)
 
 
 def publish(event: str, data: dict[str, Any], rooms: list[str]) -> None:

@@ -50,3 +50,15 @@ def test_the_receiving_side_unpacks_it_and_passes_the_rest(monkeypatch):
     assert [m["event"] for m in received[:2]] == ["meter:values", "notification"]
     assert all(m["method"] == "emit" and m["host_id"] == sender.host_id for m in received[:2])
     assert received[2:] == [json.dumps(other), "not json"]
+
+
+def test_emit_json_publishes_what_python_socketio_emit_does(monkeypatch):
+    """`emit_json` skips the library's binary scan; the message it queues must stay the library's."""
+    sender = BatchedKombuManager("amqp://", channel="test", write_only=True)
+    published: list[dict] = []
+    monkeypatch.setattr(KombuManager, "_publish", lambda self, data: published.append(data))
+    for event, data, rooms in EMITS:
+        sender.emit(event, data, to=rooms, namespace="/")
+        sender.emit_json(event, data, rooms)
+    assert len(published) == 2 * len(EMITS)
+    assert published[0::2] == published[1::2]
