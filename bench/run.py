@@ -61,9 +61,15 @@ def wait_port(port: int, process: subprocess.Popen, seconds: float = 60) -> None
 
 
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process and its children that have exited."""
+    """User + system CPU time of a process."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU time of a process and its running descendants (`dramatiq` works in forked children)."""
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return cpu_seconds(pid) + sum(tree_cpu_seconds(int(child)) for child in children)
 
 
 def machine_cpu() -> tuple[float, float]:
@@ -144,9 +150,9 @@ def csms(chargers: int, log_dir: Path):
     workers = ["nice", "-n", "10", PYTHON, "-m", "dramatiq", "actors", "--processes", "1", "--threads", "8"]
     with (
         process([PYTHON, "wsgi.py"], env, log_dir / "web.log", port) as web,
-        process(workers, env, log_dir / "worker.log"),
+        process(workers, env, log_dir / "worker.log") as worker,
     ):
-        yield web, f"ws://127.0.0.1:{port}", url
+        yield web, worker, f"ws://127.0.0.1:{port}", url
 
 
 @contextmanager
@@ -242,7 +248,7 @@ def steady_state(
 def side_by_side(n: int, plan: dict, log_dir: Path, ramp: float, label: str = "") -> list[dict]:
     """The same load on the CSMS and on the baseline, one after the other; adds RSS per connection."""
     rows = []
-    with csms(n, log_dir) as (web, url, _):
+    with csms(n, log_dir) as (web, _, url, _):
         rows.append({"system": f"csms (production){label}", **measure(web.pid, url, n, plan, ramp=ramp)})
     with baseline(log_dir) as (proc, url):
         rows.append(
@@ -306,8 +312,9 @@ def scenario_pipeline(n: int, seconds: float, log_dir: Path) -> list[dict]:
 
 def store_everything(n: int, plan: dict, log_dir: Path, label: str) -> dict:
     """Run the load, then wait until every answered message is stored (at most 10 minutes)."""
-    with csms(n, log_dir) as (web, url, db_url):
+    with csms(n, log_dir) as (web, worker, url, db_url):
         started = time.monotonic()
+        worker_cpu = tree_cpu_seconds(worker.pid)
         result = measure(web.pid, url, n, plan, ramp=2)
         sent_done = time.monotonic()
         with psycopg.connect(db_url) as database:
@@ -323,6 +330,7 @@ def store_everything(n: int, plan: dict, log_dir: Path, label: str) -> dict:
                 time.sleep(1)
             finished = time.monotonic()
             count = stored()
+        worker_cpu = tree_cpu_seconds(worker.pid) - worker_cpu
     return {
         "system": f"csms, 1 worker, {label}",
         "answered": result["answered"],
@@ -332,6 +340,8 @@ def store_everything(n: int, plan: dict, log_dir: Path, label: str) -> dict:
         "stored_per_second_while_sending": round(stored_while_sending / (sent_done - started), 1),
         "lag_after_last_answer_s": round(finished - sent_done, 1),
         "gateway_messages_per_second": result["messages_per_second"],
+        "web_cpu_us_per_message": result["cpu_us_per_round_trip"],
+        "worker_cpu_us_per_stored": round(worker_cpu / max(count, 1) * 1e6, 1),
     }
 
 
