@@ -15,7 +15,7 @@ from flask import Flask
 from sqlalchemy import select, text
 
 from csms.extensions import db
-from csms.models import ChargePoint, MeterSample, OcppMessage
+from csms.models import ChargePoint, MeterSample, OcppMessage, OutboxMessage
 from csms.services.sql import any_of, insert_ignoring_conflicts, update_if_lower
 from tests.builders import a_charge_point
 
@@ -233,3 +233,11 @@ def test_any_of_selects_the_given_values(any_db_app: Flask, wanted: list[str]) -
         select(ChargePoint.id).where(any_of(db.session, ChargePoint.charge_point_id, wanted))
     ).all()
     assert sorted(found) == sorted(pks[cp] for cp in set(wanted) & pks.keys())
+
+
+def test_insert_keeps_bytes_exactly(any_db_app: Flask) -> None:
+    body = bytes(range(256)) + b'\\x00{"json": "no"}'
+    rows = [{"message_id": str(uuid.uuid4()), "queue_name": "metering", "body": body}]
+    assert insert_ignoring_conflicts(db.session, OutboxMessage, rows, ["message_id"]) == 1
+    db.session.commit()
+    assert db.session.scalars(select(OutboxMessage.body)).one() == body

@@ -161,8 +161,11 @@ def _recordset_document(session: Session, table: Table, rows: list[dict[str, Any
 
 
 def _json_scalar(value: Any) -> str:
+    """The text PostgreSQL reads a column value from, for the types JSON has none for."""
     if isinstance(value, Decimal):
         return str(value)
+    if isinstance(value, bytes | bytearray | memoryview):
+        return "\\x" + bytes(value).hex()  # bytea's hex format
     raise TypeError(f"{type(value).__name__} is not a column value")
 
 
