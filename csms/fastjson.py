@@ -9,6 +9,7 @@ standard JSON (no NaN or Infinity, no lone surrogates), integers beyond 64 bits 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -18,12 +19,12 @@ loads = orjson.loads
 JSONDecodeError = orjson.JSONDecodeError  # a ValueError
 
 
-def dumps(value: Any) -> bytes:
-    """Compact UTF-8 JSON."""
+def dumps(value: Any, default: Callable[[Any], Any] | None = None) -> bytes:
+    """Compact UTF-8 JSON; `default` turns what neither library encodes into something they do."""
     try:
-        return orjson.dumps(value)
+        return orjson.dumps(value, default=default)
     except TypeError:  # an integer beyond 64 bits
-        return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=default).encode()
 
 
 class TextJson:

@@ -57,7 +57,9 @@ def test_insert_skips_conflicts_within_and_across_batches(any_db_app: Flask) -> 
 
 
 @pytest.mark.parametrize(
-    "payload", [{"a": [1, 2.5, None, True]}, [2, "x", {}], "a JSON string", 42, None], ids=repr
+    "payload",
+    [{"a": [1, 2.5, None, True]}, [2, "x", {}], "a JSON string", 42, None, {"big": 2**70}],
+    ids=repr,
 )
 def test_insert_keeps_every_value_as_given(any_db_app: Flask, payload) -> None:
     row = a_frame_row(payload=payload, node_id="node-ü", error_code="GenericError", message_type=4)
