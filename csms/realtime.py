@@ -121,17 +121,19 @@ def emit_all(events: Iterable[Sequence]) -> None:
     """
     app = current_app._get_current_object()
     if is_embedded(app):
+
+        def emit(event: str, data: Any, rooms: list[str]) -> None:
+            socketio.emit(event, data, to=rooms, namespace="/")
+
+        batch: contextlib.AbstractContextManager = contextlib.nullcontext()
+    else:
+        manager = _write_only_manager(app.config["RABBITMQ_URL"])
+        emit, batch = manager.emit_json, manager.batched()
+    with batch:
         for event, data, rooms in events:
             unique = list(dict.fromkeys(rooms))
-            socketio.emit(event, data, to=unique, namespace="/")
-            socketio.emit("notification", {"event": event, "data": data}, to=unique, namespace="/")
-        return
-    manager = _write_only_manager(app.config["RABBITMQ_URL"])
-    with manager.batched():
-        for event, data, rooms in events:
-            unique = list(dict.fromkeys(rooms))
-            manager.emit_json(event, data, unique)
-            manager.emit_json("notification", {"event": event, "data": data}, unique)
+            emit(event, data, unique)
+            emit("notification", {"event": event, "data": data}, unique)
 
 
 def publish(event: str, data: dict[str, Any], rooms: list[str]) -> None:
