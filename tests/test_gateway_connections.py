@@ -1,6 +1,6 @@
 """Connection-level behaviour of the gateway (embedded mode): auto-registration of unknown chargers,
-TLS (security profile 2), the ping/pong keepalive, replaced connections, and bounded memory under a
-flood of bad frames."""
+TLS (security profile 2), the ping/pong keepalive, WebSocket frames of every kind on the wire,
+replaced connections, and bounded memory under a flood of bad frames."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from websockets.sync.client import connect
 
 from tests.support.chargers import RawCharger, basic_auth
 from tests.support.deployment import AUTH_KEY, deployment
+from tests.support.frames import client_frame, masked_text
 from tests.support.processes import wait_until
 
 pytestmark = pytest.mark.slow
@@ -130,6 +131,73 @@ def test_a_charger_that_stops_answering_pings_is_disconnected(tmp_path, sqlite_t
         assert received[0] == 0x89  # a ping first,
         assert b"\x88" in received and b"Ping/Pong timeout" in received  # then a close (1008)
         assert 1.5 < elapsed < 5
+
+
+def _server_frames(sock: socket.socket, count: int) -> list[tuple[int, bytes]]:
+    """The next `count` frames the CSMS sends, as (first byte, payload); they are never masked."""
+    received, frames = b"", []
+    while len(frames) < count:
+        while len(received) < 2 or len(received) < _frame_end(received):
+            chunk = sock.recv(65536)
+            assert chunk, f"connection closed after {frames}"
+            received += chunk
+        end = _frame_end(received)
+        frames.append((received[0], received[end - (received[1] & 0x7F) : end]))  # short frames only
+        received = received[end:]
+    return frames
+
+
+def _frame_end(data: bytes) -> int:
+    size = data[1] & 0x7F
+    assert size < 126, "the replies here are short"
+    return 2 + size
+
+
+def _heartbeat(unique_id: str) -> bytes:
+    return masked_text(f'[2,"{unique_id}","Heartbeat",{{}}]')
+
+
+def test_every_kind_of_frame_on_one_connection(tmp_path, sqlite_template):
+    """Plain frames, pings between them, bytes split anywhere, then a fragmented message (from which
+    on the connection is read through wsproto) and finally text that is not UTF-8 (1007)."""
+    with deployment(
+        "embedded", tmp_path, sqlite_template=sqlite_template, charge_points={"WIRE-1": AUTH_KEY}
+    ) as csms:
+        sock = _handshake(csms.web.port, "WIRE-1")
+        sock.sendall(_heartbeat("a") + client_frame(0x89, b"ping!") + _heartbeat("b"))
+        frames = _server_frames(sock, 3)
+        assert frames[0][0] == 0x81 and frames[0][1].startswith(b'[3,"a",{"currentTime":')
+        assert frames[1] == (0x8A, b"ping!")  # the pong, between the two answers
+        assert frames[2][0] == 0x81 and frames[2][1].startswith(b'[3,"b",')
+
+        wire = _heartbeat("c") + _heartbeat("d")
+        for i in range(len(wire)):  # a byte at a time
+            sock.sendall(wire[i : i + 1])
+        assert [payload[:7] for _, payload in _server_frames(sock, 2)] == [b'[3,"c",', b'[3,"d",']
+
+        first, rest = b'[2,"e","Heartbeat"', b",{}]"
+        sock.sendall(client_frame(0x01, first) + client_frame(0x80, rest) + _heartbeat("f"))
+        assert [payload[:7] for _, payload in _server_frames(sock, 2)] == [b'[3,"e",', b'[3,"f",']
+
+        sock.sendall(client_frame(0x81, b'[2,"g","Heartbeat",{"x":"\xff"}]'))
+        ((first_byte, payload),) = _server_frames(sock, 1)
+        assert first_byte == 0x88 and int.from_bytes(payload[:2], "big") == 1007
+        sock.close()
+
+
+def test_a_charger_using_compression_is_served(tmp_path, sqlite_template):
+    with (
+        deployment(
+            "embedded", tmp_path, sqlite_template=sqlite_template, charge_points={"ZIP-1": AUTH_KEY}
+        ) as csms,
+        RawCharger(csms.ws_url, "ZIP-1", AUTH_KEY, compression="deflate") as charger,
+    ):
+        assert charger.ws.protocol.extensions, "permessage-deflate was negotiated"
+        assert charger.boot()[2]["status"] == "Accepted"
+        data = "compressible " * 300
+        answer = charger.call("DataTransfer", {"vendorId": "v", "data": data})
+        assert answer[0] == 3 and answer[2]["status"] == "Accepted"
+        assert charger.call("Heartbeat", {})[0] == 3
 
 
 def test_a_reconnecting_charger_replaces_its_old_connection(tmp_path, sqlite_template):

@@ -1,5 +1,5 @@
-"""The floor under the CSMS gateway: flask-sock on gevent's WSGI server, read as the CSMS reads it
-(`csms.ocpp.websocket`: the connection's greenlet parses its own frames), with nothing behind the
+"""The floor under the CSMS gateway: flask-sock on gevent's WSGI server, read and written as the CSMS
+does it (`csms.ocpp.websocket`: the connection's greenlet parses its own frames), with nothing behind the
 socket: each CALL gets a fixed, valid CALLRESULT. No authentication, validation, storage, hand-off
 or keepalive; what this costs per round trip, no gateway built on this stack can go below."""
 
@@ -14,7 +14,7 @@ from flask import Flask  # noqa: E402
 from flask_sock import Sock  # noqa: E402
 from gevent.pywsgi import WSGIServer  # noqa: E402
 
-from csms.ocpp.websocket import NoReaderThread, messages  # noqa: E402
+from csms.ocpp.websocket import NoReaderThread, messages, plain_frames, send_text  # noqa: E402
 
 ANSWERS = {
     "BootNotification": '{"currentTime":"2026-01-01T00:00:00Z","interval":300,"status":"Accepted"}',
@@ -29,10 +29,11 @@ sock = Sock(app)
 
 @sock.route("/ocpp/<charge_point_id>")
 def charger(ws, charge_point_id: str) -> None:
+    plain = plain_frames(ws)
     for raw in messages(ws, Lock()):
         parts = raw.split('"', 4)  # [2,"<id>","<action>",{...}]
         unique_id, action = parts[1], parts[3]
-        ws.send(f'[3,"{unique_id}",{ANSWERS.get(action, "{}")}]')
+        send_text(ws, f'[3,"{unique_id}",{ANSWERS.get(action, "{}")}]', plain)
 
 
 if __name__ == "__main__":

@@ -108,6 +108,7 @@ class OcppSession:
         self.last_message_at: str | None = None  # ISO 8601
         self.closed = False
         self.send_lock = threading.Lock()
+        self._plain_frames = websocket.plain_frames(ws)
         self.next_ping = time.monotonic() + gateway.keepalive.interval
         self._call_lock = threading.Lock()
         self._pending: _PendingCall | None = None
@@ -328,7 +329,7 @@ class OcppSession:
 
     def send(self, text: str) -> None:
         with self.send_lock:
-            self.ws.send(text)
+            websocket.send_text(self.ws, text, self._plain_frames)
 
     def close(self, code: int = 1000, reason: str = "") -> None:
         """Send a close frame and end the connection (its receive loop returns at once)."""

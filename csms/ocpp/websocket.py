@@ -10,6 +10,14 @@ the size limit and answers pings and closes), and one keepalive sweeps every con
 second to ping those whose interval has passed, closing any that did not answer the previous ping.
 A charger sending faster than it is served now waits in TCP flow control instead of growing a
 queue in the web process.
+
+The frames chargers send are nearly all alike: one whole text message in one masked frame. wsproto
+decodes each through a chain of generators, a masker and an incremental UTF-8 decoder, and encodes
+each reply the same way: a sixth of the web process's CPU per round trip, measured. `FrameSplitter`
+decodes those plain frames itself and hands every other frame to wsproto whole, so wsproto still
+applies the protocol's rules (pings, pongs, the close handshake, fragments, reserved bits, the size
+limit, invalid UTF-8); replies go out as plain text frames. A connection that negotiated an extension
+(permessage-deflate) is left to wsproto entirely.
 """
 
 from __future__ import annotations
@@ -24,7 +32,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from simple_websocket import ConnectionClosed
-from wsproto.events import Ping
+from wsproto.events import Ping, TextMessage
 from wsproto.frame_protocol import CloseReason
 from wsproto.utilities import LocalProtocolError
 
@@ -47,6 +55,7 @@ def messages(ws: Any, send_lock: threading.Lock) -> Iterator[str | bytes]:
     `NoReaderThread`); raises `ConnectionClosed` once the connection is over."""
     buffered = ws.input_buffer
     wait_readable = _read_waiter(ws.sock)
+    splitter = FrameSplitter(ws.max_message_size, enabled=plain_frames(ws))
     while ws.connected:
         try:
             wait_readable()
@@ -56,15 +65,135 @@ def messages(ws: Any, send_lock: threading.Lock) -> Iterator[str | bytes]:
         if not data:
             ws.connected = False
             break
-        ws.ws.receive_data(data)
-        with send_lock:  # the handling may answer a ping or a close
-            try:
-                ws.connected = ws._handle_events()
-            except (OSError, LocalProtocolError):
-                ws.connected = False
-        while buffered:
-            yield buffered.pop(0)
+        for message, wire in splitter.feed(data):
+            if not ws.connected:
+                break
+            if wire is None:
+                yield message
+                continue
+            ws.ws.receive_data(wire)
+            with send_lock:  # the handling may answer a ping or a close
+                try:
+                    ws.connected = ws._handle_events()
+                except (OSError, LocalProtocolError):
+                    ws.connected = False
+            while buffered:
+                yield buffered.pop(0)
     raise ConnectionClosed(ws.close_reason, ws.close_message)
+
+
+def plain_frames(ws: Any) -> bool:
+    """Whether `ws` carries frames as they are: no extension was offered, so none was negotiated."""
+    return not ws.environ.get("HTTP_SEC_WEBSOCKET_EXTENSIONS")
+
+
+def send_text(ws: Any, text: str, plain: bool) -> None:
+    """Send one text message on `ws`, whole (a large reply may take several writes).
+
+    Raises `ConnectionClosed` once the connection is over, as simple-websocket's `send` does."""
+    if not ws.connected:
+        raise ConnectionClosed(ws.close_reason, ws.close_message)
+    ws.sock.sendall(text_frame(text) if plain else ws.ws.send(TextMessage(data=text)))
+
+
+def text_frame(text: str) -> bytes:
+    """`text` as one unmasked text frame (RFC 6455 §5.2), as a server sends it."""
+    data = text.encode()
+    size = len(data)
+    if size < 126:
+        return bytes((0x81, size)) + data
+    if size < 1 << 16:
+        return b"\x81\x7e" + size.to_bytes(2, "big") + data
+    return b"\x81\x7f" + size.to_bytes(8, "big") + data
+
+
+# First byte of a frame: FIN set, no reserved bit, and a text (1) or binary (2) opcode.
+_WHOLE_TEXT, _WHOLE_BINARY = 0x81, 0x82
+_WHOLE_DATA = frozenset({_WHOLE_TEXT, _WHOLE_BINARY})
+_CONTROL = frozenset({0x88, 0x89, 0x8A})  # whole close, ping and pong frames
+_MAX_CONTROL_PAYLOAD = 125  # RFC 6455 §5.5
+
+
+class FrameSplitter:
+    """Cuts a client's bytes into frames: yields `(message, None)` for a whole text or binary message
+    in one masked frame within the size limit, decoded, and `(None, frame)` for a whole close, ping or
+    pong frame, for wsproto. From the first frame it leaves to wsproto's judgement (a fragment, a
+    reserved bit, no mask, an unknown opcode, a message over the limit, text that is not UTF-8) it
+    yields `(None, bytes)` of everything that follows, as received: wsproto's answer to such a frame
+    is usually a close. Bytes of a frame not yet whole are kept until it is."""
+
+    def __init__(self, max_message_size: int | None, enabled: bool = True):
+        self.max_size = max_message_size or (1 << 63)
+        self.bypass = not enabled
+        self.pending: bytes | bytearray = b""
+
+    def feed(self, data: bytes) -> Iterator[tuple[str | bytes | None, bytes | None]]:
+        if self.bypass:
+            yield None, data
+            return
+        if self.pending:
+            self.pending += data  # a bytearray: a message arriving in many reads is not copied each time
+            buffer = self.pending
+        else:
+            buffer = data
+        position = 0
+        while (header := _read_header(buffer, position)) is not None:
+            first, masked, start, size = header
+            control = first in _CONTROL and size <= _MAX_CONTROL_PAYLOAD
+            if not (masked and (control or (first in _WHOLE_DATA and size <= self.max_size))):
+                yield self._give_up(buffer[position:])
+                return
+            stop = start + size
+            if len(buffer) < stop:
+                break
+            if control:
+                yield None, buffer[position:stop]
+            else:
+                message = _unmask(buffer[start - 4 : start], buffer[start:stop])
+                if first == _WHOLE_TEXT:
+                    try:
+                        message = message.decode()
+                    except UnicodeDecodeError:
+                        yield self._give_up(buffer[position:])
+                        return
+                yield message, None
+            position = stop
+        if position == len(buffer):
+            self.pending = b""
+        elif position or buffer is data:
+            self.pending = bytearray(buffer[position:])
+
+    def _give_up(self, rest: bytes) -> tuple[None, bytes]:
+        self.bypass = True
+        self.pending = b""
+        return None, rest
+
+
+def _read_header(buffer: bytes, position: int) -> tuple[int, int, int, int] | None:
+    """(first byte, mask bit, payload start, payload size) of the frame at `position`, or None
+    while its header is not whole."""
+    if len(buffer) - position < 2:
+        return None
+    first, second = buffer[position], buffer[position + 1]
+    masked = second & 0x80
+    size = second & 0x7F
+    start = position + (6 if masked else 2)
+    if size == 126:
+        start += 2
+        size = int.from_bytes(buffer[position + 2 : position + 4], "big")
+    elif size == 127:
+        start += 8
+        size = int.from_bytes(buffer[position + 2 : position + 10], "big")
+    if len(buffer) < start:
+        return None
+    return first, masked, start, size
+
+
+def _unmask(mask: bytes | bytearray, payload: bytes | bytearray) -> bytes:
+    """RFC 6455 §5.3, as one integer operation: twenty times faster than a loop over the bytes."""
+    size = len(payload)
+    key = (mask * (size // 4 + 1))[:size]
+    return (int.from_bytes(payload, "little") ^ int.from_bytes(key, "little")).to_bytes(size, "little")
 
 
 def _read_waiter(sock: socket.socket) -> Callable[[], None]:

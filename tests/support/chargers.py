@@ -45,6 +45,7 @@ class RawCharger:
         *,
         subprotocols: list[str] | None = None,
         answers: dict[str, dict] | None = None,
+        compression: str | None = None,
     ):
         headers = basic_auth(charge_point_id, auth_key) if auth_key is not None else {}
         self.ws = connect(
@@ -52,7 +53,7 @@ class RawCharger:
             subprotocols=["ocpp1.6"] if subprotocols is None else subprotocols,
             additional_headers=headers,
             open_timeout=10,
-            compression=None,
+            compression=compression,
             max_size=None,
             legacy=True,
         )

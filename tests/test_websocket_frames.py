@@ -1,0 +1,113 @@
+"""The gateway's own reading of plain WebSocket frames (`FrameSplitter`) and writing of text frames
+(`text_frame`), checked against wsproto's: what the splitter decodes must be exactly what wsproto
+would, and every frame it does not decode must reach wsproto unchanged and in order."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from wsproto.frame_protocol import FrameProtocol, Opcode
+
+from csms.ocpp.websocket import FrameSplitter, text_frame
+from tests.support.frames import client_frame, masked_text
+
+
+def feed_all(splitter: FrameSplitter, *chunks: bytes) -> list[tuple]:
+    return [item for chunk in chunks for item in splitter.feed(chunk)]
+
+
+def test_whole_text_and_binary_frames_are_decoded_in_order():
+    heartbeat = '[2,"1","Heartbeat",{}]'
+    meter = '[2,"2","DataTransfer",{"vendorId":"é—✓","data":"' + "x" * 300 + '"}]'  # 16-bit length
+    chunk = (
+        masked_text(heartbeat)
+        + client_frame(0x82, b"\x00\xff")
+        + masked_text(meter)
+        + client_frame(0x81, b"")
+    )
+    assert feed_all(FrameSplitter(65536), chunk) == [
+        (heartbeat, None),
+        (b"\x00\xff", None),
+        (meter, None),
+        ("", None),
+    ]
+
+
+@pytest.mark.parametrize("size", [0, 1, 125, 126, 65535, 65536, 70_000])
+def test_frames_arriving_in_pieces_are_kept_until_whole(size):
+    message = "".join(chr(0x41 + i % 26) for i in range(size))
+    wire = masked_text(message) + masked_text("next")
+    splitter = FrameSplitter(1 << 20)
+    step = 1 if size < 200 else 997
+    received = feed_all(splitter, *(wire[i : i + step] for i in range(0, len(wire), step)))
+    assert received == [(message, None), ("next", None)]
+    assert not splitter.pending
+
+
+def test_frames_made_by_wsproto_decode_as_wsproto_sends_them():
+    protocol = FrameProtocol(client=True, extensions=[])
+    messages = ["", '[2,"a","Heartbeat",{}]', "ü" * 70, "x" * 40_000]
+    wire = b"".join(protocol.send_data(message, fin=True) for message in messages)
+    wire += protocol.send_data(os.urandom(300), fin=True)
+    received = feed_all(FrameSplitter(65536), wire)
+    assert [message for message, _ in received[:4]] == messages
+    assert len(received[4][0]) == 300 and received[4][1] is None
+
+
+def test_control_frames_go_to_wsproto_whole_and_in_order():
+    ping, pong = client_frame(0x89, b"are you there"), client_frame(0x8A, b"")
+    close = client_frame(0x88, (1000).to_bytes(2, "big") + b"bye")
+    splitter = FrameSplitter(65536)
+    wire = masked_text("a") + ping + masked_text("b") + pong + close
+    assert feed_all(splitter, wire[:5], wire[5:]) == [
+        ("a", None),
+        (None, ping),
+        ("b", None),
+        (None, pong),
+        (None, close),
+    ]
+    assert not splitter.bypass  # control frames are wsproto's to answer, the next text is still ours
+
+
+@pytest.mark.parametrize(
+    "odd_frame",
+    [
+        pytest.param(client_frame(0x01, b"[2,") + client_frame(0x80, b'"1"]'), id="fragmented"),
+        pytest.param(client_frame(0xC1, b"compressed?"), id="reserved bit"),
+        pytest.param(client_frame(0x81, b"unmasked", masked=False), id="unmasked"),
+        pytest.param(client_frame(0x83, b"opcode 3"), id="unknown opcode"),
+        pytest.param(client_frame(0x81, b"\xc3\x28"), id="invalid UTF-8"),
+        pytest.param(client_frame(0x89, b"p" * 126), id="control frame too long"),
+        pytest.param(client_frame(0x09, b"p"), id="fragmented ping"),
+    ],
+)
+def test_from_a_frame_it_does_not_judge_everything_goes_to_wsproto_as_received(odd_frame):
+    splitter = FrameSplitter(65536)
+    later = masked_text("later")
+    assert feed_all(splitter, masked_text("first") + odd_frame, later) == [
+        ("first", None),
+        (None, odd_frame),
+        (None, later),
+    ]
+    assert splitter.bypass
+
+
+def test_a_message_over_the_limit_goes_to_wsproto_on_its_header_not_once_it_is_whole():
+    splitter = FrameSplitter(4096)
+    header = client_frame(0x81, b"x" * 5000)[:8]  # 2 + 2 length bytes + 4 mask bytes
+    assert feed_all(splitter, header) == [(None, header)]
+    assert splitter.bypass and not splitter.pending
+
+
+def test_a_connection_with_an_extension_is_left_to_wsproto():
+    splitter = FrameSplitter(65536, enabled=False)
+    wire = masked_text("compressed or not, wsproto decides")
+    assert feed_all(splitter, wire[:3], wire[3:]) == [(None, wire[:3]), (None, wire[3:])]
+
+
+@pytest.mark.parametrize("size", [0, 125, 126, 65535, 65536, 100_000])
+def test_text_frames_are_the_bytes_wsproto_would_send(size):
+    message = "é" * (size // 2) + "x" * (size % 2)
+    assert text_frame(message) == FrameProtocol(client=False, extensions=[]).send_data(message, fin=True)
+    assert Opcode(text_frame(message)[0] & 0x0F) is Opcode.TEXT
