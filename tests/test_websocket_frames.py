@@ -7,9 +7,10 @@ from __future__ import annotations
 import os
 
 import pytest
+from simple_websocket import ConnectionClosed
 from wsproto.frame_protocol import FrameProtocol, Opcode
 
-from csms.ocpp.websocket import FrameSplitter, text_frame
+from csms.ocpp.websocket import FrameSplitter, send_text, text_frame
 from tests.support.frames import client_frame, masked_text
 
 
@@ -111,3 +112,39 @@ def test_text_frames_are_the_bytes_wsproto_would_send(size):
     message = "é" * (size // 2) + "x" * (size % 2)
     assert text_frame(message) == FrameProtocol(client=False, extensions=[]).send_data(message, fin=True)
     assert Opcode(text_frame(message)[0] & 0x0F) is Opcode.TEXT
+
+
+class _CongestedSocket:
+    """Takes at most 10 bytes a write, as a socket with a full send buffer may."""
+
+    def __init__(self):
+        self.wire = bytearray()
+
+    def send(self, data: bytes) -> int:
+        self.wire += data[:10]
+        return min(10, len(data))
+
+    def sendall(self, data: bytes) -> None:
+        self.wire += data
+
+
+class _Connection:
+    connected = True
+    close_reason, close_message = 1000, ""
+
+    def __init__(self):
+        self.sock = _CongestedSocket()
+
+
+def test_a_message_the_socket_takes_in_part_is_sent_whole():
+    ws = _Connection()
+    send_text(ws, "ü" * 300, plain=True)
+    assert bytes(ws.sock.wire) == text_frame("ü" * 300)
+
+
+def test_nothing_is_sent_once_the_connection_is_over():
+    ws = _Connection()
+    ws.connected = False
+    with pytest.raises(ConnectionClosed):
+        send_text(ws, "late", plain=True)
+    assert not ws.sock.wire

@@ -88,12 +88,17 @@ def plain_frames(ws: Any) -> bool:
 
 
 def send_text(ws: Any, text: str, plain: bool) -> None:
-    """Send one text message on `ws`, whole (a large reply may take several writes).
+    """Send one text message on `ws`, whole: what one write leaves (a large message on a full
+    socket buffer) follows through `sendall`, which costs a `getsockopt` call of its own under
+    gevent, so it is not the first try.
 
     Raises `ConnectionClosed` once the connection is over, as simple-websocket's `send` does."""
     if not ws.connected:
         raise ConnectionClosed(ws.close_reason, ws.close_message)
-    ws.sock.sendall(text_frame(text) if plain else ws.ws.send(TextMessage(data=text)))
+    frame = text_frame(text) if plain else ws.ws.send(TextMessage(data=text))
+    sent = ws.sock.send(frame)
+    if sent < len(frame):
+        ws.sock.sendall(memoryview(frame)[sent:])
 
 
 def text_frame(text: str) -> bytes:
