@@ -184,6 +184,12 @@ def test_every_kind_of_frame_on_one_connection(tmp_path, sqlite_template):
         assert first_byte == 0x88 and int.from_bytes(payload[:2], "big") == 1007
         sock.close()
 
+        sock = _handshake(csms.web.port, "WIRE-1")  # a client frame must be masked
+        sock.sendall(client_frame(0x81, b'[2,"h","Heartbeat",{}]', masked=False))
+        ((first_byte, payload),) = _server_frames(sock, 1)
+        assert first_byte == 0x88 and int.from_bytes(payload[:2], "big") == 1002
+        sock.close()
+
 
 def test_a_charger_using_compression_is_served(tmp_path, sqlite_template):
     with (
