@@ -122,6 +122,7 @@ def csms(chargers: int, log_dir: Path, worker_niceness: int = 10):
         admin.execute(f'CREATE DATABASE "{name}"')
     url = POSTGRES_ADMIN.rsplit("/", 1)[0] + f"/{name}"
     connection = pika.BlockingConnection(pika.URLParameters(RABBITMQ))
+    refuse_foreign_consumers(connection)
     for queue in QUEUES:
         for suffix in ("", ".DQ", ".XQ"):
             connection.channel().queue_delete(queue + suffix)
@@ -156,6 +157,27 @@ def csms(chargers: int, log_dir: Path, worker_niceness: int = 10):
     ):
         nice_session(worker.pid, worker_niceness)
         yield web, worker, f"ws://127.0.0.1:{port}", url
+
+
+def refuse_foreign_consumers(connection: pika.BlockingConnection) -> None:
+    """Stop before the run if any process consumes the CSMS queues: a worker left over from an
+    interrupted run, or a developer's `make run`, would take part of the load (its stores count in
+    `pipeline`, its CPU in every row) and redeclare the queues the bench deletes."""
+    busy = []
+    for queue in QUEUES:
+        channel = connection.channel()
+        try:
+            consumers = channel.queue_declare(queue, passive=True).method.consumer_count
+        except pika.exceptions.ChannelClosedByBroker:  # no such queue, so no consumer
+            continue
+        if consumers:
+            busy.append(f"{queue} ({consumers})")
+        channel.close()
+    if busy:
+        raise SystemExit(
+            f"RabbitMQ at {RABBITMQ} has consumers on {', '.join(busy)}: stop the CSMS workers "
+            "using it (`pgrep -af 'dramatiq actors'`) and run again"
+        )
 
 
 def nice_session(pid: int, niceness: int) -> None:
