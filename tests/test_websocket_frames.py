@@ -46,6 +46,13 @@ def test_frames_arriving_in_pieces_are_kept_until_whole(size):
     assert not splitter.pending
 
 
+@pytest.mark.parametrize("cut", range(1, 14))
+def test_a_header_cut_anywhere_is_read_once_whole(cut):
+    wire = masked_text("y" * 70_000)  # a 64-bit length: 14 bytes of header with the mask
+    splitter = FrameSplitter(1 << 20)
+    assert feed_all(splitter, wire[:cut], wire[cut:]) == [("y" * 70_000, None)]
+
+
 def test_frames_made_by_wsproto_decode_as_wsproto_sends_them():
     protocol = FrameProtocol(client=True, extensions=[])
     messages = ["", '[2,"a","Heartbeat",{}]', "ü" * 70, "x" * 40_000]

@@ -13,7 +13,8 @@ queue in the web process.
 
 The frames chargers send are nearly all alike: one whole text message in one masked frame. wsproto
 decodes each through a chain of generators, a masker and an incremental UTF-8 decoder, and encodes
-each reply the same way: a sixth of the web process's CPU per round trip, measured. `FrameSplitter`
+each reply the same way: 16-18 % of the web process's samples under load; without it the CPU per
+round trip fell by nearly a third (bench/README.md). `FrameSplitter`
 decodes those plain frames itself and hands every other frame to wsproto whole, so wsproto still
 applies the protocol's rules (pings, pongs, the close handshake, fragments, reserved bits, the size
 limit, invalid UTF-8); replies go out as plain text frames. A connection that negotiated an extension
