@@ -159,7 +159,7 @@ def _heartbeat(unique_id: str) -> bytes:
 
 def test_every_kind_of_frame_on_one_connection(tmp_path, sqlite_template):
     """Plain frames, pings between them, bytes split anywhere, then a fragmented message (from which
-    on the connection is read through wsproto) and finally text that is not UTF-8 (1007)."""
+    on the connection is read through wsproto); then, each on a new connection, frames that close it."""
     with deployment(
         "embedded", tmp_path, sqlite_template=sqlite_template, charge_points={"WIRE-1": AUTH_KEY}
     ) as csms:
@@ -178,17 +178,19 @@ def test_every_kind_of_frame_on_one_connection(tmp_path, sqlite_template):
         first, rest = b'[2,"e","Heartbeat"', b",{}]"
         sock.sendall(client_frame(0x01, first) + client_frame(0x80, rest) + _heartbeat("f"))
         assert [payload[:7] for _, payload in _server_frames(sock, 2)] == [b'[3,"e",', b'[3,"f",']
-
-        sock.sendall(client_frame(0x81, b'[2,"g","Heartbeat",{"x":"\xff"}]'))
-        ((first_byte, payload),) = _server_frames(sock, 1)
-        assert first_byte == 0x88 and int.from_bytes(payload[:2], "big") == 1007
         sock.close()
 
-        sock = _handshake(csms.web.port, "WIRE-1")  # a client frame must be masked
-        sock.sendall(client_frame(0x81, b'[2,"h","Heartbeat",{}]', masked=False))
-        ((first_byte, payload),) = _server_frames(sock, 1)
-        assert first_byte == 0x88 and int.from_bytes(payload[:2], "big") == 1002
-        sock.close()
+        for frame, code in [
+            (client_frame(0x81, b'[2,"g","Heartbeat",{"x":"\xff"}]'), 1007),  # text that is not UTF-8
+            (client_frame(0x81, b'[2,"h","Heartbeat",{}]', masked=False), 1002),  # a client must mask
+            (client_frame(0x81, b"[]", length_bytes=2), 1002),  # a length not in its shortest form
+        ]:
+            sock = _handshake(csms.web.port, "WIRE-1")  # each on a new connection, read the plain way
+            sock.sendall(_heartbeat("i") + frame)
+            (_, answer), (first_byte, payload) = _server_frames(sock, 2)
+            assert answer.startswith(b'[3,"i",')
+            assert first_byte == 0x88 and int.from_bytes(payload[:2], "big") == code
+            sock.close()
 
 
 def test_a_charger_using_compression_is_served(tmp_path, sqlite_template):

@@ -7,6 +7,7 @@ from __future__ import annotations
 import threading
 
 from wsproto.connection import Connection, ConnectionType
+from wsproto.events import CloseConnection
 
 from csms.ocpp.websocket import Keepalive
 
@@ -67,3 +68,11 @@ def test_a_closed_connection_is_left_alone():
     session.ws.connected = False
     Keepalive(30, lambda: [session]).sweep(now=200.0)
     assert session.ws.sock.sent == b"" and session.closed_with is None
+
+
+def test_a_connection_closing_meanwhile_does_not_stop_the_sweep():
+    closing, next_one = _Session("A", 100.0), _Session("B", 100.0)
+    closing.ws.ws.send(CloseConnection(code=1000))  # its close went out; `connected` not yet False
+    Keepalive(30, lambda: [closing, next_one]).sweep(now=100.0)
+    assert closing.ws.sock.sent == b""
+    assert next_one.ws.sock.sent == b"\x89\x00"  # the sweep went on to the next connection

@@ -4,14 +4,24 @@ would, and every frame it does not decode must reach wsproto unchanged and in or
 
 from __future__ import annotations
 
+import contextlib
 import os
+import socket
+import threading
 
 import pytest
-from simple_websocket import ConnectionClosed
+from simple_websocket import ConnectionClosed, Server
 from wsproto.frame_protocol import FrameProtocol, Opcode
 
-from csms.ocpp.websocket import FrameSplitter, send_text, text_frame
-from tests.support.frames import client_frame, masked_text
+from csms.ocpp.websocket import (
+    FrameSplitter,
+    NoReaderThread,
+    messages,
+    plain_frames,
+    send_text,
+    text_frame,
+)
+from tests.support.frames import MASK, client_frame, masked_text
 
 
 def feed_all(splitter: FrameSplitter, *chunks: bytes) -> list[tuple]:
@@ -88,6 +98,10 @@ def test_control_frames_go_to_wsproto_whole_and_in_order():
         pytest.param(client_frame(0x81, b"\xc3\x28"), id="invalid UTF-8"),
         pytest.param(client_frame(0x89, b"p" * 126), id="control frame too long"),
         pytest.param(client_frame(0x09, b"p"), id="fragmented ping"),
+        pytest.param(client_frame(0x81, b"hi", length_bytes=2), id="16-bit length for 2 bytes"),
+        pytest.param(client_frame(0x81, b"h" * 200, length_bytes=8), id="64-bit length for 200 bytes"),
+        pytest.param(client_frame(0x8A, b"", length_bytes=2), id="16-bit length for an empty pong"),
+        pytest.param(bytes((0x81, 0xFF)) + (1 << 63).to_bytes(8, "big") + MASK, id="64-bit length, top bit"),
     ],
 )
 def test_from_a_frame_it_does_not_judge_everything_goes_to_wsproto_as_received(odd_frame):
@@ -99,6 +113,12 @@ def test_from_a_frame_it_does_not_judge_everything_goes_to_wsproto_as_received(o
         (None, later),
     ]
     assert splitter.bypass
+
+
+def test_a_message_of_exactly_the_limit_is_decoded():
+    splitter = FrameSplitter(4096)
+    assert feed_all(splitter, masked_text("x" * 4096)) == [("x" * 4096, None)]
+    assert not splitter.bypass
 
 
 def test_a_message_over_the_limit_goes_to_wsproto_on_its_header_not_once_it_is_whole():
@@ -155,3 +175,63 @@ def test_nothing_is_sent_once_the_connection_is_over():
     with pytest.raises(ConnectionClosed):
         send_text(ws, "late", plain=True)
     assert not ws.sock.wire
+
+
+# --- messages(): the splitter in front of wsproto gives what wsproto alone gave ------------------
+
+
+def _serve(wire: bytes, *, splitter: bool, limit: int = 4096) -> tuple[list, bytes]:
+    """Run `messages()` on a simple-websocket `Server` over a socket pair, the client having sent
+    `wire`: what it yields and what the server sent back. An extension offered (one wsproto does
+    not know, so none is negotiated) leaves the connection to wsproto alone, as before the splitter."""
+    server_end, client_end = socket.socketpair()
+    environ = {
+        "werkzeug.socket": server_end,
+        "HTTP_HOST": "localhost",
+        "HTTP_CONNECTION": "Upgrade",
+        "HTTP_UPGRADE": "websocket",
+        "HTTP_SEC_WEBSOCKET_KEY": "dGhlIHNhbXBsZSBub25jZQ==",
+        "HTTP_SEC_WEBSOCKET_VERSION": "13",
+    }
+    if not splitter:
+        environ["HTTP_SEC_WEBSOCKET_EXTENSIONS"] = "x-unknown"
+    with server_end, client_end:
+        ws = Server(environ, thread_class=NoReaderThread, max_message_size=limit)
+        assert plain_frames(ws) is splitter
+        assert client_end.recv(4096).startswith(b"HTTP/1.1 101")
+        client_end.sendall(wire)
+        client_end.shutdown(socket.SHUT_WR)
+        received = []
+        with contextlib.suppress(ConnectionClosed):
+            received.extend(messages(ws, threading.Lock()))
+        server_end.shutdown(socket.SHUT_WR)
+        sent = b"".join(iter(lambda: client_end.recv(65536), b""))
+    return received, sent
+
+
+HEARTBEAT = masked_text('[2,"1","Heartbeat",{}]')
+WIRES = {
+    "plain frames": HEARTBEAT + client_frame(0x82, b"\x01\x02") + masked_text("é" * 100),
+    "ping and pong between": HEARTBEAT + client_frame(0x89, b"hello") + client_frame(0x8A, b"") + HEARTBEAT,
+    "fragments with a ping inside": client_frame(0x01, b"[2,")
+    + client_frame(0x89, b"")
+    + client_frame(0x80, b'"2"]')
+    + HEARTBEAT,
+    "close, then a message in the same read": client_frame(0x88, (1000).to_bytes(2, "big")) + HEARTBEAT,
+    "invalid UTF-8": HEARTBEAT + client_frame(0x81, b"\xc3\x28") + HEARTBEAT,
+    "unmasked": HEARTBEAT + client_frame(0x81, b"no mask", masked=False) + HEARTBEAT,
+    "reserved bit": client_frame(0xC1, b"x") + HEARTBEAT,
+    "16-bit length for 2 bytes": client_frame(0x81, b"hi", length_bytes=2) + HEARTBEAT,
+    "64-bit length for 200 bytes": client_frame(0x81, b"h" * 200, length_bytes=8) + HEARTBEAT,
+    "exactly the limit": masked_text("x" * 4096) + HEARTBEAT,
+    "over the limit": HEARTBEAT + masked_text("x" * 4097) + HEARTBEAT,
+    "continuation with nothing to continue": client_frame(0x80, b"x") + HEARTBEAT,
+    "control frame too long": client_frame(0x89, b"p" * 126) + HEARTBEAT,
+}
+
+
+@pytest.mark.parametrize("wire", WIRES.values(), ids=WIRES.keys())
+def test_messages_yields_and_answers_what_wsproto_alone_did(wire):
+    with_splitter = _serve(wire, splitter=True)
+    assert with_splitter == _serve(wire, splitter=False)
+    assert with_splitter[0] or with_splitter[1]  # the case did something to compare

@@ -124,9 +124,10 @@ class FrameSplitter:
     """Cuts a client's bytes into frames: yields `(message, None)` for a whole text or binary message
     in one masked frame within the size limit, decoded, and `(None, frame)` for a whole close, ping or
     pong frame, for wsproto. From the first frame it leaves to wsproto's judgement (a fragment, a
-    reserved bit, no mask, an unknown opcode, a message over the limit, text that is not UTF-8) it
-    yields `(None, bytes)` of everything that follows, as received: wsproto's answer to such a frame
-    is usually a close. Bytes of a frame not yet whole are kept until it is."""
+    reserved bit, no mask, a length not in its shortest form, an unknown opcode, a message over the
+    limit, text that is not UTF-8) it yields `(None, bytes)` of everything that follows, as received:
+    wsproto's answer to such a frame is usually a close. Bytes of a frame not yet whole are kept
+    until it is."""
 
     def __init__(self, max_message_size: int | None, enabled: bool = True):
         self.max_size = max_message_size or (1 << 63)
@@ -144,9 +145,9 @@ class FrameSplitter:
             buffer = data
         position = 0
         while (header := _read_header(buffer, position)) is not None:
-            first, masked, start, size = header
+            first, well_formed, start, size = header
             control = first in _CONTROL and size <= _MAX_CONTROL_PAYLOAD
-            if not (masked and (control or (first in _WHOLE_DATA and size <= self.max_size))):
+            if not (well_formed and (control or (first in _WHOLE_DATA and size <= self.max_size))):
                 yield self._give_up(buffer[position:])
                 return
             stop = start + size
@@ -175,24 +176,29 @@ class FrameSplitter:
         return None, rest
 
 
-def _read_header(buffer: bytes, position: int) -> tuple[int, int, int, int] | None:
-    """(first byte, mask bit, payload start, payload size) of the frame at `position`, or None
-    while its header is not whole."""
+def _read_header(buffer: bytes, position: int) -> tuple[int, bool, int, int] | None:
+    """(first byte, whether the header is one wsproto would accept, payload start, payload size) of
+    the frame at `position`, or None while its header is not whole. RFC 6455 §5.2: a client's frame
+    is masked, and its length takes the shortest of the three forms, with the top bit of the 64-bit
+    form clear."""
     if len(buffer) - position < 2:
         return None
     first, second = buffer[position], buffer[position + 1]
-    masked = second & 0x80
+    masked = bool(second & 0x80)
     size = second & 0x7F
     start = position + (6 if masked else 2)
+    shortest = True
     if size == 126:
         start += 2
         size = int.from_bytes(buffer[position + 2 : position + 4], "big")
+        shortest = size > 125
     elif size == 127:
         start += 8
         size = int.from_bytes(buffer[position + 2 : position + 10], "big")
+        shortest = 0xFFFF < size < 1 << 63
     if len(buffer) < start:
         return None
-    return first, masked, start, size
+    return first, masked and shortest, start, size
 
 
 def _unmask(mask: bytes | bytearray, payload: bytes | bytearray) -> bytes:
@@ -263,5 +269,6 @@ class Keepalive:
                 session.close(CloseReason.POLICY_VIOLATION, "Ping/Pong timeout")
                 continue
             ws.pong_received = False
-            with contextlib.suppress(OSError, ConnectionClosed), session.send_lock:
-                ws.sock.send(ws.ws.send(Ping()))
+            with contextlib.suppress(OSError, ConnectionClosed, LocalProtocolError), session.send_lock:
+                if ws.connected:  # it may have closed while this sweep waited for the lock
+                    ws.sock.send(ws.ws.send(Ping()))
