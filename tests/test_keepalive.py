@@ -16,9 +16,8 @@ class _Socket:
     def __init__(self):
         self.sent = b""
 
-    def send(self, data: bytes) -> int:
+    def sendall(self, data: bytes) -> None:
         self.sent += data
-        return len(data)
 
 
 class _WebSocket:
@@ -76,3 +75,11 @@ def test_a_connection_closing_meanwhile_does_not_stop_the_sweep():
     Keepalive(30, lambda: [closing, next_one]).sweep(now=100.0)
     assert closing.ws.sock.sent == b""
     assert next_one.ws.sock.sent == b"\x89\x00"  # the sweep went on to the next connection
+
+
+def test_a_connection_whose_reply_is_being_written_is_left_to_the_next_tick():
+    writing, next_one = _Session("A", 100.0), _Session("B", 100.0)
+    writing.send_lock.acquire()  # a reply to a charger slow to read holds it
+    Keepalive(30, lambda: [writing, next_one]).sweep(now=100.0)
+    assert writing.ws.sock.sent == b"" and writing.next_ping == 100.0 and writing.ws.pong_received
+    assert next_one.ws.sock.sent == b"\x89\x00"  # the sweep did not wait

@@ -8,7 +8,9 @@ import contextlib
 import os
 import socket
 import threading
+import time
 
+import gevent.socket
 import pytest
 from simple_websocket import ConnectionClosed, Server
 from wsproto.frame_protocol import FrameProtocol, Opcode
@@ -20,6 +22,7 @@ from csms.ocpp.websocket import (
     plain_frames,
     send_text,
     text_frame,
+    write,
 )
 from tests.support.frames import MASK, client_frame, masked_text
 
@@ -142,12 +145,15 @@ def test_text_frames_are_the_bytes_wsproto_would_send(size):
 
 
 class _CongestedSocket:
-    """Takes at most 10 bytes a write, as a socket with a full send buffer may."""
+    """A gevent socket (it has `_wait`) taking at most 10 bytes a write, as one with a nearly full
+    send buffer may."""
+
+    _wait = None
 
     def __init__(self):
         self.wire = bytearray()
 
-    def send(self, data: bytes) -> int:
+    def send(self, data: bytes, flags: int = 0, timeout: float | None = None) -> int:
         self.wire += data[:10]
         return min(10, len(data))
 
@@ -165,8 +171,17 @@ class _Connection:
 
 def test_a_message_the_socket_takes_in_part_is_sent_whole():
     ws = _Connection()
-    send_text(ws, "ü" * 300, plain=True)
+    send_text(ws, "ü" * 300, plain=True, timeout=5)
     assert bytes(ws.sock.wire) == text_frame("ü" * 300)
+
+
+def test_a_peer_that_reads_nothing_makes_the_write_time_out_instead_of_hanging():
+    ours, theirs = gevent.socket.socketpair()  # gevent's sockets, as in the web process
+    with ours, theirs:
+        started = time.monotonic()
+        with pytest.raises(TimeoutError):
+            write(ours, b"x" * 50_000_000, timeout=0.3)  # more than both socket buffers hold
+        assert 0.25 < time.monotonic() - started < 5
 
 
 def test_nothing_is_sent_once_the_connection_is_over():

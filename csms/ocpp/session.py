@@ -21,6 +21,9 @@ from typing import TYPE_CHECKING, Any
 
 from ocpp.charge_point import remove_nones, snake_to_camel_case
 from simple_websocket import ConnectionClosed
+from wsproto.events import CloseConnection
+from wsproto.frame_protocol import CloseReason
+from wsproto.utilities import LocalProtocolError
 
 from csms.ocpp import errors, frames, validation, websocket
 from csms.ocpp.errors import OcppError
@@ -328,11 +331,27 @@ class OcppSession:
     # --- sending --------------------------------------------------------------------------------
 
     def send(self, text: str) -> None:
+        """Send one message; a charger that has taken nothing of it for a ping interval is cut off
+        (`ConnectionClosed`), so neither its send lock nor the greenlet sending stays held."""
         with self.send_lock:
-            websocket.send_text(self.ws, text, self._plain_frames)
+            try:
+                websocket.send_text(
+                    self.ws, text, self._plain_frames, self.gateway.keepalive.interval or None
+                )
+            except TimeoutError:
+                log.info("%s: took nothing for a ping interval; closing", self.charge_point_id)
+                self.ws.connected = False
+                websocket.end_transport(self.ws.sock)
+                raise ConnectionClosed(CloseReason.ABNORMAL_CLOSURE, "write timeout") from None
 
     def close(self, code: int = 1000, reason: str = "") -> None:
-        """Send a close frame and end the connection (its receive loop returns at once)."""
-        with contextlib.suppress(ConnectionClosed), self.send_lock:
-            self.ws.close(reason=code, message=reason)
-        websocket.end_transport(self.ws.sock)
+        """Send a close frame and end the connection (its receive loop returns at once); a charger
+        that takes no close frame within `PING_WRITE_SECONDS` is cut off all the same."""
+        ws = self.ws
+        with self.send_lock:
+            if ws.connected:
+                ws.connected = False
+                with contextlib.suppress(OSError, TimeoutError, LocalProtocolError):
+                    frame = ws.ws.send(CloseConnection(code=code, reason=reason))
+                    websocket.write(ws.sock, frame, websocket.PING_WRITE_SECONDS)
+        websocket.end_transport(ws.sock)

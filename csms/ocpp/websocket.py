@@ -32,6 +32,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
+import gevent
 from simple_websocket import ConnectionClosed
 from wsproto.events import Ping, TextMessage
 from wsproto.frame_protocol import CloseReason
@@ -88,18 +89,34 @@ def plain_frames(ws: Any) -> bool:
     return not ws.environ.get("HTTP_SEC_WEBSOCKET_EXTENSIONS")
 
 
-def send_text(ws: Any, text: str, plain: bool) -> None:
-    """Send one text message on `ws`, whole: what one write leaves (a large message on a full
-    socket buffer) follows through `sendall`, which costs a `getsockopt` call of its own under
-    gevent, so it is not the first try.
+def send_text(ws: Any, text: str, plain: bool, timeout: float | None = None) -> None:
+    """Send one text message on `ws`, whole (see `write`).
 
-    Raises `ConnectionClosed` once the connection is over, as simple-websocket's `send` does."""
+    Raises `ConnectionClosed` once the connection is over, as simple-websocket's `send` does, and
+    `TimeoutError` when the charger has not taken the message within `timeout` seconds."""
     if not ws.connected:
         raise ConnectionClosed(ws.close_reason, ws.close_message)
-    frame = text_frame(text) if plain else ws.ws.send(TextMessage(data=text))
-    sent = ws.sock.send(frame)
-    if sent < len(frame):
-        ws.sock.sendall(memoryview(frame)[sent:])
+    write(ws.sock, text_frame(text) if plain else ws.ws.send(TextMessage(data=text)), timeout)
+
+
+def write(sock: socket.socket, data: bytes, timeout: float | None) -> None:
+    """Write all of `data`, waiting at most `timeout` seconds for a charger that reads nothing.
+
+    A charger that stops reading fills its socket's buffer; a write to it would then wait for ever
+    while holding the connection's send lock, and the keepalive, or a REST command, behind it. One
+    write is tried without waiting; what it leaves follows through `sendall` under a gevent timer
+    (gevent's `sendall` also asks the socket's buffer size first, a system call per reply, so it is
+    not the first try). Not under gevent, a blocking `sendall`."""
+    if timeout is None or not hasattr(sock, "_wait"):
+        sock.sendall(data)
+        return
+    try:
+        sent = sock.send(data, 0, 0.0)  # gevent's socket: a timeout of 0 never waits
+    except BlockingIOError:
+        sent = 0
+    if sent < len(data):
+        with gevent.Timeout(timeout, TimeoutError(f"the peer took nothing for {timeout:g} s")):
+            sock.sendall(memoryview(data)[sent:])
 
 
 def text_frame(text: str) -> bytes:
@@ -230,10 +247,17 @@ def end_transport(sock: socket.socket | None) -> None:
             sock.shutdown(socket.SHUT_RDWR)
 
 
+# A ping or a close frame is two to a hundred bytes: a connection that cannot take one within this
+# long has stopped reading, and one sweep must not wait on it longer than this for the others.
+PING_WRITE_SECONDS = 1.0
+
+
 class Keepalive:
     """Pings each connection every `interval` seconds from its own start, so the pings of a
     thousand chargers that connected together are not sent in one burst after each other's; a
-    connection that has not answered its previous ping by then is closed (1008) and shut down."""
+    connection that has not answered its previous ping by then is closed (1008) and shut down. A
+    connection whose reply is being written is left to the next tick: the sweep never waits on a
+    send lock."""
 
     def __init__(self, interval: float, connections: Callable[[], Iterable[Any]]):
         self.interval = interval
@@ -258,17 +282,25 @@ class Keepalive:
 
     def sweep(self, now: float) -> None:
         for session in list(self.connections()):
-            if session.next_ping > now:
-                continue
-            session.next_ping = now + self.interval
             ws = session.ws
-            if not ws.connected:
+            if session.next_ping > now or not ws.connected:
                 continue
-            if not ws.pong_received:
+            if not session.send_lock.acquire(blocking=False):
+                continue  # a reply is being written to it (for at most the write timeout): next tick
+            try:
+                session.next_ping = now + self.interval
+                answered = ws.pong_received
+                if answered:
+                    ws.pong_received = False
+                    with contextlib.suppress(OSError, ConnectionClosed, LocalProtocolError):
+                        write(ws.sock, ws.ws.send(Ping()), PING_WRITE_SECONDS)
+            except TimeoutError:
+                log.info("%s: takes nothing, not even a ping; closing", session.charge_point_id)
+                ws.connected = False
+                end_transport(ws.sock)
+                continue
+            finally:
+                session.send_lock.release()
+            if not answered:
                 log.info("%s: no answer to the last ping; closing", session.charge_point_id)
                 session.close(CloseReason.POLICY_VIOLATION, "Ping/Pong timeout")
-                continue
-            ws.pong_received = False
-            with contextlib.suppress(OSError, ConnectionClosed, LocalProtocolError), session.send_lock:
-                if ws.connected:  # it may have closed while this sweep waited for the lock
-                    ws.sock.send(ws.ws.send(Ping()))
