@@ -340,8 +340,7 @@ class OcppSession:
                 )
             except TimeoutError:
                 log.info("%s: took nothing for a ping interval; closing", self.charge_point_id)
-                self.ws.connected = False
-                websocket.end_transport(self.ws.sock)
+                websocket.cut_off(self.ws)
                 raise ConnectionClosed(CloseReason.ABNORMAL_CLOSURE, "write timeout") from None
 
     def close(self, code: int = 1000, reason: str = "") -> None:

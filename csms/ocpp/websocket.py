@@ -106,8 +106,8 @@ def write(sock: socket.socket, data: bytes, timeout: float | None) -> None:
     while holding the connection's send lock, and the keepalive, or a REST command, behind it. One
     write is tried without waiting; what it leaves follows through `sendall` under a gevent timer
     (gevent's `sendall` also asks the socket's buffer size first, a system call per reply, so it is
-    not the first try). Not under gevent, a blocking `sendall`."""
-    if timeout is None or not hasattr(sock, "_wait"):
+    not the first try). No `timeout`: no timer. Not under gevent, a blocking `sendall`."""
+    if not hasattr(sock, "_wait"):
         sock.sendall(data)
         return
     try:
@@ -115,7 +115,7 @@ def write(sock: socket.socket, data: bytes, timeout: float | None) -> None:
     except BlockingIOError:
         sent = 0
     if sent < len(data):
-        with gevent.Timeout(timeout, TimeoutError(f"the peer took nothing for {timeout:g} s")):
+        with gevent.Timeout(timeout, TimeoutError("the peer took nothing in time")):
             sock.sendall(memoryview(data)[sent:])
 
 
@@ -240,6 +240,12 @@ def _read_waiter(sock: socket.socket) -> Callable[[], None]:
     return functools.partial(wait, watcher)
 
 
+def cut_off(ws: Any) -> None:
+    """End a connection that takes nothing: no close frame could get through, so none is tried."""
+    ws.connected = False
+    end_transport(ws.sock)
+
+
 def end_transport(sock: socket.socket | None) -> None:
     """Shut a TCP connection down for both directions: a read blocked on it returns at once."""
     if sock is not None:
@@ -296,8 +302,7 @@ class Keepalive:
                         write(ws.sock, ws.ws.send(Ping()), PING_WRITE_SECONDS)
             except TimeoutError:
                 log.info("%s: takes nothing, not even a ping; closing", session.charge_point_id)
-                ws.connected = False
-                end_transport(ws.sock)
+                cut_off(ws)
                 continue
             finally:
                 session.send_lock.release()
