@@ -1,14 +1,7 @@
-"""What `dramatiq actors` loads: every actor module, then (in a worker process) the app.
+"""Every actor module, for `dramatiq csms.worker actors` (or `csms.broker.bind_actors`) to load.
 
-Building the app installs the configured broker (RabbitMQ in production) with the app-context
-middleware and moves the actors declared below onto it. In the web process the app is already being
-built when this package is imported, so nothing is built twice.
+Importing an actor module only declares its actors on Dramatiq's global broker: it builds no app and
+opens no connection. The process that runs them chooses the broker first (`csms.worker`).
 """
 
 from actors import billing, cms, commands, metering, notifications, storage, transactions  # noqa: F401
-from csms.broker import app_installed
-
-if not app_installed():
-    from csms import create_app
-
-    app = create_app()

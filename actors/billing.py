@@ -2,7 +2,8 @@
 
 import dramatiq
 
-from csms.realtime import customer_room, publish
+from actors.notifications import publish
+from csms.realtime import customer_room
 from csms.services import billing
 from csms.services.money import format_minor
 

@@ -2,8 +2,8 @@
 
 import dramatiq
 
+from actors.notifications import publish_many
 from csms.extensions import db
-from csms.realtime import publish_many
 from csms.services import cms
 
 

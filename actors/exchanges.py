@@ -8,6 +8,7 @@ from typing import Any
 
 import dramatiq
 
+from actors.notifications import publish_many
 from csms.services.clock import parse_utc
 
 
@@ -56,8 +57,6 @@ class Notifications:
         self.messages.append((actor, args))
 
     def publish(self) -> None:
-        from csms.realtime import publish_many
-
         publish_many(self.pending)
         for actor, args in self.messages:
             actor.send(*args)

@@ -1,9 +1,29 @@
-"""Emitting live events to Socket.IO rooms. Best-effort: a few quick retries, then dropped with a log
-line; billing and storage never wait on it."""
+"""Live events: how actors publish them, and the actor that emits them to Socket.IO rooms.
+
+Actors queue events for `notify` (`publish`, `publish_many`) after their transaction committed;
+`notify` emits each to its rooms and again as `notification`. In production the emits travel through
+the Socket.IO message queue (`csms.realtime.BatchedKombuManager`) to every web node; in embedded mode
+straight to the web process's own server. Best-effort: a few quick retries, then dropped with a log
+line; billing and storage never wait on it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 import dramatiq
+from flask import current_app
 
-from csms import realtime
+from csms.broker import is_embedded
+from csms.extensions import socketio
+from csms.fastjson import TextJson
+from csms.realtime import CHANNEL, OPERATORS, BatchedKombuManager
+
+log = logging.getLogger(__name__)
 
 
 @dramatiq.actor(
@@ -11,4 +31,60 @@ from csms import realtime
 )
 def notify(events: list) -> None:
     """Emit each `[event, data, rooms]` to its rooms (and as `notification`)."""
-    realtime.emit_all(events)
+    emit_all(events)
+
+
+def publish(event: str, data: dict[str, Any], rooms: list[str]) -> None:
+    """Queue an event for `notify`; a failure to queue is logged, never raised."""
+    publish_many([(event, data, rooms)])
+
+
+def publish_many(events: list[tuple[str, dict[str, Any], list[str]]]) -> None:
+    """Queue events for `notify` as one message (operators see every one)."""
+    if not events:
+        return
+    try:
+        notify.send([[event, data, [OPERATORS, *rooms]] for event, data, rooms in events])
+    except Exception:
+        log.exception("could not queue %d notification(s)", len(events))
+
+
+def emit_all(events: Iterable[Sequence]) -> None:
+    """Emit each `(event, data, rooms)` to its rooms, and again as `notification`; in production as
+    one message.
+
+    One emit to all of an event's rooms: a client in several of them (an operator watching a
+    charger) gets the event once.
+    """
+    app = current_app._get_current_object()
+    if is_embedded(app):
+
+        def emit(event: str, data: Any, rooms: list[str]) -> None:
+            socketio.emit(event, data, to=rooms, namespace="/")
+
+        batch: contextlib.AbstractContextManager = contextlib.nullcontext()
+    else:
+        manager = _write_only_manager(app.config["RABBITMQ_URL"])
+        emit, batch = manager.emit_json, manager.batched()
+    with batch:
+        for event, data, rooms in events:
+            unique = list(dict.fromkeys(rooms))
+            emit(event, data, unique)
+            emit("notification", {"event": event, "data": data}, unique)
+
+
+_local = threading.local()
+
+
+def _write_only_manager(url: str) -> BatchedKombuManager:
+    """A worker thread's emitter: publishes to the Socket.IO message queue, listens to nothing.
+
+    One per thread: an AMQP connection must not be shared by threads (py-amqp is not thread-safe; a
+    shared one deadlocked worker threads), and a worker has a handful of threads.
+    """
+    manager = getattr(_local, "manager", None)
+    if manager is None:
+        manager = _local.manager = BatchedKombuManager(
+            url, channel=CHANNEL, write_only=True, connection_options={"connect_timeout": 5}, json=TextJson
+        )
+    return manager

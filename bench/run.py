@@ -1,5 +1,5 @@
 """`make bench`: each scenario runs the CSMS (production mode: gevent web process, RabbitMQ,
-PostgreSQL, one `dramatiq actors` worker) and, where it makes sense, the baseline central system
+PostgreSQL, one `dramatiq csms.worker actors` worker) and, where it makes sense, the baseline central system
 (`bench/baseline/`) side by side, drives them with `csms-sim`, prints a table and writes JSON to
 `bench/results/`. Traffic goes to 127.0.0.1 only; every run is bounded in chargers and seconds.
 
@@ -149,7 +149,7 @@ def csms(chargers: int, log_dir: Path, worker_niceness: int = 10):
         check=True,
         capture_output=True,
     )
-    workers = ["nice", "-n", str(worker_niceness), PYTHON, "-m", "dramatiq", "actors"]
+    workers = ["nice", "-n", str(worker_niceness), PYTHON, "-m", "dramatiq", "csms.worker", "actors"]
     workers += ["--processes", "1", "--threads", "8"]
     with (
         process([PYTHON, "wsgi.py"], env, log_dir / "web.log", port) as web,
@@ -176,7 +176,7 @@ def refuse_foreign_consumers(connection: pika.BlockingConnection) -> None:
     if busy:
         raise SystemExit(
             f"RabbitMQ at {RABBITMQ} has consumers on {', '.join(busy)}: stop the CSMS workers "
-            "using it (`pgrep -af 'dramatiq actors'`) and run again"
+            "using it (`pgrep -af 'dramatiq csms.worker'`) and run again"
         )
 
 

@@ -12,8 +12,6 @@ from flask import Flask
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
-# Imported first on purpose: it sets the in-process broker that actor modules declare on until
-# `create_app` installs the configured one. Every actor module imports `csms`, so this runs before them.
 from csms import broker
 from csms import config as config_module
 from csms.broker import is_embedded

@@ -1,9 +1,12 @@
 """The one place the Dramatiq broker is chosen: RabbitMQ in production, in-process in embedded mode.
 
-Actors are declared at import time on whatever broker is global then, so this module sets an
-in-process broker as soon as it is imported; `init_app` then installs the broker the configuration
-asks for and moves every declared actor onto it. Tests build several apps in one process and rely on
-that move.
+`init_app` installs the broker the configuration asks for as Dramatiq's global broker, with the
+app-context middleware. Actors are declared on whatever broker is global when their module is first
+imported, so whoever runs them binds them to the app's broker: the worker's entry module
+(`csms.worker`) builds the app before `dramatiq` imports `actors`, and the embedded mode's in-process
+worker calls `bind_actors`. The web side itself never imports an actor module: it addresses actors by
+queue and name (`csms.pipeline.addresses`). Until an app exists the global broker is an in-process one,
+so importing an actor module connects to nothing.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Iterable
 from typing import Any
 
 import dramatiq
@@ -94,27 +98,31 @@ def build_broker(config: dict[str, Any]) -> dramatiq.Broker:
 
 
 def init_app(app: Flask) -> dramatiq.Broker:
-    """Install the configured broker globally and bind every actor to it."""
+    """Install the configured broker globally; actors already declared (tests build many apps in one
+    process) move onto it."""
     previous = dramatiq.get_broker()
     broker = build_broker(app.config)
     broker.add_middleware(AppContextMiddleware(app))
     broker.add_middleware(DeadLetterLog())
     dramatiq.set_broker(broker)
-
-    import actors  # noqa: F401  (first import declares the actors on `broker` directly)
-
-    for actor in list(previous.actors.values()):
-        actor.broker = broker
-        broker.declare_actor(actor)
+    _move_actors(previous.actors.values(), broker)
     for queue in QUEUES:
         broker.declare_queue(queue)
     app.extensions["dramatiq"] = broker
     return broker
 
 
-def app_installed() -> bool:
-    """True once `init_app` has installed an app's broker; false in a bare `dramatiq actors` import."""
-    return any(isinstance(m, AppContextMiddleware) for m in dramatiq.get_broker().middleware)
+def bind_actors(broker: dramatiq.Broker) -> None:
+    """Import every actor and declare it on `broker`, for a process that runs them."""
+    import actors  # noqa: F401  (declares each actor on the global broker)
+
+    _move_actors(dramatiq.get_broker().actors.values(), broker)
+
+
+def _move_actors(declared: Iterable[dramatiq.Actor], broker: dramatiq.Broker) -> None:
+    for actor in list(declared):
+        actor.broker = broker
+        broker.declare_actor(actor)
 
 
 def get_app_broker(app: Flask) -> dramatiq.Broker:
@@ -131,6 +139,7 @@ class InProcessWorker:
 
     def __init__(self, app: Flask) -> None:
         self.app = app
+        bind_actors(get_app_broker(app))
         # A short poll timeout lets the web process stop promptly; idle polling of the in-memory
         # broker costs nothing.
         self.worker = dramatiq.Worker(

@@ -1,17 +1,16 @@
-"""Live events for dashboards and apps over Socket.IO.
+"""Live events for dashboards and apps over Socket.IO: the web side.
 
-Actors publish through the `notifications` queue; its actor emits to rooms: `operators` (every
-event), `customer:<id>` (that customer's sessions) and `charger:<id>`. Each event also goes out as
-`notification` with its name, so a client can listen to one stream. Emits are best-effort: nothing
-of value depends on them.
+Clients join rooms: `operators` (every event), `customer:<id>` (that customer's sessions) and
+`charger:<id>`. Actors publish events through the `notifications` queue and its actor emits them to
+their rooms (`actors.notifications`), in production through the message queue this module's manager
+listens to. Emits are best-effort: nothing of value depends on them.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator
 from typing import Any
 
 import socketio as python_socketio
@@ -93,64 +92,6 @@ class BatchedKombuManager(python_socketio.KombuManager):
                 yield from data.get("emits") or ()
             else:
                 yield message
-
-
-_local = threading.local()
-
-
-def _write_only_manager(url: str) -> BatchedKombuManager:
-    """A worker thread's emitter: publishes to the Socket.IO message queue, listens to nothing.
-
-    One per thread: an AMQP connection must not be shared by threads (py-amqp is not thread-safe; a
-    shared one deadlocked worker threads), and a worker has a handful of threads.
-    """
-    manager = getattr(_local, "manager", None)
-    if manager is None:
-        manager = _local.manager = BatchedKombuManager(
-            url, channel=CHANNEL, write_only=True, connection_options={"connect_timeout": 5}, json=TextJson
-        )
-    return manager
-
-
-def emit_all(events: Iterable[Sequence]) -> None:
-    """Emit each `(event, data, rooms)` to its rooms, and again as `notification`; in production as
-    one message.
-
-    One emit to all of an event's rooms: a client in several of them (an operator watching a
-    charger) gets the event once.
-    """
-    app = current_app._get_current_object()
-    if is_embedded(app):
-
-        def emit(event: str, data: Any, rooms: list[str]) -> None:
-            socketio.emit(event, data, to=rooms, namespace="/")
-
-        batch: contextlib.AbstractContextManager = contextlib.nullcontext()
-    else:
-        manager = _write_only_manager(app.config["RABBITMQ_URL"])
-        emit, batch = manager.emit_json, manager.batched()
-    with batch:
-        for event, data, rooms in events:
-            unique = list(dict.fromkeys(rooms))
-            emit(event, data, unique)
-            emit("notification", {"event": event, "data": data}, unique)
-
-
-def publish(event: str, data: dict[str, Any], rooms: list[str]) -> None:
-    """Queue an event for the `notifications` actor; a failure to queue is logged, never raised."""
-    publish_many([(event, data, rooms)])
-
-
-def publish_many(events: list[tuple[str, dict[str, Any], list[str]]]) -> None:
-    """Queue events for the `notifications` actor as one message (operators see every one)."""
-    from actors.notifications import notify
-
-    if not events:
-        return
-    try:
-        notify.send([[event, data, [OPERATORS, *rooms]] for event, data, rooms in events])
-    except Exception:
-        log.exception("could not queue %d notification(s)", len(events))
 
 
 def on_connect(auth: Any) -> None:

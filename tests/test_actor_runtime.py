@@ -1,5 +1,5 @@
 """The same actor runs in both modes: inside the web process (embedded) and in a separate
-`dramatiq actors` process consuming RabbitMQ (production)."""
+`dramatiq csms.worker actors` process consuming RabbitMQ (production)."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from actors.storage import record_exchanges
 from csms.broker import get_app_broker
 from csms.extensions import db
 from csms.models import OcppMessage
+from csms.pipeline.addresses import RECORD_EXCHANGES
 from tests.conftest import ROOT
 
 
@@ -88,7 +89,7 @@ def test_dramatiq_actors_process_runs_the_actor_from_rabbitmq(make_app, postgres
     app = make_app(DATABASE_URL=postgres_url, RABBITMQ_URL=rabbitmq_url)
     env = {**os.environ, "CSMS_DATABASE_URL": postgres_url, "CSMS_RABBITMQ_URL": rabbitmq_url}
     worker = subprocess.Popen(
-        [sys.executable, "-m", "dramatiq", "actors", "--processes", "1", "--threads", "2"],
+        [sys.executable, "-m", "dramatiq", "csms.worker", "actors", "--processes", "1", "--threads", "2"],
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,
@@ -152,6 +153,6 @@ def test_a_hand_off_that_was_never_started_parks_at_once(make_app):
     app = make_app(RABBITMQ_URL="amqp://guest:guest@127.0.0.1:1/%2F")
     handoff = app.extensions["ocpp"].handoff
     with app.app_context():
-        assert handoff.submit(record_exchanges, an_exchange(), durable=True) is True
-        assert handoff.submit(record_exchanges, an_exchange(), durable=False) is True
+        assert handoff.submit(RECORD_EXCHANGES, an_exchange(), durable=True) is True
+        assert handoff.submit(RECORD_EXCHANGES, an_exchange(), durable=False) is True
         assert db.session.scalar(select(func.count()).select_from(OutboxMessage)) == 2

@@ -1,5 +1,5 @@
 """The customer story and the operator commands over HTTP against a real web process, a real charger
-and (in production mode) RabbitMQ, a `dramatiq actors` worker and PostgreSQL."""
+and (in production mode) RabbitMQ, a `dramatiq csms.worker actors` worker and PostgreSQL."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Production-mode guarantees of the gateway under load and faults, with real PostgreSQL, RabbitMQ
-and a `dramatiq actors` worker. The web process reaches RabbitMQ through a TCP proxy the test
+and a `dramatiq csms.worker actors` worker. The web process reaches RabbitMQ through a TCP proxy the test
 controls, which also counts the AMQP connections the web process holds."""
 
 from __future__ import annotations

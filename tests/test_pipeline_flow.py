@@ -1,5 +1,5 @@
 """A whole charging session through the real pipeline (production mode: web process, RabbitMQ,
-`dramatiq actors`, PostgreSQL): everything the charger said is stored, the session is billed once,
+`dramatiq csms.worker actors`, PostgreSQL): everything the charger said is stored, the session is billed once,
 and a dashboard connected over Socket.IO hears about it from the worker process."""
 
 from __future__ import annotations

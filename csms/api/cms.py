@@ -12,11 +12,11 @@ from flask_smorest import Blueprint
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from actors.cms import record_cms_events
 from csms.api.pagination import paginate
 from csms.api.security import requires
 from csms.extensions import db
 from csms.models import ChargePoint, ChargingSession, OcppMessage, Station, Tariff, Transaction
+from csms.pipeline.addresses import RECORD_CMS_EVENTS
 from csms.schemas import cms as schemas
 from csms.schemas.common import INT32_MAX, Error
 from csms.services import chargers, credentials
@@ -36,7 +36,7 @@ def announce(kind: str, entity_type: str, entity_id: Any, payload: dict | None) 
         "actor_user_id": g.identity.user_id,
         "occurred_at": datetime.now(UTC).isoformat(),
     }
-    current_app.extensions["ocpp"].handoff.submit(record_cms_events, event, durable=False)
+    current_app.extensions["ocpp"].handoff.submit(RECORD_CMS_EVENTS, event, durable=False)
 
 
 def commit_or_conflict(message: str) -> None:

@@ -5,7 +5,6 @@ REST views use `call()` to reach a charger connected to this node.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import hmac
 import logging
@@ -24,6 +23,7 @@ from csms.ocpp.group_commit import GroupCommit
 from csms.ocpp.registry import ConnectionRegistry
 from csms.ocpp.session import ChargerOffline, OcppSession
 from csms.ocpp.websocket import Keepalive
+from csms.pipeline import addresses
 from csms.pipeline.handoff import Handoff, build_handoff
 from csms.services import chargers, commands, credentials, transactions
 from csms.services.authorization import IdTagCache
@@ -173,32 +173,6 @@ def parse_boot_configuration(text: str) -> list[tuple[str, str]]:
     return pairs
 
 
-@functools.cache
-def _actors() -> dict[str | None, Any]:
-    """Each exchange goes to the queue of its concern; that actor stores its frames in the same
-    database transaction as its effect, so each exchange reaches the workers once (in a batch, see
-    the hand-off). Imported on first use: the `actors` package builds an app when imported first."""
-    from actors.commands import record_commands
-    from actors.metering import process_meter_values
-    from actors.storage import record_exchanges
-    from actors.transactions import process_transaction_messages
-
-    return {
-        "MeterValues": process_meter_values,
-        "StartTransaction": process_transaction_messages,
-        "StopTransaction": process_transaction_messages,
-        "command": record_commands,
-        None: record_exchanges,
-    }
-
-
-def _actor_for(action: str | None, command: dict | None):
-    actors = _actors()
-    if command is not None:
-        return actors["command"]
-    return actors.get(action) or actors[None]
-
-
 class Gateway:
     def __init__(self, app: Flask):
         config = app.config
@@ -225,7 +199,8 @@ class Gateway:
         }
         if command is not None:
             exchange["command"] = command
-        return self.handoff.submit(_actor_for(frames[0].get("action"), command), exchange, durable=durable)
+        address = addresses.for_exchange(frames[0].get("action"), command=command is not None)
+        return self.handoff.submit(address, exchange, durable=durable)
 
     # --- CSMS-initiated calls -------------------------------------------------------------------
 

@@ -1,10 +1,11 @@
 """The hand-off: how the web process gives an event to the actors, and when it may answer.
 
-`submit(actor, item, durable=True)` gives `item` to `actor`, whose one argument is a list of items,
-and returns only once the item is safe: confirmed by RabbitMQ, or, when RabbitMQ cannot take it,
-committed to the outbox table. With `durable=False` it returns at once and a failed publish is parked
-in the outbox in the background. It returns False only when the item could be kept nowhere, and the
-caller must then not acknowledge what it received.
+`submit(actor, item, durable=True)` gives `item` to the actor at that address (see
+`csms.pipeline.addresses`), whose one argument is a list of items, and returns only once the item is
+safe: confirmed by RabbitMQ, or, when RabbitMQ cannot take it, committed to the outbox table. With
+`durable=False` it returns at once and a failed publish is parked in the outbox in the background. It
+returns False only when the item could be kept nowhere, and the caller must then not acknowledge what
+it received.
 
 In production, items for the same actor that arrive within `HANDOFF_LINGER` share one RabbitMQ
 message (at most `HANDOFF_BATCH` of them): one publish and one confirm for many chargers' messages,
@@ -30,6 +31,7 @@ from flask import Flask
 
 from csms.extensions import db
 from csms.pipeline import outbox
+from csms.pipeline.addresses import ActorAddress
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +39,7 @@ log = logging.getLogger(__name__)
 class Handoff:
     stats: dict[str, int]  # "items" handed off, in how many "batches" (messages)
 
-    def submit(self, actor: dramatiq.Actor, item: dict, *, durable: bool) -> bool:
+    def submit(self, actor: ActorAddress, item: dict, *, durable: bool) -> bool:
         raise NotImplementedError
 
     def start(self) -> None:
@@ -73,7 +75,7 @@ class EmbeddedHandoff(Handoff):
         broker.add_middleware(_OutboxAck(self), before=dramatiq.middleware.Retries)
         self.stats = {"items": 0, "batches": 0}
 
-    def submit(self, actor: dramatiq.Actor, item: dict, *, durable: bool) -> bool:
+    def submit(self, actor: ActorAddress, item: dict, *, durable: bool) -> bool:
         ok = _park_in_own_context(self.app, [actor.message([item])])
         self.stats["items"] += 1
         self.stats["batches"] += 1
@@ -145,7 +147,7 @@ class _Batch:
 
     __slots__ = ("actor", "items", "result", "sealed")
 
-    def __init__(self, actor: dramatiq.Actor) -> None:
+    def __init__(self, actor: ActorAddress) -> None:
         self.actor = actor
         self.items: list[dict] = []
         self.result = gevent.event.AsyncResult()
@@ -200,7 +202,7 @@ class BrokerHandoff(Handoff):
             self._flush(batch)
         self.publisher.stop()
 
-    def submit(self, actor: dramatiq.Actor, item: dict, *, durable: bool) -> bool:
+    def submit(self, actor: ActorAddress, item: dict, *, durable: bool) -> bool:
         if not self._greenlets:  # not started (an app outside the web process): nothing flushes later
             batch = _Batch(actor)
             batch.items.append(item)

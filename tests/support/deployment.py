@@ -1,5 +1,5 @@
 """A whole CSMS under test, as ops would run it: the web process, and in production mode a
-`dramatiq actors` worker, on a database of its own."""
+`dramatiq csms.worker actors` worker, on a database of its own."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Real processes for tests: the web process (`python wsgi.py`), `dramatiq actors` workers, and a
+"""Real processes for tests: the web process (`python wsgi.py`), `dramatiq csms.worker actors` workers, and a
 TCP proxy that can cut the web process off from RabbitMQ and let it back."""
 
 from __future__ import annotations
@@ -108,11 +108,21 @@ def _wait_listening(port: int, running: Running, timeout: float = 30.0) -> None:
 
 @contextmanager
 def worker_process(env: dict[str, str], log_dir: Path, threads: int = 4) -> Iterator[Running]:
-    """`dramatiq actors` with one process, as ops would run it."""
+    """`dramatiq csms.worker actors` with one process, as ops would run it."""
     log_path = log_dir / f"worker-{time.monotonic_ns()}.log"
     with open(log_path, "w") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "dramatiq", "actors", "--processes", "1", "--threads", str(threads)],
+            [
+                sys.executable,
+                "-m",
+                "dramatiq",
+                "csms.worker",
+                "actors",
+                "--processes",
+                "1",
+                "--threads",
+                str(threads),
+            ],
             cwd=ROOT,
             start_new_session=True,
             env={**os.environ, **env},
