@@ -44,7 +44,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.config.update(settings)
     app.config["SQLALCHEMY_DATABASE_URI"] = _database_uri(app)
     app.config["SQLALCHEMY_ECHO"] = settings["SQL_ECHO"]
-    # No pre-ping: it costs a round trip per checkout (a tenth of a worker's time); a connection that
+    # No pre-ping: it costs a round trip per checkout, on every message; a connection that
     # died is detected on use, the pool is invalidated, and the message is retried.
     app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {"pool_recycle": 1800})
     if app.config["SQLALCHEMY_DATABASE_URI"].startswith("postgresql"):

@@ -1,9 +1,9 @@
 """JSON on the hot paths — OCPP frames and the messages the web process hands to the workers —
-through orjson, about ten times faster here than the standard library's encoder with
-`ensure_ascii=False` (3.2 → 0.3 µs for a Heartbeat reply; 5.5 → 0.5 µs for an exchange in a
-hand-off batch). orjson refuses integers beyond 64 bits, which a REST client can send; the standard
-library encodes those, so no value that encoded before fails now. Decoding stays orjson's:
-standard JSON (no NaN or Infinity, no lone surrogates), integers beyond 64 bits read as floats.
+through orjson, about ten times faster than the standard library's encoder with
+`ensure_ascii=False` (figures in bench/README.md). orjson refuses integers beyond 64 bits, which a
+REST client can send; the standard library encodes those, so no value that encoded before fails now.
+Decoding stays orjson's: standard JSON (no NaN or Infinity, no lone surrogates), integers beyond
+64 bits read as floats.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ CPython's collector stops the process while it walks the objects of the generati
 With 10,000 chargers connected, the objects of each charger's message cycle live for seconds, so
 they survive young collections and pile up in the older generations: collections of tens of
 thousands of objects every few seconds, and full ones over millions, each a pause in which no
-charger is answered (up to 180 ms and 800 ms measured in `bench/`, connections scenario). Here
+charger is answered (bench/README.md, connections scenario). Here
 whatever survives a collection is frozen (`gc.freeze`), so every collection walks only what was
 allocated since the previous one. Objects that die by reference counting are freed as usual,
 frozen or not; only reference cycles among frozen objects wait, until every `full_every` seconds

@@ -41,8 +41,8 @@ class BatchedKombuManager(python_socketio.KombuManager):
     """The Socket.IO message queue, carrying many emits in one message.
 
     python-socketio publishes every emit as its own AMQP message, synchronously: a worker applying a
-    batch of 200 MeterValues published 400 (each event also goes out as `notification`) and spent
-    about 40 % of its time doing so. Inside `batched()`, the messages python-socketio builds are
+    batch of 200 MeterValues published 400 (each event also goes out as `notification`), a large
+    share of its time (bench/README.md). Inside `batched()`, the messages python-socketio builds are
     collected and published as one; the web process's manager unpacks it into those messages.
     """
 
@@ -60,7 +60,7 @@ class BatchedKombuManager(python_socketio.KombuManager):
 
     def emit_json(self, event: str, data: Any, rooms: list[str]) -> None:
         """Emit `data` to `rooms` as `emit` does, less two steps a worker's events do not need: the
-        scan of the data for binary parts (they are JSON; the scan took a tenth of a worker's CPU)
+        scan of the data for binary parts (they are JSON; the scan was a worker's hot spot)
         and the delivery to this host's own clients (a worker has none)."""
         self._publish(
             {

@@ -3,8 +3,8 @@
 simple-websocket (under flask-sock) starts a reader thread per connection — a greenlet under gevent —
 that parses frames with wsproto and hands each message to the serving greenlet through an Event; with
 a ping interval set, that reader also waits in a selector of its own before every read. Per message
-that is a second greenlet switch, an Event set and wait, and a selector registration: a fifth of
-the web process's CPU per round trip, measured. Here the serving greenlet reads and parses itself
+that is a second greenlet switch, an Event set and wait, and a selector registration (their cost
+is in bench/README.md). Here the serving greenlet reads and parses itself
 (the same wsproto connection, the same event handling as simple-websocket's reader, which checks
 the size limit and answers pings and closes), and one keepalive sweeps every connection once a
 second to ping those whose interval has passed, closing any that did not answer the previous ping.
@@ -13,12 +13,11 @@ queue in the web process.
 
 The frames chargers send are nearly all alike: one whole text message in one masked frame. wsproto
 decodes each through a chain of generators, a masker and an incremental UTF-8 decoder, and encodes
-each reply the same way: 16-18 % of the web process's samples under load; without it the CPU per
-round trip fell by nearly a third (bench/README.md). `FrameSplitter`
-decodes those plain frames itself and hands every other frame to wsproto whole, so wsproto still
-applies the protocol's rules (pings, pongs, the close handshake, fragments, reserved bits, the size
-limit, invalid UTF-8); replies go out as plain text frames. A connection that negotiated an extension
-(permessage-deflate) is left to wsproto entirely.
+each reply the same way, a large share of the web process's time under load (bench/README.md).
+`FrameSplitter` decodes those plain frames itself and hands every other frame to wsproto whole, so
+wsproto still applies the protocol's rules (pings, pongs, the close handshake, fragments, reserved
+bits, the size limit, invalid UTF-8); replies go out as plain text frames. A connection that
+negotiated an extension (permessage-deflate) is left to wsproto entirely.
 """
 
 from __future__ import annotations
@@ -230,8 +229,7 @@ def _read_waiter(sock: socket.socket) -> Callable[[], None]:
 
     A charger's next message is rarely there the moment its previous one is answered; gevent's
     `recv` first tries the system call, gets EAGAIN as an exception, then waits on that watcher and
-    calls again: waiting first saves the failed call (a tenth of the bare stack's CPU per round
-    trip, measured). Not under gevent: the blocking `recv` waits by itself.
+    calls again: waiting first saves the failed call. Not under gevent: the blocking `recv` waits by itself.
     """
     wait = getattr(sock, "_wait", None)
     watcher = getattr(sock, "_read_event", None)

@@ -3,8 +3,8 @@
 A worker writes a whole batch of exchanges at once. On PostgreSQL each helper sends the batch as
 one statement whose rows arrive as one JSON document (`json_to_recordset`): the statement is built
 once per shape and its text is the same for any batch size, so the driver prepares it once, and no
-row costs a round of Python parameter handling or a statement execution in the server (a metering
-batch of 100: 233 → 73 µs of worker CPU per message). SQLite takes the rows through the driver's
+row costs a round of Python parameter handling or a statement execution in the server (the worker's
+CPU per message fell by two thirds: bench/README.md). SQLite takes the rows through the driver's
 executemany.
 """
 
@@ -140,7 +140,7 @@ def _update_from_recordset(table: Table, key: str, column: str, names: tuple[str
 def _recordset(table: Table, names: tuple[str, ...]) -> TableValuedAlias:
     """`json_to_recordset(:new_rows) AS new(column type, …)`: the rows arrive as one JSON document
     (`_recordset_document`), encoded by one orjson call (`fastjson.dumps`) and parsed by the server,
-    where arrays per column cost the driver ~7 µs per value to escape."""
+    where arrays per column cost the driver an escape per value."""
     document = cast(bindparam("new_rows", type_=Text), postgresql.JSON)
     return (
         func.json_to_recordset(document)
