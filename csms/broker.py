@@ -28,7 +28,7 @@ from csms.fastjson import DramatiqEncoder
 
 log = logging.getLogger(__name__)
 
-# One queue per concern; the names are part of the operations contract (SPEC.md "Events").
+# One queue per concern; the names are part of the operations contract (README: "Production mode").
 QUEUES = (
     "ocpp_messages",
     "metering",

@@ -1,4 +1,4 @@
-"""The JSON error envelope, for every error the HTTP side can produce (SPEC.md "REST API").
+"""The JSON error envelope, for every error the HTTP side can produce.
 
 `{"error": {"code": "...", "message": "...", "details": {...}}}`: no HTML pages, no stack traces.
 """
