@@ -39,7 +39,20 @@ QUEUES = (
     "notifications",
 )
 
-dramatiq.set_broker(StubBroker())
+
+class UnchosenBroker(StubBroker):
+    """Dramatiq's global broker until an app installs the configured one. Actors declare themselves
+    on it when imported; a worker booted on it was started without the entry module (`dramatiq
+    actors`, the command before `csms.worker`) and would sit idle while the queues fill, so it
+    refuses to boot, saying which command to run."""
+
+    def emit_after(self, signal: str, *args: Any, **kwargs: Any) -> None:
+        if signal == "process_boot":
+            raise ImportError("no broker was chosen: start workers with `dramatiq csms.worker actors`")
+        super().emit_after(signal, *args, **kwargs)
+
+
+dramatiq.set_broker(UnchosenBroker())
 dramatiq.set_encoder(DramatiqEncoder())
 
 

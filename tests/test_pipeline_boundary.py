@@ -87,7 +87,7 @@ def test_importing_an_actor_module_builds_no_app_and_creates_no_file(tmp_path, m
         tmp_path,
         CSMS_INSTANCE_PATH=str(instance),
     )
-    assert outcome == {"apps": [], "files": [], "broker": "StubBroker"}
+    assert outcome == {"apps": [], "files": [], "broker": "UnchosenBroker"}
     assert not instance.exists()
 
 
@@ -161,3 +161,19 @@ def test_an_address_builds_the_message_its_actor_would(app):
 )
 def test_each_exchange_goes_to_the_actor_of_its_concern(action, command, address):
     assert addresses.for_exchange(action, command=command) is address
+
+
+@pytest.mark.slow
+def test_a_worker_started_without_the_entry_module_refuses_to_run(tmp_path):
+    """`dramatiq actors` (the command before `csms.worker`) would consume nothing while the queues
+    fill; it stops at once and says which command to run."""
+    result = subprocess.run(
+        [sys.executable, "-m", "dramatiq", "actors", "--processes", "1", "--threads", "1"],
+        cwd=ROOT,
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), "CSMS_INSTANCE_PATH": str(tmp_path / "i")},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert "start workers with `dramatiq csms.worker actors`" in result.stderr + result.stdout
