@@ -25,7 +25,7 @@ from csms.errors import error_response
 
 MAX_JSON_DEPTH = 64
 _REFUSED = re.compile("[\x00\ud800-\udfff]")
-_OCPP_ENDPOINT_PREFIX = "ocpp."
+_OCPP_PATH_PREFIX = "/ocpp/"  # by path: a request that is not a proper upgrade matches no route
 
 
 class Refused(Exception):
@@ -93,7 +93,7 @@ def init_app(app: Flask) -> None:
         try:
             check_request()
         except Refused as refused:
-            upgrade = (request.endpoint or "").startswith(_OCPP_ENDPOINT_PREFIX)
+            upgrade = request.path.startswith(_OCPP_PATH_PREFIX)
             status = 400 if upgrade or refused.code == "invalid_json" else 422
             return error_response(status, refused.code, refused.message, refused.details)
         return None

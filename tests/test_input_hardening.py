@@ -273,4 +273,25 @@ def test_parallel_registrations_and_top_ups_never_500(web_on_postgres):
         ledger = connection.execute(text("SELECT kind, amount_minor, reference FROM ledger_entries")).all()
         balance = connection.execute(text("SELECT available_minor FROM wallets")).scalar_one()
     assert [tuple(row) for row in ledger] == [("topup", 750, ledger[0].reference)] and balance == 750
+
+    # The same refusals from the gevent web process, where the parser recurses on a greenlet's stack.
+    deep = urllib.request.Request(
+        web.base_url + "/api/auth/login", data=_nested(100_000), headers={"Content-Type": "application/json"}
+    )
+    assert _answer(deep)[0:2] == (400, "invalid_json")
+    assert _answer(urllib.request.Request(web.base_url + "/healthz?probe=%00"))[0:2] == (
+        422,
+        "invalid_characters",
+    )
+    assert _answer(urllib.request.Request(web.base_url + "/ocpp/CP%00", headers=_charger_upgrade("CP\x00")))[
+        0:2
+    ] == (400, "invalid_characters")
     assert "Traceback" not in web.log()
+
+
+def _answer(request: urllib.request.Request) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.load(response)["error"]["code"]
+    except urllib.error.HTTPError as error:
+        return error.code, json.load(error)["error"]["code"]
