@@ -1,4 +1,4 @@
-"""Input no route can take, refused before any route sees it (SPEC.md "REST API": no 500 from input).
+"""Input no route can take, refused before any route sees it, so no input ends in a 500.
 
 - A NUL character (or, in a JSON string, an unpaired surrogate) anywhere in the path, the query
   string, a form or a JSON body, keys included: PostgreSQL text cannot hold NUL and UTF-8 cannot
