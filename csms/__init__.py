@@ -52,7 +52,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
             pool_size=settings["DB_POOL_SIZE"], max_overflow=settings["DB_MAX_OVERFLOW"]
         )
 
-    from csms import cli, errors, realtime
+    from csms import cli, errors, realtime, request_guard
     from csms.api import health
     from csms.extensions import db, migrate, sock
 
@@ -62,6 +62,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     realtime.init_app(app, async_mode=_async_mode())
     broker.init_app(app)
     errors.init_app(app)
+    request_guard.init_app(app)
     cli.init_app(app)
     app.register_blueprint(health.bp)
     if not is_embedded(app) and (

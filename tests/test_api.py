@@ -238,7 +238,7 @@ def test_every_error_is_the_json_envelope(client, customer):
     assert error_of(client.get("/api/nope"))["code"] == "not_found"
     assert error_of(client.delete("/api/user/wallet", headers=customer))["code"] == "method_not_allowed"
     bad_json = client.post("/api/auth/login", data="{", content_type="application/json")
-    assert bad_json.status_code == 400 and error_of(bad_json)["code"] == "bad_request"
+    assert bad_json.status_code == 400 and error_of(bad_json)["code"] == "invalid_json"
 
 
 def test_openapi_document(client):

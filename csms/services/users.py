@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 from werkzeug.security import generate_password_hash
 
 from csms.extensions import db
@@ -48,17 +49,28 @@ def create_user(
         raise InvalidInput("currency must be an ISO 4217 code such as EUR", code="invalid_currency")
     if id_tag is not None:
         validate_id_tag(id_tag)
-        if db.session.scalar(select(IdTag.id).where(IdTag.id_tag == id_tag)):
-            raise Conflict(f"idTag {id_tag!r} is already issued", code="id_tag_exists")
-    if db.session.scalar(select(User.id).where(func.lower(User.email) == email)):
-        raise Conflict(f"a user with email {email!r} exists", code="user_exists")
+    _refuse_taken(email, id_tag)
 
     user = User(email=email, password_hash=generate_password_hash(password), role=role)
-    db.session.add(user)
-    db.session.flush()
-    if role == Role.CUSTOMER:
-        db.session.add(Wallet(user_id=user.id, currency=currency))
-    if id_tag is not None:
-        db.session.add(IdTag(id_tag=id_tag, user_id=user.id))
-    db.session.commit()
+    try:
+        db.session.add(user)
+        db.session.flush()
+        if role == Role.CUSTOMER:
+            db.session.add(Wallet(user_id=user.id, currency=currency))
+        if id_tag is not None:
+            db.session.add(IdTag(id_tag=id_tag, user_id=user.id))
+        db.session.commit()
+    except IntegrityError:
+        # A registration of the same email (or idTag) committed between the check above and here:
+        # the unique constraints decided, so it is the same Conflict a sequential retry would get.
+        db.session.rollback()
+        _refuse_taken(email, id_tag)
+        raise
     return user
+
+
+def _refuse_taken(email: str, id_tag: str | None) -> None:
+    if id_tag is not None and db.session.scalar(select(IdTag.id).where(IdTag.id_tag == id_tag)):
+        raise Conflict(f"idTag {id_tag!r} is already issued", code="id_tag_exists")
+    if db.session.scalar(select(User.id).where(func.lower(User.email) == email)):
+        raise Conflict(f"a user with email {email!r} exists", code="user_exists")

@@ -7,40 +7,68 @@ from sqlalchemy.exc import IntegrityError
 
 from csms.extensions import db
 from csms.models import LedgerEntry, LedgerKind, Wallet
-from csms.services.errors import InvalidInput
+from csms.services.errors import Conflict, InvalidInput
+from csms.services.money import format_minor
 
 
 def top_up(wallet_id: int, amount_minor: int, *, reference: str, description: str | None = None) -> bool:
     """Credit a wallet once per payment `reference`; returns False if that reference was already credited.
 
     The ledger's unique `reference` decides, so a provider notification delivered twice (even to two
-    workers at once) credits once.
+    workers at once) credits once. A reference is an idempotency key: used again for another amount
+    or wallet it is a Conflict (`idempotency_key_reused`), never a silent no-op.
     """
     if amount_minor <= 0:
         raise InvalidInput("top-up amount must be positive", code="invalid_amount")
     wallet = db.session.get(Wallet, wallet_id)
     if wallet is None:
         raise InvalidInput(f"no wallet {wallet_id}", code="wallet_not_found")
-    if db.session.scalar(select(LedgerEntry.id).where(LedgerEntry.reference == reference)):
-        return False
-    db.session.add(
-        LedgerEntry(
-            wallet_id=wallet_id,
-            kind=LedgerKind.TOPUP,
-            amount_minor=amount_minor,
-            currency=wallet.currency,
-            reference=reference,
-            description=description,
-        )
-    )
-    db.session.execute(
-        update(Wallet)
-        .where(Wallet.id == wallet_id)
-        .values(available_minor=Wallet.available_minor + amount_minor)
-    )
+    credited = _credited(reference)
+    if credited is not None:
+        return _replayed(credited, wallet_id, amount_minor)
     try:
+        db.session.add(
+            LedgerEntry(
+                wallet_id=wallet_id,
+                kind=LedgerKind.TOPUP,
+                amount_minor=amount_minor,
+                currency=wallet.currency,
+                reference=reference,
+                description=description,
+            )
+        )
+        db.session.execute(  # flushes the entry first: a concurrent credit of `reference` fails here
+            update(Wallet)
+            .where(Wallet.id == wallet_id)
+            .values(available_minor=Wallet.available_minor + amount_minor)
+        )
         db.session.commit()
     except IntegrityError:
         db.session.rollback()
-        return False
+        credited = _credited(reference)
+        if credited is None:  # some other constraint: not a replay
+            raise
+        return _replayed(credited, wallet_id, amount_minor)
     return True
+
+
+def _credited(reference: str) -> LedgerEntry | None:
+    return db.session.scalar(select(LedgerEntry).where(LedgerEntry.reference == reference))
+
+
+def _replayed(credited: LedgerEntry, wallet_id: int, amount_minor: int) -> bool:
+    """The same credit asked again is answered as done; the same key for a different one is refused."""
+    if (credited.kind, credited.wallet_id, credited.amount_minor) != (
+        LedgerKind.TOPUP,
+        wallet_id,
+        amount_minor,
+    ):
+        raise Conflict(
+            "this idempotency key was already used for a different top-up",
+            code="idempotency_key_reused",
+            details={
+                "creditedAmount": format_minor(credited.amount_minor),
+                "requestedAmount": format_minor(amount_minor),
+            },
+        )
+    return False
