@@ -1,0 +1,87 @@
+// The overview's live parts: connector cells follow StatusNotifications and connections as they
+// happen; the figures above them are re-rendered by the server (htmx) shortly after any change.
+(function () {
+  "use strict";
+  var tokenMeta = document.querySelector('meta[name="csms-socket-token"]');
+  var grid = document.getElementById("connector-grid");
+  var live = document.getElementById("live");
+  if (!tokenMeta || !grid || typeof io === "undefined") {
+    return;
+  }
+
+  function changed() {
+    document.body.dispatchEvent(new CustomEvent("csms:changed"));
+  }
+
+  function cellsOf(chargePointId) {
+    return grid.querySelectorAll('[data-charger="' + CSS.escape(chargePointId) + '"]');
+  }
+
+  function cellFor(chargePointId, connectorId) {
+    var selector = '[data-charger="' + CSS.escape(chargePointId) + '"][data-connector="' + connectorId + '"]';
+    var cell = grid.querySelector(selector);
+    if (cell) {
+      return cell;
+    }
+    var empty = document.getElementById("no-connectors");
+    if (empty) {
+      empty.remove();
+    }
+    cell = document.createElement("div");
+    cell.className = "connector online";
+    cell.tabIndex = 0;
+    cell.dataset.charger = chargePointId;
+    cell.dataset.connector = String(connectorId);
+    [["cp", chargePointId], ["no", "#" + connectorId], ["st", ""]].forEach(function (part) {
+      var span = document.createElement("span");
+      span.className = part[0];
+      span.textContent = part[1];
+      if (part[0] === "st") {
+        span.dataset.status = "";
+      }
+      cell.appendChild(span);
+    });
+    grid.appendChild(cell);
+    return cell;
+  }
+
+  function setStatus(cell, status) {
+    Array.prototype.slice.call(cell.classList).forEach(function (name) {
+      if (name.indexOf("status-") === 0) {
+        cell.classList.remove(name);
+      }
+    });
+    cell.classList.add("status-" + status);
+    cell.querySelector("[data-status]").textContent = status;
+    cell.title = cell.dataset.charger + " #" + cell.dataset.connector + ": " + status;
+  }
+
+  var socket = io({ auth: { token: tokenMeta.content } });
+  socket.on("connect", function () {
+    live.textContent = "live";
+    live.classList.add("on");
+  });
+  socket.on("disconnect", function () {
+    live.textContent = "reconnecting…";
+    live.classList.remove("on");
+  });
+  socket.on("connect_error", function (error) {
+    live.textContent = "not live: " + error.message;
+    live.classList.remove("on");
+  });
+  socket.on("charger:status:changed", function (event) {
+    if (event.connectorId > 0) {
+      setStatus(cellFor(event.chargePointId, event.connectorId), event.status);
+    }
+    changed();
+  });
+  socket.on("charger:connection:changed", function (event) {
+    event.changes.forEach(function (change) {
+      cellsOf(change.chargePointId).forEach(function (cell) {
+        cell.classList.toggle("online", change.connected);
+        cell.classList.toggle("offline", !change.connected);
+      });
+    });
+    changed();
+  });
+})();
