@@ -6,10 +6,9 @@ BIN := $(VENV)/bin
 FLASK := $(BIN)/flask --app wsgi
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
-# The dashboard's front-end libraries: installed from npm (package-lock.json) and copied here.
+# The dashboard's front-end libraries: installed from npm (package-lock.json), copied here by
+# package.json's `vendor` script.
 VENDOR := csms/dashboard/static/vendor
-VENDOR_FILES := node_modules/htmx.org/dist/htmx.min.js node_modules/socket.io-client/dist/socket.io.min.js \
-	node_modules/uplot/dist/uPlot.iife.min.js node_modules/uplot/dist/uPlot.min.css
 
 .PHONY: run test lint format bench clean assets
 
@@ -27,8 +26,7 @@ $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 $(VENDOR)/.installed: package.json package-lock.json
 	@command -v npm >/dev/null || { echo "make: npm (Node.js 18+) is needed for the dashboard's front-end libraries; install it (Debian: apt-get install nodejs npm) and run make again" >&2; exit 1; }
 	npm ci --no-audit --no-fund --ignore-scripts --loglevel=error
-	mkdir -p $(VENDOR)
-	cp $(VENDOR_FILES) $(VENDOR)/
+	npm run --silent vendor
 	touch $@
 
 assets: $(VENDOR)/.installed
