@@ -8,13 +8,17 @@ import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from werkzeug.datastructures import MultiDict
 
 from csms.api import auth
 from csms.api.security import AttemptLimiter
 from csms.cors import parse_origins
+from csms.dashboard import forms
 from csms.extensions import db
 from csms.models import LedgerEntry, User
-from csms.services import overview, users
+from csms.ocpp.validation import request_schema, validate_request
+from csms.services import fleet, overview, users
+from csms.services.errors import InvalidInput
 from tests.builders import a_charge_point, a_transaction, a_wallet
 
 PASSWORD = "operator-password"
@@ -238,3 +242,125 @@ def test_listed_origins_may_call_the_api_and_others_may_not(make_app):
 def test_no_origin_is_allowed_by_default(app):
     response = app.test_client().get("/api/cms/points", headers={"Origin": "https://ops.example.com"})
     assert "Access-Control-Allow-Origin" not in response.headers
+
+
+def test_the_charger_list_searches_and_filters(any_db_app):
+    fast = a_charge_point(charge_point_id="CP-FAST-1", connectors=2, vendor="Volta", model="DC150")
+    a_charge_point(charge_point_id="CP-SLOW-1", connectors=1, vendor="Acme", firmware_version="2.1.0")
+    a_charge_point(charge_point_id="CP-NEW", connectors=1, registration_status="Pending")
+    fast.connectors[2].status = "Faulted"
+    db.session.commit()
+
+    def ids(**filters) -> list[str]:
+        page = fleet.search({"CP-FAST-1"}, **filters)
+        assert page.total == len(page.items)
+        return [point.charge_point_id for point in page.items]
+
+    assert ids() == ["CP-FAST-1", "CP-NEW", "CP-SLOW-1"]
+    assert ids(q="volta") == ["CP-FAST-1"]
+    assert ids(q="2.1") == ["CP-SLOW-1"]
+    assert ids(connection="online") == ["CP-FAST-1"]
+    assert ids(connection="offline") == ["CP-NEW", "CP-SLOW-1"]
+    assert ids(registration="Pending") == ["CP-NEW"]
+    assert ids(status="Faulted") == ["CP-FAST-1"]
+    assert ids(q="cp-", status="Available") == []  # connectors start Unavailable
+    paged = fleet.search(set(), page=2, per_page=2)
+    assert ([p.charge_point_id for p in paged.items], paged.total, paged.pages) == (["CP-SLOW-1"], 3, 2)
+    assert fleet.search(set(), connection="online").total == 0  # nobody connected
+
+
+def test_the_charger_pages_render(site, operator):
+    with site.app_context():
+        point = a_charge_point(charge_point_id="CP-PAGE", connectors=2, vendor="Volta")
+        a_transaction(point, meter_start_wh=100, meter_last_wh=1100)
+    client = site.test_client()
+    sign_in(client, "ops@example.test")
+    listing = client.get("/chargers?q=page").data.decode()
+    assert 'href="/chargers/CP-PAGE"' in listing and "1 charger<" in listing
+    page = client.get("/chargers/CP-PAGE")
+    assert page.status_code == 200
+    html = page.data.decode()
+    assert 'data-charger="CP-PAGE" data-connector="2"' in html
+    assert '<b id="energy">1000</b> Wh' in html  # the running transaction so far
+    assert "<option selected>RemoteStartTransaction</option>" in html
+    assert client.get("/chargers/CP-NONE").status_code == 404
+    fragment = client.get("/chargers/CP-PAGE/command-form?action=Reset").data.decode()
+    assert '<select id="field-type" name="type" required>' in fragment
+    assert "<option>Hard</option>" in fragment and "<option>Soft</option>" in fragment
+
+
+def test_a_command_to_an_offline_charger_shows_why(site, operator):
+    with site.app_context():
+        a_charge_point(charge_point_id="CP-GONE")
+    client = site.test_client()
+    page = client.get("/login")
+    sign_in(client, "ops@example.test")
+    token = csrf_of(client.get("/chargers/CP-GONE").data)
+    reply = client.post(
+        "/chargers/CP-GONE/commands", data={"csrf_token": token, "action": "Reset", "type": "Soft"}
+    ).data.decode()
+    assert "charge point &#39;CP-GONE&#39; is not connected" in reply
+    invalid = client.post(
+        "/chargers/CP-GONE/commands",
+        data={"csrf_token": token, "action": "RemoteStopTransaction", "transactionId": "twelve"},
+    ).data.decode()
+    assert "<code>transactionId</code>: a whole number" in invalid
+    assert page.status_code == 200
+
+
+@pytest.mark.parametrize("action", forms.ACTIONS)
+def test_every_csms_action_has_a_form_built_from_its_schema(action):
+    schema = request_schema(action)
+    fields = forms.fields_for(action)
+    assert {field.name for field in fields} == set(schema.get("properties", {}))
+    assert [field.name for field in fields if field.required] == [
+        name for name in schema.get("properties", {}) if name in schema.get("required", ())
+    ]
+
+
+@pytest.mark.parametrize(
+    ("action", "form", "payload"),
+    [
+        (
+            "RemoteStartTransaction",
+            {"idTag": "TAG-1", "connectorId": "2"},
+            {"idTag": "TAG-1", "connectorId": 2},
+        ),
+        ("RemoteStartTransaction", {"idTag": "TAG-1", "connectorId": ""}, {"idTag": "TAG-1"}),
+        ("Reset", {"type": "Hard"}, {"type": "Hard"}),
+        ("ClearCache", {}, {}),
+        ("GetConfiguration", {"key": '["HeartbeatInterval"]'}, {"key": ["HeartbeatInterval"]}),
+        (
+            "GetDiagnostics",
+            {"location": "ftp://logs.example/", "retries": "3", "startTime": "2026-12-01T00:00:00Z"},
+            {"location": "ftp://logs.example/", "retries": 3, "startTime": "2026-12-01T00:00:00Z"},
+        ),
+    ],
+)
+def test_a_form_becomes_the_payload_the_gateway_validates(action, form, payload):
+    built = forms.payload_from(action, MultiDict(form))
+    assert built == payload
+    validate_request(action, built)
+
+
+@pytest.mark.parametrize(
+    ("action", "form", "problems"),
+    [
+        ("RemoteStartTransaction", {}, {"idTag": "required"}),
+        ("RemoteStopTransaction", {"transactionId": "x"}, {"transactionId": "a whole number"}),
+        (
+            "GetConfiguration",
+            {"key": "[oops"},
+            {"key": "not JSON: Expecting value: line 1 column 2 (char 1)"},
+        ),
+    ],
+)
+def test_a_form_with_bad_fields_names_them(action, form, problems):
+    with pytest.raises(InvalidInput) as refused:
+        forms.payload_from(action, MultiDict(form))
+    assert refused.value.details == problems
+
+
+def test_an_unknown_action_has_no_form():
+    with pytest.raises(InvalidInput, match="not a CSMS-initiated"):
+        forms.fields_for("BootNotification")

@@ -5,15 +5,17 @@ a screenshot next to the web process's log."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from ocpp.v16 import call
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import WebDriverWait
 
 from tests.support.browser import chromium, console_errors
-from tests.support.chargers import RawCharger
+from tests.support.chargers import LibraryCharger, RawCharger
 from tests.support.deployment import AUTH_KEY, deployment
 
 pytestmark = pytest.mark.slow
@@ -45,6 +47,19 @@ def browser(request, site):
             shot = Path(site.env["CSMS_INSTANCE_PATH"]) / f"{request.node.name}.png"
             driver.save_screenshot(str(shot))
             print(f"screenshot: {shot}")
+
+
+def now() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+def snake(payload: dict) -> dict:
+    """The `ocpp` library's dataclasses take snake_case fields."""
+    return {
+        "connector_id": payload["connectorId"],
+        "transaction_id": payload["transactionId"],
+        "meter_value": payload["meterValue"],
+    }
 
 
 def sign_in(driver, base_url: str, email: str, password: str) -> None:
@@ -105,3 +120,74 @@ def test_a_form_posted_without_its_csrf_token_is_refused(site, browser):
     assert status == 400
     browser.refresh()
     assert browser.find_element(By.ID, "connector-grid")  # still signed in
+
+
+def meter_values(transaction_id: int, register_wh: int, power_w: int, at: str) -> dict:
+    return {
+        "connectorId": 1,
+        "transactionId": transaction_id,
+        "meterValue": [
+            {
+                "timestamp": at,
+                "sampledValue": [
+                    {"value": str(register_wh), "measurand": "Energy.Active.Import.Register", "unit": "Wh"},
+                    {"value": str(power_w), "measurand": "Power.Active.Import", "unit": "W"},
+                ],
+            }
+        ],
+    }
+
+
+def test_a_charger_page_sends_commands_and_charts_its_transaction_live(site, browser):
+    sign_in(browser, site.web.base_url, *OPERATOR)
+    with LibraryCharger(site.ws_url, "CP-LIVE", AUTH_KEY) as charger:
+        browser.get(f"{site.web.base_url}/chargers/CP-LIVE")
+        wait(browser).until(ec.text_to_be_present_in_element((By.ID, "live"), "live"))
+
+        # the configuration, read through GetConfiguration and shown as editable keys
+        browser.find_element(By.ID, "read-configuration").click()
+        table = wait(browser).until(ec.presence_of_element_located((By.ID, "configuration-keys")))
+        assert "HeartbeatInterval" in table.text and "MeterValueSampleInterval" in table.text
+
+        # RemoteStartTransaction from the form built from its schema; the charger's answer is shown
+        wait(browser).until(ec.presence_of_element_located((By.ID, "field-idTag"))).send_keys("ADA-TAG")
+        browser.find_element(By.ID, "field-connectorId").send_keys("1")
+        browser.find_element(By.CSS_SELECTOR, "#command button[type=submit]").click()
+        wait(browser).until(
+            ec.text_to_be_present_in_element(
+                (By.ID, "command-reply"), 'RemoteStartTransaction answered: {"status": "Accepted"}'
+            )
+        )
+
+        # the charger starts; the running transaction and its chart appear, and energy rises live
+        started = charger.run(
+            charger.charge_point.call(
+                call.StartTransaction(connector_id=1, id_tag="ADA-TAG", meter_start=10_000, timestamp=now())
+            )
+        )
+        transaction_id = started.transaction_id
+        for register, power in ((10_500, 7_000), (11_250, 7_200)):
+            charger.run(
+                charger.charge_point.call(
+                    call.MeterValues(**snake(meter_values(transaction_id, register, power, now())))
+                )
+            )
+            wait(browser).until(lambda d, r=register: d.find_element(By.ID, "energy").text == str(r - 10_000))
+        assert browser.find_element(By.CSS_SELECTOR, "#chart .u-over")  # uPlot drew its plot area
+
+        charger.run(
+            charger.charge_point.call(
+                call.StopTransaction(meter_stop=12_000, timestamp=now(), transaction_id=transaction_id)
+            )
+        )
+        browser.refresh()
+        history = wait(browser).until(
+            ec.presence_of_element_located((By.CSS_SELECTOR, "section[aria-label=Transactions] tbody"))
+        )
+        wait(browser).until(
+            lambda d: (
+                str(transaction_id) in history.text
+                and "2000" in d.find_element(By.CSS_SELECTOR, "section[aria-label=Transactions] tbody").text
+            )
+        )
+    assert console_errors(browser) == []

@@ -1,5 +1,6 @@
-// The overview's live parts: connector cells follow StatusNotifications and connections as they
-// happen; the figures above them are re-rendered by the server (htmx) shortly after any change.
+// The dashboard's live parts. Connector cells follow StatusNotifications and connections as they
+// happen; figures, message logs and audits are re-rendered by the server (htmx) shortly after any
+// change; a charger page's chart grows with each MeterValues of its running transaction.
 (function () {
   "use strict";
   var tokenMeta = document.querySelector('meta[name="csms-socket-token"]');
@@ -7,6 +8,12 @@
   var live = document.getElementById("live");
   if (!tokenMeta || !grid || typeof io === "undefined") {
     return;
+  }
+  // On a charger's page only that charger's events matter; the overview shows every charger.
+  var onlyCharger = grid.dataset.chargerPage || null;
+
+  function concerns(chargePointId) {
+    return onlyCharger === null || onlyCharger === chargePointId;
   }
 
   function changed() {
@@ -56,6 +63,18 @@
     cell.title = cell.dataset.charger + " #" + cell.dataset.connector + ": " + status;
   }
 
+  var charting = typeof TransactionChart !== "undefined";
+  var chart = charting ? TransactionChart.create() : null;
+  // A transaction started or stopped: the server re-renders that section, then its chart is drawn.
+  function transactionChanged() {
+    document.body.dispatchEvent(new CustomEvent("csms:transaction"));
+  }
+  document.body.addEventListener("htmx:afterSwap", function (event) {
+    if (charting && event.detail.target.id === "running") {
+      chart = TransactionChart.create();
+    }
+  });
+
   var socket = io({ auth: { token: tokenMeta.content } });
   socket.on("connect", function () {
     live.textContent = "live";
@@ -70,18 +89,51 @@
     live.classList.remove("on");
   });
   socket.on("charger:status:changed", function (event) {
+    if (!concerns(event.chargePointId)) {
+      return;
+    }
     if (event.connectorId > 0) {
       setStatus(cellFor(event.chargePointId, event.connectorId), event.status);
+    }
+    if (onlyCharger !== null && ["Charging", "Finishing", "Available"].indexOf(event.status) >= 0) {
+      transactionChanged();
     }
     changed();
   });
   socket.on("charger:connection:changed", function (event) {
+    var relevant = false;
     event.changes.forEach(function (change) {
+      if (!concerns(change.chargePointId)) {
+        return;
+      }
+      relevant = true;
       cellsOf(change.chargePointId).forEach(function (cell) {
         cell.classList.toggle("online", change.connected);
         cell.classList.toggle("offline", !change.connected);
       });
+      var connection = document.getElementById("connection");
+      if (connection && onlyCharger !== null) {
+        connection.textContent = change.connected ? "online on " + event.node : "offline";
+      }
     });
+    if (relevant) {
+      changed();
+    }
+  });
+  socket.on("meter:values", function (event) {
+    if (!concerns(event.chargePointId)) {
+      return;
+    }
+    if (chart && chart.transactionId === event.transactionId) {
+      chart.add(event);
+    } else if (onlyCharger !== null && event.transactionId) {
+      transactionChanged(); // a transaction this page does not show yet
+    }
     changed();
+  });
+  socket.on("command:result", function (event) {
+    if (concerns(event.chargePointId)) {
+      changed();
+    }
   });
 })();
