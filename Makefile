@@ -6,8 +6,11 @@ BIN := $(VENV)/bin
 FLASK := $(BIN)/flask --app wsgi
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
+# The dashboard's front-end libraries: installed from npm (package-lock.json), copied here by
+# package.json's `vendor` script.
+VENDOR := csms/dashboard/static/vendor
 
-.PHONY: run test lint format bench clean
+.PHONY: run test lint format bench clean assets
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -20,12 +23,20 @@ $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $@ $(VENV)/.installed
 
-run: $(VENV)/.installed
+$(VENDOR)/.installed: package.json package-lock.json
+	@command -v npm >/dev/null || { echo "make: npm (Node.js 18+) is needed for the dashboard's front-end libraries; install it (Debian: apt-get install nodejs npm) and run make again" >&2; exit 1; }
+	npm ci --no-audit --no-fund --ignore-scripts --loglevel=error
+	npm run --silent vendor
+	touch $@
+
+assets: $(VENDOR)/.installed
+
+run: $(VENV)/.installed $(VENDOR)/.installed
 	$(FLASK) db upgrade
 	$(FLASK) seed-demo
 	$(BIN)/python wsgi.py
 
-test: $(VENV)/.installed-dev
+test: $(VENV)/.installed-dev $(VENDOR)/.installed
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed-dev
@@ -41,4 +52,4 @@ bench: $(VENV)/.installed-dev
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache node_modules $(VENDOR)

@@ -71,11 +71,13 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         logging.getLogger("csms").warning(
             "CSMS_SECRET_KEY is the default or shorter than 32 characters: tokens are forgeable"
         )
-    from csms import api
+    from csms import api, cors, dashboard
     from csms.ocpp import route
 
     route.init_app(app)
     api.init_app(app)
+    dashboard.init_app(app)
+    cors.init_app(app)
     return app
 
 

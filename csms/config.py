@@ -62,6 +62,10 @@ class Config:
     TOKEN_TTL_SECONDS = 12 * 3600  # lifetime of bearer tokens
     PAYMENT_PROVIDER: str | None = None  # None: "development" in embedded mode, none in production
     DISPATCH_INTERVAL = 1.0  # seconds between looks for calls the workers asked this node to send
+    OFFLINE_ALERT_MINUTES = 15  # the dashboard warns of chargers silent for longer
+    DASHBOARD_SESSION_SECONDS = 12 * 3600  # a dashboard sign-in lasts this long
+    SECURE_COOKIES: bool | None = None  # None: Secure cookies when the process serves TLS itself
+    CORS_ORIGINS = ""  # comma-separated origins allowed to call the REST API and Socket.IO
 
 
 _CASTS: dict[str, Any] = {
@@ -85,6 +89,9 @@ _CASTS: dict[str, Any] = {
     "PENDING_INTERVAL": int,
     "DISPATCH_INTERVAL": float,
     "TOKEN_TTL_SECONDS": int,
+    "OFFLINE_ALERT_MINUTES": int,
+    "DASHBOARD_SESSION_SECONDS": int,
+    "SECURE_COOKIES": _bool,
 }
 
 

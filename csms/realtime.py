@@ -18,6 +18,7 @@ from flask import Flask, current_app
 from flask_socketio import ConnectionRefusedError, join_room
 
 from csms.broker import is_embedded
+from csms.cors import parse_origins, socketio_origins
 from csms.extensions import socketio
 from csms.fastjson import TextJson
 from csms.services import tokens
@@ -114,5 +115,6 @@ def init_app(app: Flask, async_mode: str) -> None:
         if is_embedded(app)
         else BatchedKombuManager(app.config["RABBITMQ_URL"], channel=CHANNEL, json=TextJson)
     )
-    socketio.init_app(app, async_mode=async_mode, client_manager=manager)
+    origins = socketio_origins(parse_origins(app.config["CORS_ORIGINS"]))
+    socketio.init_app(app, async_mode=async_mode, client_manager=manager, cors_allowed_origins=origins)
     socketio.on_event("connect", on_connect)

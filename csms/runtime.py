@@ -1,5 +1,5 @@
 """What a serving web process runs besides answering requests: the hand-off's publisher and relay,
-and in embedded mode the in-process Dramatiq worker."""
+the dashboards' presence feed, and in embedded mode the in-process Dramatiq worker."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from collections.abc import Callable
 from flask import Flask
 
 from csms.broker import InProcessWorker, is_embedded
+from csms.dashboard.presence import PresenceFeed
 from csms.ocpp import validation
 
 
@@ -20,8 +21,10 @@ def start_background(app: Flask) -> Callable[[], None]:
     gateway = app.extensions["ocpp"]
     gateway.handoff.start()
     gateway.start()
+    presence = PresenceFeed(app).start()
 
     def stop() -> None:
+        presence.stop()
         gateway.stop()
         gateway.handoff.stop()
         if worker is not None:

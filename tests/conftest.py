@@ -30,6 +30,15 @@ POSTGRES_ADMIN_URL = os.environ.get("CSMS_TEST_POSTGRES_URL", "postgresql://post
 RABBITMQ_URL = os.environ.get("CSMS_TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
 
 
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    """Keep each phase's report on the test item (`item.rep_call`), so a fixture's teardown can tell
+    whether its test failed (the browser tests save a screenshot then)."""
+    report = yield
+    setattr(item, f"rep_{report.when}", report)
+    return report
+
+
 def service_unavailable(service: str, error: object) -> None:
     message = f"{service} unavailable: {error}"
     if REQUIRE_SERVICES:

@@ -61,11 +61,17 @@ def register(body):
 def login(body):
     """Exchange email and password for a bearer token (10 failed attempts per 5 minutes per address
     and per email, then 429)."""
-    email = body["email"].strip().lower()
+    return _token_for(authenticate(body["email"], body["password"]))
+
+
+def authenticate(email: str, password: str) -> User:
+    """The account these credentials open, through the login limiter: the REST login and the
+    dashboard's sign-in share it. Raises `Unauthorized` or `TooManyRequests`."""
+    email = email.strip().lower()
     keys = (f"ip:{request.remote_addr}", f"email:{email}")
     login_attempts.check(*keys)
     user = db.session.scalar(select(User).where(User.email == email))
-    if user is None or not check_password_hash(user.password_hash, body["password"]):
+    if user is None or not check_password_hash(user.password_hash, password):
         login_attempts.failed(*keys)
         raise Unauthorized("wrong email or password", code="invalid_credentials")
-    return _token_for(user)
+    return user

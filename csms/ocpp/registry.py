@@ -26,6 +26,9 @@ class ConnectionRegistry:
         self._sessions: dict[str, OcppSession] = {}
         self._lock = threading.Lock()
         self.counters = {"dropped_frames": 0, "unexpected_replies": 0, "replaced_connections": 0}
+        # Connections opened (True) or closed (False) since the last `drain_changes`, for the live
+        # dashboard; one entry per charger, however often it reconnected meanwhile.
+        self._changes: dict[str, bool] = {}
 
     def add(self, session: OcppSession) -> OcppSession | None:
         """Register a new connection; returns the one it replaces (a charger that reconnected before
@@ -33,6 +36,7 @@ class ConnectionRegistry:
         with self._lock:
             previous = self._sessions.get(session.charge_point_id)
             self._sessions[session.charge_point_id] = session
+            self._changes[session.charge_point_id] = True
         if previous is not None:
             self.counters["replaced_connections"] += 1
         return previous
@@ -41,6 +45,13 @@ class ConnectionRegistry:
         with self._lock:
             if self._sessions.get(session.charge_point_id) is session:
                 del self._sessions[session.charge_point_id]
+                self._changes[session.charge_point_id] = False
+
+    def drain_changes(self) -> dict[str, bool]:
+        """Who connected (True) or disconnected (False) since the previous call."""
+        with self._lock:
+            changes, self._changes = self._changes, {}
+        return changes
 
     def get(self, charge_point_id: str) -> OcppSession | None:
         return self._sessions.get(charge_point_id)

@@ -185,3 +185,8 @@ def warm_up() -> None:
         for name in (action, f"{action}Response"):
             _validator(name)
             _fast_validator(name)
+
+
+def request_schema(action: str) -> dict[str, Any]:
+    """The 1.6 JSON schema of `action`'s CALL payload; the dashboard builds its command forms from it."""
+    return _schema(action)

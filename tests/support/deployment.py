@@ -71,9 +71,11 @@ def seed(
     id_tags: dict[str, tuple[str, datetime | None]] | None = None,
     customers: dict[str, tuple[str, int]] | None = None,
     tariff: dict[str, Any] | None = None,
+    operators: dict[str, str] | None = None,
 ) -> None:
     """Register chargers (`{id: key}`), id tags (`{tag: (status, expiry)}`), customers
-    (`{email: (idTag, funds in cents)}`) and a default tariff directly in the database."""
+    (`{email: (idTag, funds in cents)}`), operators (`{email: password}`) and a default tariff
+    directly in the database."""
     app = create_app({"DATABASE_URL": database_url, "INSTANCE_PATH": str(instance), "RABBITMQ_URL": None})
     with app.app_context():
         for charge_point_id, key in (charge_points or {}).items():
@@ -87,6 +89,8 @@ def seed(
             wallet_id = db.session.scalar(select(Wallet.id).where(Wallet.user_id == user.id))
             if funds:
                 wallet.top_up(wallet_id, funds, reference=f"seed-{email}")
+        for email, password in (operators or {}).items():
+            users.create_user(email, password, role="operator")
         if tariff is not None:
             db.session.add(Tariff(**{"name": "Default", "currency": "EUR", "is_default": True, **tariff}))
             db.session.commit()

@@ -1,0 +1,272 @@
+"""The dashboard's pages: sign-in, the overview, and the fragments its live parts refresh."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from urllib.parse import urlsplit
+
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    flash,
+    g,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
+from flask_wtf.csrf import CSRFError
+
+from csms.api.auth import authenticate
+from csms.api.remote import call_charger
+from csms.dashboard import csrf, forms, signin
+from csms.models import Role
+from csms.pipeline import outbox
+from csms.services import fleet, tokens
+from csms.services import overview as network
+from csms.services.errors import ServiceError
+
+# OCPP 1.6 ChargePointStatus values, for the list's filter.
+CONNECTOR_STATUSES = (
+    "Available",
+    "Preparing",
+    "Charging",
+    "SuspendedEVSE",
+    "SuspendedEV",
+    "Finishing",
+    "Reserved",
+    "Unavailable",
+    "Faulted",
+)
+
+bp = Blueprint(
+    "dashboard",
+    __name__,
+    template_folder="templates",
+    static_folder="static",
+    static_url_path="/dashboard/static",
+)
+
+
+@bp.before_request
+def protect_forms():
+    """Every state-changing request of the dashboard carries the session's CSRF token."""
+    if request.method not in ("GET", "HEAD", "OPTIONS"):
+        csrf.protect()
+
+
+@bp.errorhandler(CSRFError)
+def csrf_refused(error: CSRFError):
+    return render_template("dashboard/error.html", title="Form expired", message=error.description), 400
+
+
+@bp.errorhandler(404)
+def not_found(error):
+    message = "There is no such page or charger."
+    return render_template("dashboard/error.html", title="Not found", message=message), 404
+
+
+@bp.errorhandler(403)
+def forbidden(error):
+    message = "The dashboard is for operators. Customers use the app."
+    return render_template("dashboard/error.html", title="Operators only", message=message), 403
+
+
+@bp.get("/login")
+def login():
+    """The sign-in form."""
+    return render_template("dashboard/login.html", next=_safe_next(request.args.get("next")))
+
+
+@bp.post("/login")
+def login_submit():
+    """Check the credentials (through the same limiter as the REST login) and open a session."""
+    email = request.form.get("email", "")
+    try:
+        user = authenticate(email, request.form.get("password", ""))
+    except ServiceError as exc:
+        flash(exc.message, "error")
+        return render_template(
+            "dashboard/login.html", next=_safe_next(request.form.get("next")), email=email
+        ), (exc.status)
+    if user.role != Role.OPERATOR:
+        return forbidden(None)
+    signin.sign_in(user)
+    return redirect(_safe_next(request.form.get("next")) or url_for("dashboard.overview"))
+
+
+@bp.post("/logout")
+def logout():
+    """End the session."""
+    signin.sign_out()
+    return redirect(url_for("dashboard.login"))
+
+
+@bp.get("/")
+@signin.operator_required
+def overview():
+    """The network at a glance, with a live grid of every connector."""
+    return render_template(
+        "dashboard/overview.html",
+        summary=_summary(),
+        alerts=_alerts(),
+        connectors=network.connectors(),
+        online=_registry().ids(),
+        token=_socket_token(),
+        node=current_app.config["NODE_ID"],
+    )
+
+
+@bp.get("/dashboard/summary")
+@signin.operator_required
+def summary_fragment():
+    """The overview's figures and alerts, refreshed by the page every few seconds."""
+    return render_template("dashboard/_summary.html", summary=_summary(), alerts=_alerts())
+
+
+@bp.get("/chargers")
+@signin.operator_required
+def chargers():
+    """Every charger, searchable and filtered by connection, registration and connector status."""
+    args = request.args
+    page = fleet.search(
+        _registry().ids(),
+        q=args.get("q", "").strip()[:100],
+        connection=args.get("connection", ""),
+        registration=args.get("registration", ""),
+        status=args.get("status", ""),
+        page=_positive_int(args.get("page"), 1),
+        per_page=50,
+    )
+    return render_template(
+        "dashboard/chargers.html",
+        page=page,
+        args=args,
+        online=_registry().ids(),
+        statuses=CONNECTOR_STATUSES,
+        registrations=fleet.REGISTRATION_FILTERS,
+    )
+
+
+@bp.get("/chargers/<charge_point_id>")
+@signin.operator_required
+def charger(charge_point_id: str):
+    """One charger: connectors, running transactions with a live chart, commands, configuration,
+    its message log, transactions and command audit."""
+    point = _point_or_404(charge_point_id)
+    return render_template(
+        "dashboard/charger.html",
+        point=point,
+        connection=_registry().info(charge_point_id),
+        **_running(point),
+        transactions=fleet.recent_transactions(point),
+        messages=fleet.recent_messages(charge_point_id),
+        commands=fleet.recent_commands(charge_point_id),
+        actions=forms.ACTIONS,
+        token=_socket_token(),
+    )
+
+
+@bp.get("/chargers/<charge_point_id>/running")
+@signin.operator_required
+def charger_running(charge_point_id: str):
+    """The running transaction and its chart, re-rendered when one starts or stops."""
+    return render_template("dashboard/_running.html", **_running(_point_or_404(charge_point_id)))
+
+
+def _running(point) -> dict:
+    running = fleet.running_transactions(point)
+    return {"running": running, "chart": fleet.chart_samples(running[0].id) if running else []}
+
+
+def _point_or_404(charge_point_id: str):
+    point = fleet.by_id(charge_point_id)
+    if point is None:
+        abort(404)
+    return point
+
+
+@bp.get("/chargers/<charge_point_id>/activity")
+@signin.operator_required
+def charger_activity(charge_point_id: str):
+    """The charger's message log and command audit, refreshed by its page."""
+    return render_template(
+        "dashboard/_activity.html",
+        messages=fleet.recent_messages(charge_point_id),
+        commands=fleet.recent_commands(charge_point_id),
+    )
+
+
+@bp.get("/chargers/<charge_point_id>/command-form")
+@signin.operator_required
+def command_form(charge_point_id: str):
+    """The inputs of one action's form, built from its OCPP schema."""
+    action = request.args.get("action", "")
+    if action not in forms.ACTIONS:
+        abort(404)
+    return render_template(
+        "dashboard/_command_form.html",
+        charge_point_id=charge_point_id,
+        action=action,
+        fields=forms.fields_for(action),
+    )
+
+
+@bp.post("/chargers/<charge_point_id>/commands")
+@signin.operator_required
+def send_command(charge_point_id: str):
+    """Send an action to the charger, as `POST /api/charger/command` does, and show its reply."""
+    action = request.form.get("action", "")
+    try:
+        payload = forms.payload_from(action, request.form)
+        response = call_charger(charge_point_id, action, payload, g.operator.id)
+    except ServiceError as exc:
+        return render_template("dashboard/_reply.html", action=action, error=exc), 200
+    template = "dashboard/_configuration.html" if action == "GetConfiguration" else "dashboard/_reply.html"
+    return render_template(template, action=action, response=response, charge_point_id=charge_point_id)
+
+
+def _registry():
+    return current_app.extensions["ocpp"].registry
+
+
+def _positive_int(text: str | None, default: int) -> int:
+    try:
+        return max(1, min(int(text or default), 100_000))
+    except ValueError:
+        return default
+
+
+def _summary() -> network.Summary:
+    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    return network.summary(_registry().ids(), today)
+
+
+def _alerts() -> dict:
+    now = datetime.now(UTC)
+    connected = _registry().ids()
+    minutes = current_app.config["OFFLINE_ALERT_MINUTES"]
+    return {
+        "faulted": network.faulted_connectors(),
+        "offline": network.offline_for(connected, minutes, now),
+        "offline_minutes": minutes,
+        "outbox": outbox.backlog(),
+    }
+
+
+def _socket_token() -> str:
+    """A bearer token for this page's Socket.IO connection, as short-lived as the session."""
+    ttl = timedelta(seconds=current_app.config["DASHBOARD_SESSION_SECONDS"])
+    identity = tokens.Identity(g.operator.id, g.operator.role)
+    return tokens.issue(identity, current_app.config["SECRET_KEY"], ttl)
+
+
+def _safe_next(target: str | None) -> str | None:
+    """Only a path on this site: never an open redirect to another host."""
+    if not target:
+        return None
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//"):
+        return None
+    return target

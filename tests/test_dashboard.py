@@ -1,0 +1,366 @@
+"""The dashboard's server side through the Flask test client: sign-in, roles, CSRF, the overview's
+figures and alerts, cross-origin settings. The browser tests (`test_dashboard_browser.py`) drive the
+live parts in a real Chromium."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from werkzeug.datastructures import MultiDict
+
+from csms.api import auth
+from csms.api.security import AttemptLimiter
+from csms.cors import parse_origins
+from csms.dashboard import forms
+from csms.extensions import db
+from csms.models import LedgerEntry, User
+from csms.ocpp.validation import request_schema, validate_request
+from csms.services import fleet, overview, users
+from csms.services.errors import InvalidInput
+from tests.builders import a_charge_point, a_transaction, a_wallet
+
+PASSWORD = "operator-password"
+
+
+@pytest.fixture
+def site(make_app):
+    """An app whose test client runs each request in an app context of its own, as a served app does
+    (the `app` fixture's context would share `g`, and with it the CSRF token, across requests)."""
+    return make_app()
+
+
+@pytest.fixture
+def operator(site):
+    with site.app_context():
+        return users.create_user("ops@example.test", PASSWORD, role="operator").id
+
+
+@pytest.fixture
+def customer(site):
+    with site.app_context():
+        return users.create_user("ada@example.test", PASSWORD, id_tag="ADA-1").id
+
+
+def csrf_of(page: bytes) -> str:
+    return re.search(rb'name="csrf_token" value="([^"]+)"', page).group(1).decode()
+
+
+def sign_in(client, email: str, password: str = PASSWORD, next_: str | None = None):
+    token = csrf_of(client.get("/login").data)
+    form = {"email": email, "password": password, "csrf_token": token}
+    if next_ is not None:
+        form["next"] = next_
+    return client.post("/login", data=form)
+
+
+def test_anonymous_visitors_get_the_sign_in_page(site):
+    client = site.test_client()
+    response = client.get("/")
+    assert response.status_code == 302
+    assert response.headers["Location"] == "/login?next=/"
+    page = client.get("/login")
+    assert page.status_code == 200
+    assert b'<input type="password" name="password"' in page.data
+
+
+def test_an_operator_signs_in_sees_the_overview_and_signs_out(site, operator):
+    client = site.test_client()
+    response = sign_in(client, "ops@example.test")
+    assert (response.status_code, response.headers["Location"]) == (302, "/")
+    cookie = response.headers["Set-Cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Lax" in cookie and "Secure" not in cookie
+    page = client.get("/")
+    assert page.status_code == 200
+    assert b"Chargers online" in page.data and b"ops@example.test" in page.data
+    out = client.post("/logout", data={"csrf_token": csrf_of(page.data)})
+    assert (out.status_code, out.headers["Location"]) == (302, "/login")
+    assert client.get("/").status_code == 302
+
+
+def test_a_customer_is_refused(site, customer):
+    client = site.test_client()
+    response = sign_in(client, "ada@example.test")
+    assert response.status_code == 403
+    assert b"Operators only" in response.data
+    assert client.get("/").status_code == 302  # no session was opened
+
+
+def test_wrong_passwords_are_refused_and_limited_like_the_rest_login(site, operator, monkeypatch):
+    monkeypatch.setattr(auth, "login_attempts", AttemptLimiter(limit=10, window=300))  # this test's own
+    client = site.test_client()
+    response = sign_in(client, "ops@example.test", "wrong-password")
+    assert response.status_code == 401
+    assert b"wrong email or password" in response.data
+    statuses = [sign_in(client, "ops@example.test", "wrong-password").status_code for _ in range(12)]
+    assert statuses[-1] == 429
+
+
+def test_a_form_without_its_csrf_token_is_refused(site, operator):
+    client = site.test_client()
+    response = client.post("/login", data={"email": "ops@example.test", "password": PASSWORD})
+    assert response.status_code == 400
+    assert b"CSRF token is missing" in response.data
+    assert sign_in(client, "ops@example.test").status_code == 302
+    forged = client.post("/logout", data={"csrf_token": "forged"})
+    assert forged.status_code == 400
+    assert client.get("/").status_code == 200  # still signed in
+
+
+def test_a_demoted_operator_loses_the_dashboard_at_the_next_request(site, operator):
+    client = site.test_client()
+    sign_in(client, "ops@example.test")
+    with site.app_context():
+        db.session.get(User, operator).role = "customer"
+        db.session.commit()
+    assert client.get("/").status_code == 403
+
+
+@pytest.mark.parametrize("target", ["https://evil.example/", "//evil.example/x", "javascript:alert(1)"])
+def test_sign_in_never_redirects_to_another_site(site, operator, target):
+    response = sign_in(site.test_client(), "ops@example.test", next_=target)
+    assert response.headers["Location"] == "/"
+
+
+def test_sign_in_returns_to_the_page_asked_for(site, operator):
+    response = sign_in(site.test_client(), "ops@example.test", next_="/dashboard/summary")
+    assert response.headers["Location"] == "/dashboard/summary"
+
+
+def test_secure_cookies_when_asked(make_app):
+    app = make_app(SECURE_COOKIES=True)
+    with app.app_context():
+        users.create_user("ops@example.test", PASSWORD, role="operator")
+    cookie = sign_in(app.test_client(), "ops@example.test").headers["Set-Cookie"]
+    assert "Secure" in cookie
+
+
+def test_the_overview_counts_the_network(any_db_app):
+    now = datetime.now(UTC)
+    today = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    online = a_charge_point(charge_point_id="CP-ON", connectors=2)
+    faulted = a_charge_point(charge_point_id="CP-FAULT", connectors=1)
+    a_charge_point(charge_point_id="CP-OFF", connectors=1, last_seen_at=now - timedelta(hours=2))
+    online.connectors[1].status = "Charging"
+    online.connectors[2].status = "Available"
+    faulted.connectors[1].status = "Faulted"
+    db.session.commit()
+    a_transaction(online, meter_start_wh=1000, meter_last_wh=4500)  # running: 3,500 Wh so far
+    a_transaction(
+        faulted, meter_start_wh=0, meter_stop_wh=2000, energy_wh=2000, stopped_at=now, state="stopped"
+    )
+    a_transaction(
+        faulted,
+        meter_start_wh=0,
+        energy_wh=9000,
+        state="stopped",
+        started_at=today - timedelta(hours=3),
+        stopped_at=today - timedelta(hours=1),  # yesterday: not today's energy
+    )
+    wallet = a_wallet()
+    db.session.add_all(
+        [
+            LedgerEntry(wallet_id=wallet.id, kind="capture", amount_minor=1234, currency="EUR"),
+            LedgerEntry(wallet_id=wallet.id, kind="topup", amount_minor=5000, currency="EUR"),
+        ]
+    )
+    db.session.commit()
+
+    summary = overview.summary({"CP-ON", "CP-UNKNOWN"}, today)
+    assert summary == overview.Summary(
+        chargers=3,
+        online=1,
+        faulted_chargers=1,
+        connectors_by_status={"Charging": 1, "Available": 1, "Faulted": 1, "Unavailable": 1},
+        active_transactions=1,
+        energy_today_wh=5500,
+        revenue_today_minor={"EUR": 1234},
+    )
+    assert summary.offline == 2
+    offline = overview.offline_for({"CP-ON"}, 15, now)
+    assert [c.charge_point_id for c in offline] == ["CP-OFF", "CP-FAULT"]  # never seen comes last
+    assert [(c.charge_point_id, c.connector_id) for c in overview.faulted_connectors()] == [("CP-FAULT", 1)]
+
+
+def test_the_overview_page_shows_alerts_and_every_connector(site, operator):
+    with site.app_context():
+        point = a_charge_point(charge_point_id="CP-ALERT", connectors=2)
+        point.connectors[2].status = "Faulted"
+        point.connectors[2].error_code = "GroundFailure"
+        db.session.commit()
+    client = site.test_client()
+    sign_in(client, "ops@example.test")
+    page = client.get("/").data.decode()
+    assert 'data-charger="CP-ALERT" data-connector="1"' in page
+    assert 'data-charger="CP-ALERT" data-connector="2"' in page
+    assert "Connector 2 of <b>CP-ALERT</b> is Faulted (GroundFailure)" in page
+    assert "<b>CP-ALERT</b> offline for more than 15 min (never seen)" in page
+    fragment = client.get("/dashboard/summary").data.decode()
+    assert "Connector 2 of <b>CP-ALERT</b> is Faulted" in fragment
+
+
+@pytest.mark.parametrize(
+    ("text", "origins"),
+    [
+        ("", []),
+        ("https://ops.example.com", ["https://ops.example.com"]),
+        (
+            " https://A.example.com:8443 , http://localhost:3000 ",
+            ["https://a.example.com:8443", "http://localhost:3000"],
+        ),
+    ],
+)
+def test_cors_origins_are_parsed(text, origins):
+    assert parse_origins(text) == origins
+
+
+@pytest.mark.parametrize("text", ["ops.example.com", "https://ops.example.com/path", "ftp://x", "*"])
+def test_a_malformed_origin_fails_the_start(text, make_app):
+    with pytest.raises(ValueError, match="CSMS_CORS_ORIGINS"):
+        make_app(CORS_ORIGINS=text)
+
+
+def test_listed_origins_may_call_the_api_and_others_may_not(make_app):
+    client = make_app(CORS_ORIGINS="https://ops.example.com").test_client()
+    allowed = client.get("/api/cms/points", headers={"Origin": "https://ops.example.com"})
+    assert allowed.headers.get("Access-Control-Allow-Origin") == "https://ops.example.com"
+    other = client.get("/api/cms/points", headers={"Origin": "https://evil.example"})
+    assert "Access-Control-Allow-Origin" not in other.headers
+    preflight = client.options(
+        "/api/cms/points",
+        headers={
+            "Origin": "https://ops.example.com",
+            "Access-Control-Request-Method": "GET",
+            "Access-Control-Request-Headers": "Authorization",
+        },
+    )
+    assert preflight.headers.get("Access-Control-Allow-Origin") == "https://ops.example.com"
+    assert "authorization" in preflight.headers.get("Access-Control-Allow-Headers", "").lower()
+
+
+def test_no_origin_is_allowed_by_default(app):
+    response = app.test_client().get("/api/cms/points", headers={"Origin": "https://ops.example.com"})
+    assert "Access-Control-Allow-Origin" not in response.headers
+
+
+def test_the_charger_list_searches_and_filters(any_db_app):
+    fast = a_charge_point(charge_point_id="CP-FAST-1", connectors=2, vendor="Volta", model="DC150")
+    a_charge_point(charge_point_id="CP-SLOW-1", connectors=1, vendor="Acme", firmware_version="2.1.0")
+    a_charge_point(charge_point_id="CP-NEW", connectors=1, registration_status="Pending")
+    fast.connectors[2].status = "Faulted"
+    db.session.commit()
+
+    def ids(**filters) -> list[str]:
+        page = fleet.search({"CP-FAST-1"}, **filters)
+        assert page.total == len(page.items)
+        return [point.charge_point_id for point in page.items]
+
+    assert ids() == ["CP-FAST-1", "CP-NEW", "CP-SLOW-1"]
+    assert ids(q="volta") == ["CP-FAST-1"]
+    assert ids(q="2.1") == ["CP-SLOW-1"]
+    assert ids(connection="online") == ["CP-FAST-1"]
+    assert ids(connection="offline") == ["CP-NEW", "CP-SLOW-1"]
+    assert ids(registration="Pending") == ["CP-NEW"]
+    assert ids(status="Faulted") == ["CP-FAST-1"]
+    assert ids(q="cp-", status="Available") == []  # connectors start Unavailable
+    paged = fleet.search(set(), page=2, per_page=2)
+    assert ([p.charge_point_id for p in paged.items], paged.total, paged.pages) == (["CP-SLOW-1"], 3, 2)
+    assert fleet.search(set(), connection="online").total == 0  # nobody connected
+
+
+def test_the_charger_pages_render(site, operator):
+    with site.app_context():
+        point = a_charge_point(charge_point_id="CP-PAGE", connectors=2, vendor="Volta")
+        a_transaction(point, meter_start_wh=100, meter_last_wh=1100)
+    client = site.test_client()
+    sign_in(client, "ops@example.test")
+    listing = client.get("/chargers?q=page").data.decode()
+    assert 'href="/chargers/CP-PAGE"' in listing and "1 charger<" in listing
+    page = client.get("/chargers/CP-PAGE")
+    assert page.status_code == 200
+    html = page.data.decode()
+    assert 'data-charger="CP-PAGE" data-connector="2"' in html
+    assert '<b id="energy">1000</b> Wh' in html  # the running transaction so far
+    assert "<option selected>RemoteStartTransaction</option>" in html
+    assert client.get("/chargers/CP-NONE").status_code == 404
+    fragment = client.get("/chargers/CP-PAGE/command-form?action=Reset").data.decode()
+    assert '<select id="field-type" name="type" required>' in fragment
+    assert "<option>Hard</option>" in fragment and "<option>Soft</option>" in fragment
+
+
+def test_a_command_to_an_offline_charger_shows_why(site, operator):
+    with site.app_context():
+        a_charge_point(charge_point_id="CP-GONE")
+    client = site.test_client()
+    page = client.get("/login")
+    sign_in(client, "ops@example.test")
+    token = csrf_of(client.get("/chargers/CP-GONE").data)
+    reply = client.post(
+        "/chargers/CP-GONE/commands", data={"csrf_token": token, "action": "Reset", "type": "Soft"}
+    ).data.decode()
+    assert "charge point &#39;CP-GONE&#39; is not connected" in reply
+    invalid = client.post(
+        "/chargers/CP-GONE/commands",
+        data={"csrf_token": token, "action": "RemoteStopTransaction", "transactionId": "twelve"},
+    ).data.decode()
+    assert "<code>transactionId</code>: a whole number" in invalid
+    assert page.status_code == 200
+
+
+@pytest.mark.parametrize("action", forms.ACTIONS)
+def test_every_csms_action_has_a_form_built_from_its_schema(action):
+    schema = request_schema(action)
+    fields = forms.fields_for(action)
+    assert {field.name for field in fields} == set(schema.get("properties", {}))
+    assert [field.name for field in fields if field.required] == [
+        name for name in schema.get("properties", {}) if name in schema.get("required", ())
+    ]
+
+
+@pytest.mark.parametrize(
+    ("action", "form", "payload"),
+    [
+        (
+            "RemoteStartTransaction",
+            {"idTag": "TAG-1", "connectorId": "2"},
+            {"idTag": "TAG-1", "connectorId": 2},
+        ),
+        ("RemoteStartTransaction", {"idTag": "TAG-1", "connectorId": ""}, {"idTag": "TAG-1"}),
+        ("Reset", {"type": "Hard"}, {"type": "Hard"}),
+        ("ClearCache", {}, {}),
+        ("GetConfiguration", {"key": '["HeartbeatInterval"]'}, {"key": ["HeartbeatInterval"]}),
+        (
+            "GetDiagnostics",
+            {"location": "ftp://logs.example/", "retries": "3", "startTime": "2026-12-01T00:00:00Z"},
+            {"location": "ftp://logs.example/", "retries": 3, "startTime": "2026-12-01T00:00:00Z"},
+        ),
+    ],
+)
+def test_a_form_becomes_the_payload_the_gateway_validates(action, form, payload):
+    built = forms.payload_from(action, MultiDict(form))
+    assert built == payload
+    validate_request(action, built)
+
+
+@pytest.mark.parametrize(
+    ("action", "form", "problems"),
+    [
+        ("RemoteStartTransaction", {}, {"idTag": "required"}),
+        ("RemoteStopTransaction", {"transactionId": "x"}, {"transactionId": "a whole number"}),
+        (
+            "GetConfiguration",
+            {"key": "[oops"},
+            {"key": "not JSON: Expecting value: line 1 column 2 (char 1)"},
+        ),
+    ],
+)
+def test_a_form_with_bad_fields_names_them(action, form, problems):
+    with pytest.raises(InvalidInput) as refused:
+        forms.payload_from(action, MultiDict(form))
+    assert refused.value.details == problems
+
+
+def test_an_unknown_action_has_no_form():
+    with pytest.raises(InvalidInput, match="not a CSMS-initiated"):
+        forms.fields_for("BootNotification")
