@@ -4,7 +4,7 @@ announced as a `cms.*` event), and per-charger transactions and OCPP message log
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from flask import current_app, g
@@ -19,8 +19,9 @@ from csms.models import ChargePoint, ChargingSession, OcppMessage, Station, Tari
 from csms.pipeline.addresses import RECORD_CMS_EVENTS
 from csms.schemas import cms as schemas
 from csms.schemas.common import INT32_MAX, Error
-from csms.services import chargers, credentials
+from csms.services import analytics, chargers, credentials
 from csms.services.errors import Conflict, NotFound
+from csms.services.money import format_minor
 
 bp = Blueprint("cms", __name__, url_prefix="/api/cms", description="Stations, charge points, tariffs")
 
@@ -275,3 +276,36 @@ def list_messages(args):
     if args.get("charge_point_id"):
         query = query.where(OcppMessage.charge_point_id == args["charge_point_id"])
     return paginate(query, OcppMessage.id.desc(), args)
+
+
+# --- analytics ---------------------------------------------------------------------------------------
+
+
+@bp.get("/analytics")
+@requires("operator")
+@bp.arguments(schemas.AnalyticsArgs, location="query")
+@bp.response(200, schemas.AnalyticsReport)
+@bp.alt_response(422, schema=Error)
+def analytics_report(args):
+    """Energy (Wh), revenue, sessions and utilization per day, station or charger over a period."""
+    now = datetime.now(UTC)
+    end = args.get("end") or now
+    start = args.get("start") or end - timedelta(days=30)
+    groups = analytics.report(start, end, args["group_by"], now)
+    return {
+        "start": start,
+        "end": end,
+        "group_by": args["group_by"],
+        "groups": [
+            {
+                "key": group.key,
+                "label": group.label,
+                "connectors": group.connectors,
+                "energy_wh": group.energy_wh,
+                "sessions": group.sessions,
+                "revenue": {currency: format_minor(minor) for currency, minor in group.revenue_minor.items()},
+                "utilization": group.utilization,
+            }
+            for group in groups
+        ],
+    }

@@ -1,9 +1,11 @@
+from datetime import UTC
 from decimal import Decimal
 
 from marshmallow import Schema, fields, validate
 
 from csms.models import RegistrationStatus
 from csms.schemas.common import ID, DecimalString, Money, page_of
+from csms.services.analytics import GROUPINGS
 
 PRICE = {"places": 4, "minimum": Decimal(0), "maximum": Decimal(10_000)}
 
@@ -139,3 +141,34 @@ TariffPage = page_of(Tariff, "TariffPage")
 PointPage = page_of(Point, "PointPage")
 TransactionPage = page_of(TransactionRow, "TransactionPage")
 MessagePage = page_of(MessageRow, "MessagePage")
+
+
+class AnalyticsArgs(Schema):
+    start = fields.AwareDateTime(
+        data_key="from",
+        default_timezone=UTC,
+        metadata={"description": "inclusive; default: 30 days before `to`"},
+    )
+    end = fields.AwareDateTime(
+        data_key="to", default_timezone=UTC, metadata={"description": "exclusive; default: now"}
+    )
+    group_by = fields.String(data_key="groupBy", load_default="day", validate=validate.OneOf(GROUPINGS))
+
+
+class AnalyticsGroup(Schema):
+    key = fields.String(metadata={"description": "the day (YYYY-MM-DD), station id or chargePointId"})
+    label = fields.String()
+    connectors = fields.Integer()
+    energy_wh = fields.Integer(data_key="energyWh")
+    sessions = fields.Integer()
+    revenue = fields.Dict(
+        keys=fields.String(), values=fields.String(), metadata={"description": "per currency"}
+    )
+    utilization = fields.Float(metadata={"description": "share of connector time occupied, 0 to 1"})
+
+
+class AnalyticsReport(Schema):
+    start = fields.DateTime(data_key="from")
+    end = fields.DateTime(data_key="to")
+    group_by = fields.String(data_key="groupBy")
+    groups = fields.List(fields.Nested(AnalyticsGroup))

@@ -186,3 +186,20 @@ def any_of(session: Session, column: Any, values: Iterable[Any]) -> ColumnElemen
 
 def _dialect(session: Session) -> str:
     return session.get_bind().dialect.name
+
+
+def epoch_seconds(session: Session, expression: Any) -> ColumnElement[float]:
+    """A timestamp as seconds since 1970 (UTC), on either backend: PostgreSQL's timestamptz through
+    `extract(epoch ...)`, SQLite's UTC text through `julianday`. Durations and overlaps are then plain
+    arithmetic on numbers, the same SQL for both."""
+    if _dialect(session) == "postgresql":
+        return func.extract("epoch", expression)
+    return (func.julianday(expression) - 2440587.5) * 86400.0
+
+
+def least(session: Session, *values: Any) -> ColumnElement[Any]:
+    return func.least(*values) if _dialect(session) == "postgresql" else func.min(*values)
+
+
+def greatest(session: Session, *values: Any) -> ColumnElement[Any]:
+    return func.greatest(*values) if _dialect(session) == "postgresql" else func.max(*values)
