@@ -36,6 +36,7 @@ _FRAME_LIMITS = {
     name: OcppMessage.__table__.c[name].type.length
     for name in ("unique_id", "action", "error_code", "error_description")
 }
+_ACTION_LIMIT = _FRAME_LIMITS["action"]
 _COMMAND_LIMITS = {
     name: CommandAudit.__table__.c[name].type.length for name in ("error_code", "error_description")
 }
@@ -58,17 +59,27 @@ def storable_sample(value: Decimal) -> bool:
 
 def clean_exchange(raw: dict[str, Any]) -> list[str]:
     """Make an exchange's frames storable in the message log, in place: NUL characters replaced
-    anywhere (keys too), column-bound frame fields cut to their column. Returns what was changed."""
+    anywhere (keys too), column-bound frame fields cut to their column. Returns what was changed.
+
+    About 2 µs for a common exchange: one encoding looks for NUL (only an exchange that has one is
+    walked), and only a CALLERROR or a refused unknown action has fields that can be too long (the
+    gateway cuts the unique id itself)."""
     notes: list[str] = []
-    if _has_nul(raw):
+    try:
+        has_nul = _ESCAPED_NUL in orjson.dumps(raw)
+    except TypeError:  # an integer beyond 64 bits: look the slow way
+        has_nul = _walk_has_nul(raw)
+    if has_nul:
         raw["frames"] = [_without_nul(frame) for frame in raw["frames"]]
         if raw.get("command") is not None:
             raw["command"] = _without_nul(raw["command"])
         notes.append("NUL characters replaced by U+FFFD")
     for frame in raw["frames"]:
-        _cut(frame, _FRAME_LIMITS, notes)
-    if raw.get("command") is not None:
-        _cut(raw["command"], _COMMAND_LIMITS, notes)
+        if frame["message_type"] == 4 or len(frame.get("action") or "") > _ACTION_LIMIT:
+            _cut(frame, _FRAME_LIMITS, notes)
+    command = raw.get("command")
+    if command is not None and command.get("error_code") is not None:
+        _cut(command, _COMMAND_LIMITS, notes)
     return notes
 
 
@@ -78,15 +89,6 @@ def _cut(record: dict[str, Any], limits: dict[str, int], notes: list[str]) -> No
         if isinstance(value, str) and len(value) > limit:
             record[name] = value[:limit]
             notes.append(f"{name} cut to {limit} characters")
-
-
-def _has_nul(raw: dict[str, Any]) -> bool:
-    """One encoding of the exchange (about a microsecond) decides; only an exchange that has a NUL
-    is walked."""
-    try:
-        return _ESCAPED_NUL in orjson.dumps(raw)
-    except TypeError:  # an integer beyond 64 bits: look the slow way
-        return _walk_has_nul(raw)
 
 
 def _walk_has_nul(value: Any) -> bool:
