@@ -343,6 +343,13 @@ def test_clean_exchange_replaces_nul_and_cuts_frame_fields():
     assert notes == ["NUL characters replaced by U+FFFD", "error_code cut to 40 characters"]
 
 
+def test_sample_values_are_rounded_as_stored_and_bounded_after_rounding():
+    assert bounds.sample(Decimal("1.00005")) == Decimal("1.0001")
+    assert bounds.sample(Decimal("-9999999999999999.9999")) == Decimal("-9999999999999999.9999")
+    assert bounds.sample(Decimal("9999999999999999.99995")) is None  # 10^16 once rounded
+    assert [bounds.sample(Decimal(v)) for v in ("1e16", "NaN", "-Infinity", "1e-30")] == [None, None, None, 0]
+
+
 def test_timestamps_beyond_what_a_datetime_holds_in_utc_are_clamped():
     assert parse_utc("9999-12-31T23:00:00-05:00") == datetime.max.replace(tzinfo=UTC)
     assert parse_utc("0001-01-01T00:00:00+05:00") == datetime.min.replace(tzinfo=UTC)
@@ -368,7 +375,7 @@ def test_parse_drops_absurd_samples_with_a_reason():
 
 _INTS = [0, 1, -1, 2**31 - 1, 2**31, -(2**31) - 1, 2**53, 2**63 - 1, 2**63, -(2**63), 1.8446744073709552e19]
 _STRINGS = ["", "\x00", "a\x00", "\x00" * 20, "\ufffd", "é" * 20, "x" * 20]
-_VALUES = [*ABSURD_SAMPLES, "0", "-0", "0.00001", "9999999999999999.9999", "1E+15", "Infinity", "", " 1"]
+_VALUES = [*ABSURD_SAMPLES, "0", "-0", "0.00001", "9999999999999999.99995", "1E+15", "Infinity", "", " 1"]
 _TIMES = [
     "2026-09-01T10:00:00Z",
     "9999-12-31T23:59:59-12:00",

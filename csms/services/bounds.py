@@ -14,7 +14,7 @@ and messages queued before an upgrade (or parked in the outbox) are repaired too
 
 from __future__ import annotations
 
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 import orjson
@@ -26,6 +26,7 @@ INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
 # meterStop beyond it is not a meter's. Kept under BIGINT so energies and costs computed from two
 # readings stay storable too.
 MAX_READING = Decimal(10) ** 16
+_SAMPLE_STEP = Decimal("0.0001")
 # PostgreSQL text and jsonb cannot hold U+0000; the Unicode replacement character marks where it was.
 NUL, NUL_REPLACEMENT = "\x00", "\ufffd"
 _ESCAPED_NUL = b"\\u0000"  # how orjson writes U+0000
@@ -53,8 +54,13 @@ def reading(value: Any) -> int | None:
     return value if type(value) is int and 0 <= value < MAX_READING else None
 
 
-def storable_sample(value: Decimal) -> bool:
-    return value.is_finite() and -MAX_READING < value < MAX_READING
+def sample(value: Decimal) -> Decimal | None:
+    """A sampled value as `meter_samples.value` stores it (rounded to 4 decimals, as PostgreSQL
+    would), or None when it is not a finite number below 10^16 once rounded."""
+    if not (value.is_finite() and -MAX_READING < value < MAX_READING):
+        return None
+    rounded = value.quantize(_SAMPLE_STEP, rounding=ROUND_HALF_UP)
+    return rounded if -MAX_READING < rounded < MAX_READING else None
 
 
 def clean_exchange(raw: dict[str, Any]) -> list[str]:

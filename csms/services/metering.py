@@ -75,11 +75,11 @@ def parse(meter_values: list[dict[str, Any]], dropped: list[str] | None = None) 
             raw_unit = sampled.get("unit")
             unit, factor = _UNITS.get(raw_unit or _default_unit(measurand) or "", (raw_unit or "", 1))
             try:
-                value = Decimal(sampled["value"]) * factor
+                value = bounds.sample(Decimal(sampled["value"]) * factor)
             except (ArithmeticError, ValueError):  # not a number, or beyond Decimal's exponent
                 dropped.append(f"sample {sampled['value'][:40]!r} {measurand} is not a number: dropped")
                 continue
-            if not bounds.storable_sample(value):
+            if value is None:
                 dropped.append(
                     f"sample {sampled['value'][:40]!r} {measurand} beyond what a meter reads: dropped"
                 )
