@@ -53,6 +53,16 @@ def run_batch(actor: dramatiq.Actor, exchanges: list[dict], apply: Apply) -> Non
 
 def _apply_and_commit(exchanges: list[dict], apply: Apply) -> None:
     notifications = Notifications()
-    apply([Exchange(raw) for raw in exchanges], notifications)
+    views = [Exchange(raw) for raw in exchanges]
+    apply(views, notifications)
     db.session.commit()
+    for view in views:
+        if view.notes:
+            log.warning(
+                "%s: %s %s applied with adjustments: %s",
+                view.charge_point_id,
+                view.action or "reply",
+                view.first.get("unique_id"),
+                "; ".join(view.notes),
+            )
     notifications.publish()

@@ -9,12 +9,17 @@ from typing import Any
 import dramatiq
 
 from actors.notifications import publish_many
+from csms.services import bounds
 from csms.services.clock import parse_utc
 
 
 class Exchange:
+    """One exchange, made storable (`csms.services.bounds`). `notes` collects what had to be
+    clamped, replaced or dropped to apply it; they are logged once the exchange is committed."""
+
     def __init__(self, raw: dict[str, Any]):
         self.raw = raw
+        self.notes: list[str] = bounds.clean_exchange(raw)
         self.charge_point_id: str = raw["charge_point_id"]
         self.frames: list[dict[str, Any]] = raw["frames"]
         self.first = self.frames[0]

@@ -14,7 +14,7 @@ from actors.storage import store_and_apply_charger_state
 from csms.extensions import db
 from csms.models import Transaction
 from csms.realtime import charger_room, customer_room
-from csms.services import charger_state, charging, metering
+from csms.services import bounds, charger_state, charging, metering
 from csms.services.money import format_minor
 from csms.services.sql import any_of
 
@@ -44,8 +44,12 @@ def apply_meter_values(views: list[Exchange], notifications: Notifications) -> N
         transaction_id = payload.get("transactionId")
         if transactions.get(transaction_id) != pk:
             transaction_id = None  # unknown, or another charger's: keep the samples, touch no transaction
-        samples = metering.parse(payload["meterValue"])
-        rows += metering.sample_rows(pk, payload["connectorId"], transaction_id, samples)
+        samples = metering.parse(payload["meterValue"], view.notes)
+        connector_id = bounds.int32(payload["connectorId"])
+        if connector_id is None:
+            view.notes.append(f"connectorId {payload['connectorId']} out of range: samples not stored")
+        else:
+            rows += metering.sample_rows(pk, connector_id, transaction_id, samples)
         reading = metering.register_reading(samples)
         if transaction_id is not None and reading is not None:
             readings[transaction_id] = max(readings.get(transaction_id, reading), reading)
@@ -62,7 +66,7 @@ def _lock_transactions(views: list[Exchange]) -> dict[int, int]:
     """The transactions these messages name, locked in id order (see `charging.link_session`: the
     two must not interleave, and a fixed order keeps concurrent batches from deadlocking), as their
     charger's key by transaction id."""
-    ids = {v.request["transactionId"] for v in views if v.request.get("transactionId") is not None}
+    ids = {bounds.int32(v.request.get("transactionId")) for v in views} - {None}
     if not ids:
         return {}
     locked = db.session.execute(

@@ -9,7 +9,7 @@ import dramatiq
 from actors.batch import run_batch
 from actors.exchanges import Exchange, Notifications
 from csms.realtime import charger_room
-from csms.services import charger_state, message_log
+from csms.services import bounds, charger_state, message_log
 
 
 @dramatiq.actor(queue_name="ocpp_messages", max_retries=10, min_backoff=500, max_backoff=60_000)
@@ -43,6 +43,9 @@ def apply_charger_state(views: list[Exchange], notifications: Notifications) -> 
 def apply_status(view: Exchange, notifications: Notifications) -> None:
     cp = view.charge_point_id
     status = view.request
+    if bounds.int32(status["connectorId"]) is None:
+        view.notes.append(f"connectorId {status['connectorId']} out of range: status not stored")
+        return
     at = view.time_of(status.get("timestamp"))
     if charger_state.apply_status(cp, status, at):
         data = {

@@ -28,7 +28,8 @@ def apply_transactions(views: list[Exchange], notifications: Notifications) -> N
         if view.answered and view.action == "StartTransaction":
             session_id = _start(view, notifications)
         elif view.answered and view.action == "StopTransaction":
-            stopped = charging.stop(charger_state.charge_point_pk(view.charge_point_id), view.request)
+            pk = charger_state.charge_point_pk(view.charge_point_id)
+            stopped = charging.stop(pk, view.request, view.notes)
             session_id = stopped.session.session_id if stopped.session is not None else None
         if session_id is not None:
             notifications.send_after(settle_session, session_id)

@@ -4,6 +4,8 @@ controls, which also counts the AMQP connections the web process holds."""
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 import pytest
 
 from tests.support.deployment import AUTH_KEY, deployment
@@ -52,6 +54,14 @@ def parked_items(csms) -> int:
     )
 
 
+def through_proxy(rabbitmq_url: str, port: int) -> str:
+    """The worker's RabbitMQ URL (same credentials and vhost: tests may run in a vhost of their
+    own, `CSMS_TEST_RABBITMQ_URL`) by way of the proxy's port."""
+    url = urlsplit(rabbitmq_url)
+    credentials = url.netloc.rpartition("@")[0]
+    return url._replace(netloc=f"{credentials}@127.0.0.1:{port}").geturl()
+
+
 @pytest.fixture
 def rabbitmq_proxy(rabbitmq_url):
     proxy = TcpProxy(5672).start()
@@ -69,7 +79,7 @@ def behind_proxy(tmp_path, postgres_databases, rabbitmq_url, rabbitmq_proxy):
             tmp_path,
             database_url=postgres_databases(),
             rabbitmq_url=rabbitmq_url,
-            web_rabbitmq_url=f"amqp://guest:guest@127.0.0.1:{rabbitmq_proxy.port}/%2F",
+            web_rabbitmq_url=through_proxy(rabbitmq_url, rabbitmq_proxy.port),
             charge_points=fleet,
             **options,
         )

@@ -13,6 +13,15 @@ def test_embedded_with_worker_running(app, worker):
     assert body["mode"] == "embedded"
     assert body["status"] == "ok"
     assert body["node"]
+    assert body["dead_letters"] == {
+        "ocpp_messages": 0,
+        "metering": 0,
+        "transactions": 0,
+        "billing": 0,
+        "commands": 0,
+        "cms_events": 0,
+        "notifications": 0,
+    }
     assert body["gateway"] == {
         "connections": 0,
         "dropped_frames": 0,
@@ -43,7 +52,8 @@ def test_production_mode_with_real_services(make_app, postgres_url, rabbitmq_url
     app = make_app(DATABASE_URL=postgres_url, RABBITMQ_URL=rabbitmq_url)
     response = app.test_client().get("/healthz")
     assert response.status_code == 200, response.get_json()
-    assert response.get_json() | {"node": None, "version": None, "gateway": None} == {
+    body = response.get_json()
+    assert body | {"node": None, "version": None, "gateway": None, "dead_letters": None} == {
         "status": "ok",
         "db": "ok",
         "broker": "ok",
@@ -51,7 +61,13 @@ def test_production_mode_with_real_services(make_app, postgres_url, rabbitmq_url
         "node": None,
         "version": None,
         "gateway": None,
+        "dead_letters": None,
     }
+    # this run's RabbitMQ vhost may hold other tests' dead letters: a count per queue
+    assert {queue: type(depth) for queue, depth in body["dead_letters"].items()} == dict.fromkeys(
+        ["ocpp_messages", "metering", "transactions", "billing", "commands", "cms_events", "notifications"],
+        int,
+    )
 
 
 @pytest.mark.postgres

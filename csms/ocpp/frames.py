@@ -13,6 +13,11 @@ from csms.ocpp import errors
 
 CALL, CALLRESULT, CALLERROR = 2, 3, 4
 MAX_UNIQUE_ID = 36  # OCPP-J 1.6 §4.1.4: the unique id is at most 36 characters
+# The deepest 1.6 payload (SetChargingProfile) nests 6 levels. JSON nested far deeper (the decoder
+# takes up to 1,024) would overflow recursive code downstream: the validators, the encoder of the
+# hand-off (orjson stops at 255 levels, the standard library at Python's recursion limit).
+MAX_DEPTH = 32
+TOO_DEEP = "frame nests too deeply"
 # Reads the id out of a frame that is not valid JSON, e.g. `[2,"42","Heartbeat",{` (truncated).
 _ID_IN_BROKEN_FRAME = re.compile(r'^\s*\[\s*[234]\s*,\s*"((?:[^"\\]|\\.){1,255})"')
 
@@ -58,9 +63,10 @@ def parse(raw: str | bytes) -> Call | CallResult | CallError:
             raise FrameError("frame is not UTF-8 text") from None
     try:
         frame = fastjson.loads(raw)
-    except fastjson.JSONDecodeError:
+    except fastjson.JSONDecodeError as exc:
         match = _ID_IN_BROKEN_FRAME.match(raw)
-        raise FrameError("frame is not valid JSON", match.group(1) if match else None) from None
+        description = TOO_DEEP if "depth" in str(exc) else "frame is not valid JSON"
+        raise FrameError(description, match.group(1) if match else None) from None
     if not isinstance(frame, list) or not frame:
         raise FrameError("frame is not a JSON array")
     unique_id = _id_of(frame)
@@ -84,6 +90,31 @@ def parse(raw: str | bytes) -> Call | CallResult | CallError:
             )
         return CallError(unique_id, frame[2], frame[3], frame[4])
     raise FrameError(f"unknown MessageTypeId {kind!r}", unique_id)
+
+
+def nests_deeper(value: Any, limit: int = MAX_DEPTH) -> bool:
+    """True when `value` nests lists or objects more than `limit` levels deep; iterative, and it
+    stops at the first branch that goes too deep. For frames already refused: a valid payload is
+    bounded by its schema."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            item = item.values()
+        elif not isinstance(item, list):
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in item if isinstance(child, dict | list))
+    return False
+
+
+def storable(payload: Any) -> Any:
+    """A payload a charger sent that no schema bounded (a CALLERROR's details, a refused answer), or
+    a note in its place when it nests too deeply to be handed off."""
+    if nests_deeper(payload):
+        return {"invalidFrame": f"nests deeper than {MAX_DEPTH} levels"}
+    return payload
 
 
 def _dumps(value: Any) -> str:

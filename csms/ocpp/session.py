@@ -155,7 +155,7 @@ class OcppSession:
             return
         try:
             if isinstance(frame, frames.Call):
-                self._on_call(frame, received_at)
+                self._on_call(frame, received_at, raw)
             else:
                 self._on_reply(frame, received_at)
         except ConnectionClosed:
@@ -168,19 +168,29 @@ class OcppSession:
             self.gateway.registry.counters["dropped_frames"] += 1
             log.info("%s: dropped a frame with no readable id (%s)", self.charge_point_id, exc.description)
             return
+        if exc.description == frames.TOO_DEEP:
+            log.warning("%s: refused %r: %s", self.charge_point_id, exc.unique_id, exc.description)
         text = raw if isinstance(raw, str) else raw.decode("utf-8", "replace")
         request = self._frame(
             "in", frames.CALL, exc.unique_id, None, {"invalidFrame": text[:2000]}, received_at
         )
         self._answer(request, exc.unique_id, None, OcppError(exc.code, exc.description), durable=False)
 
-    def _on_call(self, call: frames.Call, received_at: str) -> None:
+    def _on_call(self, call: frames.Call, received_at: str, raw: str | bytes) -> None:
         action = call.action
         request = self._frame("in", frames.CALL, call.unique_id, action, call.payload, received_at)
         try:
             response = self._decide(call)
         except OcppError as exc:
-            self._answer(request, call.unique_id, action, exc, durable=False)
+            refusal = exc
+            if frames.nests_deeper(call.payload):
+                # neither the validators nor the hand-off's encoder may see it: kept as text
+                text = raw if isinstance(raw, str) else raw.decode("utf-8", "replace")
+                request["payload"] = {"invalidFrame": text[:2000]}
+                description = f"payload nests deeper than {frames.MAX_DEPTH} levels"
+                refusal = OcppError(errors.FORMATION_VIOLATION, description)
+                log.warning("%s: refused %r: %s", self.charge_point_id, call.unique_id, description)
+            self._answer(request, call.unique_id, action, refusal, durable=False)
             return
         durable = action in DURABLE_ACTIONS or (action == "MeterValues" and "transactionId" in call.payload)
         self._answer(request, call.unique_id, action, response, durable=durable)
@@ -308,19 +318,19 @@ class OcppSession:
             raise CallTimeout(f"{self.charge_point_id} did not answer {pending.action} in time")
         now = utc_now_iso()
         if isinstance(reply, frames.CallError):
-            answer = self._frame(
-                "in", frames.CALLERROR, reply.unique_id, pending.action, reply.error_details, now
-            )
+            details = frames.storable(reply.error_details)
+            answer = self._frame("in", frames.CALLERROR, reply.unique_id, pending.action, details, now)
             answer.update(error_code=reply.error_code, error_description=reply.error_description[:255])
             audit.update(
                 outcome="call_error", error_code=reply.error_code, error_description=reply.error_description
             )
             self.gateway.hand_off(self, [request, answer], durable=False, command=audit)
-            raise CallFailed(reply.error_code, reply.error_description, reply.error_details)
+            raise CallFailed(reply.error_code, reply.error_description, details)
         answer = self._frame("in", frames.CALLRESULT, reply.unique_id, pending.action, reply.payload, now)
         try:
             validation.validate_response(pending.action, reply.payload)
         except OcppError as exc:
+            answer["payload"] = frames.storable(reply.payload)
             audit.update(outcome="invalid", error_code=exc.code, error_description=exc.description)
             self.gateway.hand_off(self, [request, answer], durable=False, command=audit)
             raise CallFailed(exc.code, f"the charger's answer is invalid: {exc.description}") from exc

@@ -147,9 +147,12 @@ def _check(schema_name: str, payload: Any) -> None:
         except fastjsonschema.JsonSchemaException:
             pass  # described below
     validator = _validator(schema_name)
-    if schema_name in _DECIMAL_SCHEMAS:
-        payload = json.loads(json.dumps(payload), parse_float=Decimal)
-    error = best_match(validator.iter_errors(payload))
+    try:
+        if schema_name in _DECIMAL_SCHEMAS:
+            payload = json.loads(json.dumps(payload), parse_float=Decimal)
+        error = best_match(validator.iter_errors(payload))
+    except RecursionError:  # jsonschema describes a deeply nested value recursively
+        raise OcppError(errors.FORMATION_VIOLATION, "payload nests too deeply", {"rule": "depth"}) from None
     if error is not None:
         raise _describe(error)
 

@@ -16,6 +16,7 @@ from sqlalchemy import select
 
 from csms.extensions import db
 from csms.models import IdTag, IdTagStatus
+from csms.services.bounds import NUL
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,10 +55,12 @@ class IdTagCache:
         now = time.monotonic()
         entry = self._entries.get(id_tag)
         if entry is None or entry[0] < now:
-            tag = db.session.scalar(select(IdTag).where(IdTag.id_tag == id_tag))
-            if tag is not None:
-                db.session.expunge(tag)
-            db.session.rollback()  # end the read transaction; sessions live as long as a connection
+            tag = None
+            if NUL not in id_tag:  # no stored tag has one, and PostgreSQL refuses it in a query
+                tag = db.session.scalar(select(IdTag).where(IdTag.id_tag == id_tag))
+                if tag is not None:
+                    db.session.expunge(tag)
+                db.session.rollback()  # end the read transaction; sessions live as long as a connection
             with self._lock:
                 if len(self._entries) >= self.max_entries:
                     self._entries.clear()

@@ -15,7 +15,7 @@ from sqlalchemy import select, update
 
 from csms.extensions import db
 from csms.models import ChargingSession, SessionState, Transaction, TransactionState
-from csms.services import commands, metering
+from csms.services import bounds, commands, metering
 from csms.services.clock import parse_utc
 
 log = logging.getLogger(__name__)
@@ -71,22 +71,37 @@ class Stopped:
     session: Linked | None
 
 
-def stop(charge_point_pk: int | None, payload: dict[str, Any]) -> Stopped:
+def stop(charge_point_pk: int | None, payload: dict[str, Any], notes: list[str] | None = None) -> Stopped:
     """Record a StopTransaction. The first Stop wins; a repeated one changes nothing. A transaction the
-    CSMS never allocated (unknown id, or -1) is reported as unknown and left alone."""
-    transaction_id = payload["transactionId"]
-    transaction = db.session.get(Transaction, transaction_id, with_for_update=True)
+    CSMS never allocated (unknown id, or -1) is reported as unknown and left alone.
+
+    An answered Stop always stops: a meterStop no meter reads (beyond 10^16 Wh, negative) is
+    replaced by the highest register reading known, and absurd samples are dropped, each with a
+    reason in `notes`."""
+    notes = [] if notes is None else notes
+    transaction_id = bounds.int32(payload["transactionId"])
+    transaction = None
+    if transaction_id is not None:
+        transaction = db.session.get(Transaction, transaction_id, with_for_update=True)
     if transaction is None or (
         charge_point_pk is not None and transaction.charge_point_id != charge_point_pk
     ):
-        log.warning("StopTransaction for unknown transaction %s", transaction_id)
-        return Stopped(transaction_id, False, False, None, None)
+        log.warning("StopTransaction for unknown transaction %s", payload["transactionId"])
+        return Stopped(payload["transactionId"], False, False, None, None)
     stopped_at = parse_utc(payload["timestamp"])
-    samples = metering.parse(payload.get("transactionData") or [])
+    samples = metering.parse(payload.get("transactionData") or [], notes)
     metering.store(
         metering.sample_rows(transaction.charge_point_id, transaction.connector_id, transaction.id, samples)
     )
-    meter_stop = payload["meterStop"]
+    meter_start = bounds.reading(transaction.meter_start_wh) or 0
+    meter_stop = bounds.reading(payload["meterStop"])
+    if meter_stop is None:
+        in_data = metering.register_reading(samples)
+        known = bounds.reading(transaction.meter_last_wh) or meter_start
+        meter_stop = max(known, in_data[0] if in_data else 0)
+        notes.append(
+            f"meterStop {payload['meterStop']} out of range: used {meter_stop} Wh, the highest reading"
+        )
     result = db.session.execute(
         update(Transaction)
         .where(Transaction.id == transaction_id, Transaction.state == TransactionState.STARTED)
@@ -94,7 +109,7 @@ def stop(charge_point_pk: int | None, payload: dict[str, Any]) -> Stopped:
             state=TransactionState.STOPPED,
             meter_stop_wh=meter_stop,
             meter_last_wh=max(meter_stop, transaction.meter_last_wh or 0),
-            energy_wh=max(meter_stop - transaction.meter_start_wh, 0),
+            energy_wh=max(meter_stop - meter_start, 0),
             stopped_at=stopped_at,
             stop_reason=payload.get("reason", "Local"),
             stop_id_tag=payload.get("idTag"),

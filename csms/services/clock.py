@@ -9,7 +9,12 @@ from datetime import UTC, datetime
 
 def parse_utc(value: str) -> datetime:
     parsed = datetime.fromisoformat(value)
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    if parsed.tzinfo is None:
+        return parsed.replace(tzinfo=UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:  # year 9999 west of UTC, or year 1 east of it: the nearest time there is
+        return (datetime.max if parsed.year == datetime.max.year else datetime.min).replace(tzinfo=UTC)
 
 
 # The formatted date and time of the current second, made once per second: a timestamp on every

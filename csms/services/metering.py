@@ -9,14 +9,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import select
 
 from csms.extensions import db
 from csms.models import ChargingSession, MeterSample, SessionState, Transaction
-from csms.services import billing
+from csms.services import billing, bounds
 from csms.services.clock import parse_utc
 from csms.services.sql import any_of, insert_ignoring_conflicts, update_if_lower
 
@@ -60,9 +60,12 @@ class Sample:
     raw_unit: str | None
 
 
-def parse(meter_values: list[dict[str, Any]]) -> list[Sample]:
-    """Every numeric sampled value, normalised; signed or non-numeric values are skipped."""
+def parse(meter_values: list[dict[str, Any]], dropped: list[str] | None = None) -> list[Sample]:
+    """Every numeric sampled value, normalised; signed values are skipped, and so are values that
+    are not numbers or that no meter reads (NaN, "1e17" Wh: beyond what a sample can store), each
+    with its reason added to `dropped`."""
     samples = []
+    dropped = [] if dropped is None else dropped
     for meter_value in meter_values:
         at = parse_utc(meter_value["timestamp"])
         for sampled in meter_value.get("sampledValue", []):
@@ -72,10 +75,14 @@ def parse(meter_values: list[dict[str, Any]]) -> list[Sample]:
             raw_unit = sampled.get("unit")
             unit, factor = _UNITS.get(raw_unit or _default_unit(measurand) or "", (raw_unit or "", 1))
             try:
-                value = Decimal(sampled["value"]) * factor
-            except (InvalidOperation, ValueError):
+                value = bounds.sample(Decimal(sampled["value"]) * factor)
+            except (ArithmeticError, ValueError):  # not a number, or beyond Decimal's exponent
+                dropped.append(f"sample {sampled['value'][:40]!r} {measurand} is not a number: dropped")
                 continue
-            if not value.is_finite():
+            if value is None:
+                dropped.append(
+                    f"sample {sampled['value'][:40]!r} {measurand} beyond what a meter reads: dropped"
+                )
                 continue
             samples.append(
                 Sample(
