@@ -364,3 +364,24 @@ def test_a_form_with_bad_fields_names_them(action, form, problems):
 def test_an_unknown_action_has_no_form():
     with pytest.raises(InvalidInput, match="not a CSMS-initiated"):
         forms.fields_for("BootNotification")
+
+
+def test_the_analytics_page_shows_the_report_of_the_range(site, operator):
+    with site.app_context():
+        point = a_charge_point(charge_point_id="CP-STATS", connectors=1)
+        a_transaction(
+            point,
+            started_at=datetime(2026, 11, 2, 10, tzinfo=UTC),
+            stopped_at=datetime(2026, 11, 2, 16, tzinfo=UTC),
+            energy_wh=12_345,
+            state="stopped",
+        )
+    client = site.test_client()
+    sign_in(client, "ops@example.test")
+    html = client.get("/analytics?from=2026-11-01&to=2026-11-03&groupBy=day").data.decode()
+    assert '<span class="value" id="total-energy">12.3</span>' in html
+    row = "<td>2026-11-02</td><td>12.345</td><td>1</td><td>0.00</td>\n      <td>25.0 %</td><td>1</td>"
+    assert row in html
+    assert '"labels": ["2026-11-01", "2026-11-02", "2026-11-03"]' in html
+    refused = client.get("/analytics?from=2026-11-05&to=2026-11-01").data.decode()
+    assert "`to` must be after `from`" in refused.replace("&#96;", "`")

@@ -191,3 +191,12 @@ def test_a_charger_page_sends_commands_and_charts_its_transaction_live(site, bro
             )
         )
     assert console_errors(browser) == []
+
+
+def test_the_analytics_page_draws_its_chart(site, browser):
+    sign_in(browser, site.web.base_url, *OPERATOR)
+    for group_by in ("day", "chargePoint"):
+        browser.get(f"{site.web.base_url}/analytics?groupBy={group_by}")
+        assert browser.find_element(By.CSS_SELECTOR, "#analytics-chart .u-over")
+        assert browser.find_element(By.ID, "analytics-table")
+    assert console_errors(browser) == []

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from urllib.parse import urlsplit
 
 from flask import (
@@ -23,7 +23,7 @@ from csms.api.remote import call_charger
 from csms.dashboard import csrf, forms, signin
 from csms.models import Role
 from csms.pipeline import outbox
-from csms.services import fleet, tokens
+from csms.services import analytics, fleet, tokens
 from csms.services import overview as network
 from csms.services.errors import ServiceError
 
@@ -225,6 +225,59 @@ def send_command(charge_point_id: str):
         return render_template("dashboard/_reply.html", action=action, error=exc), 200
     template = "dashboard/_configuration.html" if action == "GetConfiguration" else "dashboard/_reply.html"
     return render_template(template, action=action, response=response, charge_point_id=charge_point_id)
+
+
+@bp.get("/analytics")
+@signin.operator_required
+def analytics_page():
+    """Energy, revenue, sessions and utilization per day, station or charger over a chosen range."""
+    now = datetime.now(UTC)
+    today = now.date()
+    first = _date_arg("from", today - timedelta(days=29))
+    last = _date_arg("to", today)
+    group_by = request.args.get("groupBy", "day")
+    start = datetime.combine(first, datetime.min.time(), UTC)
+    end = datetime.combine(last, datetime.min.time(), UTC) + timedelta(days=1)
+    try:
+        groups = analytics.report(start, end, group_by, now)
+        problem = None
+    except ServiceError as exc:
+        groups, problem = [], exc.message
+    chart = {
+        "labels": [group.label for group in groups],
+        "energyKwh": [round(group.energy_wh / 1000, 3) for group in groups],
+        "utilization": [round(group.utilization * 100, 2) for group in groups],
+    }
+    return render_template(
+        "dashboard/analytics.html",
+        groups=groups,
+        chart=chart,
+        first=first,
+        last=last,
+        group_by=group_by,
+        groupings=analytics.GROUPINGS,
+        problem=problem,
+        totals=_totals(groups),
+    )
+
+
+def _totals(groups: list) -> dict:
+    revenue: dict[str, int] = {}
+    for group in groups:
+        for currency, minor in group.revenue_minor.items():
+            revenue[currency] = revenue.get(currency, 0) + minor
+    return {
+        "energy_wh": sum(group.energy_wh for group in groups),
+        "sessions": sum(group.sessions for group in groups),
+        "revenue_minor": revenue,
+    }
+
+
+def _date_arg(name: str, default):
+    try:
+        return date.fromisoformat(request.args.get(name, ""))
+    except ValueError:
+        return default
 
 
 def _registry():
