@@ -200,3 +200,11 @@ def test_the_analytics_page_draws_its_chart(site, browser):
         assert browser.find_element(By.CSS_SELECTOR, "#analytics-chart .u-over")
         assert browser.find_element(By.ID, "analytics-table")
     assert console_errors(browser) == []
+
+
+def test_the_api_docs_render_from_local_assets(site, browser):
+    browser.get(f"{site.web.base_url}/api/docs")
+    wait(browser).until(ec.presence_of_element_located((By.CSS_SELECTOR, ".swagger-ui .info .title")))
+    assert "CSMS" in browser.find_element(By.CSS_SELECTOR, ".swagger-ui .info .title").text
+    assert wait(browser).until(lambda d: d.find_elements(By.CSS_SELECTOR, ".opblock-summary-path"))
+    assert console_errors(browser) == []

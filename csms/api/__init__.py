@@ -54,6 +54,9 @@ def init_app(app: Flask) -> None:
         OPENAPI_VERSION="3.0.3",
         OPENAPI_URL_PREFIX="/api",
         OPENAPI_JSON_PATH="openapi.json",
+        # Swagger UI at /api/docs, its assets from npm (swagger-ui-dist) served here, never a CDN.
+        OPENAPI_SWAGGER_UI_PATH="docs",
+        OPENAPI_SWAGGER_UI_URL="/dashboard/static/vendor/swagger-ui/",
         API_SPEC_OPTIONS={
             "components": {
                 "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}}

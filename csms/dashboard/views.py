@@ -73,6 +73,12 @@ def forbidden(error):
     return render_template("dashboard/error.html", title="Operators only", message=message), 403
 
 
+@bp.get("/favicon.ico")
+def favicon():
+    """Browsers ask for it on every page that names no icon (the API docs)."""
+    return redirect(url_for("dashboard.static", filename="favicon.svg"), code=301)
+
+
 @bp.get("/login")
 def login():
     """The sign-in form."""
