@@ -7,14 +7,22 @@ Chargers are split over `--processes` (one asyncio loop each, so the simulator i
 bottleneck); each connects (spread over `--ramp` seconds), boots, starts a transaction, sends
 Heartbeats with a MeterValues every `--meter-every` messages, in closed loop (next message as soon
 as the answer came) or at a fixed `--rate` per charger, and stops its transaction at the end.
+
+    csms-sim --obey                                   # the demo charger of `flask seed-demo`
+    csms-sim --obey --prefix SIM- --chargers 5 --key KEY
+
+With `--obey` the chargers do what the CSMS asks instead (`csms.sim.obedient`): a living network to
+watch on the dashboard, until Ctrl-C.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import csv
 import json
+import logging
 import multiprocessing
 import statistics
 import sys
@@ -25,6 +33,9 @@ from pathlib import Path
 from csms.config import Config
 from csms.gc_policy import freeze_survivors
 from csms.sim.charger import Plan, SimulatedCharger, Stats
+from csms.sim.obedient import ObedientCharger
+
+DEMO_CREDENTIALS = Path("instance") / "demo-credentials.json"
 
 
 def load_fleet(path: Path) -> list[tuple[str, str]]:
@@ -125,26 +136,67 @@ def simulate(
     return result
 
 
+def obey(chargers: list[tuple[str, str]], url: str, duration: float | None) -> int:
+    """Run obedient chargers (see `csms.sim.obedient`) until `duration` ends or Ctrl-C."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    until = f"for {duration:g} s" if duration else "until Ctrl-C"
+    print(f"{len(chargers)} obedient charger(s) on {url} {until}: {', '.join(cp for cp, _ in chargers[:5])}")
+
+    async def all_of_them() -> None:
+        await asyncio.gather(*(ObedientCharger(cp, key, url).run(duration) for cp, key in chargers))
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(all_of_them())
+    return 0
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="csms-sim", description=__doc__.split("\n\n")[0])
     parser.add_argument("--url", default="ws://127.0.0.1:8080", help="the CSMS, without /ocpp/<id>")
-    fleet = parser.add_mutually_exclusive_group(required=True)
+    fleet = parser.add_mutually_exclusive_group()
     fleet.add_argument("--fleet", type=Path, help="CSV of chargePointId,authKey")
     fleet.add_argument("--prefix", help="charge point ids <prefix>0000.. (with --count and --key)")
-    parser.add_argument("--count", type=int, default=10)
+    fleet.add_argument(
+        "--demo",
+        type=Path,
+        nargs="?",
+        const=DEMO_CREDENTIALS,
+        help=f"the demo charger of `flask seed-demo`, from its credentials file (default {DEMO_CREDENTIALS})",
+    )
+    parser.add_argument("--count", "--chargers", type=int, default=10)
+    parser.add_argument(
+        "--obey",
+        action="store_true",
+        help="chargers that do what the CSMS asks (RemoteStart/Stop, every other action), until stopped",
+    )
     parser.add_argument("--key", help="the authorization key shared by the --prefix chargers")
     parser.add_argument("--mode", choices=["closed", "rate"], default="closed")
     parser.add_argument("--rate", type=float, default=1.0, help="messages per second per charger (rate mode)")
-    parser.add_argument("--duration", type=float, default=10.0, help="seconds of traffic per charger")
+    parser.add_argument(
+        "--duration",
+        type=float,
+        help="seconds of traffic per charger (default 10; with --obey: until Ctrl-C)",
+    )
     parser.add_argument("--ramp", type=float, default=0.0, help="seconds over which chargers connect")
     parser.add_argument("--meter-every", type=int, default=5, help="every n-th message is a MeterValues")
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for an answer")
     parser.add_argument("--processes", type=int, default=1)
     parser.add_argument("--json", type=Path, help="also write the report here")
     args = parser.parse_args(argv)
+    if not (args.fleet or args.prefix or args.demo):
+        if not args.obey:
+            parser.error("one of --fleet, --prefix or --demo is required")
+        args.demo = DEMO_CREDENTIALS
     if args.prefix and not args.key:
         parser.error("--prefix needs --key")
-    if args.count < 1 or args.duration <= 0 or args.rate <= 0 or args.processes < 1:
+    if args.duration is None and not args.obey:
+        args.duration = 10.0
+    if (
+        args.count < 1
+        or (args.duration is not None and args.duration <= 0)
+        or args.rate <= 0
+        or args.processes < 1
+    ):
         parser.error("--count, --duration, --rate and --processes must be positive")
     return args
 
@@ -156,8 +208,17 @@ def main(argv: list[str] | None = None) -> int:
         if not chargers:
             print(f"csms-sim: no chargers in {args.fleet}", file=sys.stderr)
             return 2
+    elif args.demo:
+        try:
+            demo = json.loads(args.demo.read_text())
+        except (OSError, ValueError) as exc:
+            print(f"csms-sim: cannot read {args.demo} ({exc}); run `flask seed-demo` first", file=sys.stderr)
+            return 2
+        chargers = [(demo["charge_point_id"], demo["auth_key"])]
     else:
         chargers = [(f"{args.prefix}{n:04d}", args.key) for n in range(args.count)]
+    if args.obey:
+        return obey(chargers, args.url, args.duration)
     plan = Plan(args.url, args.mode, args.rate, args.duration, args.meter_every, args.timeout)
     result = simulate(chargers, plan, processes=args.processes, ramp=args.ramp)
     latency = result["latency_ms"]

@@ -1,0 +1,386 @@
+"""Chargers that do what the CSMS asks: the living demo behind `csms-sim --obey`.
+
+Each boots, reports its connectors Available and sends Heartbeats. RemoteStartTransaction starts a
+transaction for the given idTag (Preparing, StartTransaction, Charging, then a rising register and
+power every `MeterValueSampleInterval` seconds); RemoteStopTransaction stops it (StopTransaction,
+Finishing, Available). Every other CSMS-initiated 1.6 action gets a plausible, schema-valid answer
+and, where a real charger would follow up, the follow-up: TriggerMessage sends the message asked
+for, GetDiagnostics and UpdateFirmware report their progress, ChangeAvailability and ReserveNow
+change the connector's status, Reset reboots.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import itertools
+import json
+import logging
+import random
+from dataclasses import dataclass, field
+from typing import Any
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
+
+from csms.sim.charger import now_iso
+
+log = logging.getLogger("csms.sim")
+
+READ_ONLY = {"NumberOfConnectors", "ChargePointModel"}
+
+
+@dataclass
+class Connector:
+    number: int
+    status: str = "Available"
+    transaction_id: int | None = None
+    id_tag: str | None = None
+    reserved_for: int | None = None  # a reservation id
+
+
+@dataclass
+class ObedientCharger:
+    charge_point_id: str
+    key: str
+    url: str
+    connectors: int = 2
+    power_w: int = 11_000  # while charging, with a little noise
+    configuration: dict[str, str] = field(default_factory=dict)
+    register_wh: int = 0
+    local_list_version: int = 0
+
+    def __post_init__(self) -> None:
+        self.sockets: list[Connector] = [Connector(n) for n in range(1, self.connectors + 1)]
+        self.ids = itertools.count(1)
+        self.pending: dict[str, asyncio.Future] = {}
+        self.tasks: set[asyncio.Task] = set()
+        self.ws: ClientConnection | None = None
+        self.configuration = {
+            "HeartbeatInterval": "60",
+            "MeterValueSampleInterval": "5",
+            "NumberOfConnectors": str(self.connectors),
+            "ChargePointModel": "Sim-Obedient",
+            "AuthorizeRemoteTxRequests": "false",
+            **self.configuration,
+        }
+
+    # --- life ----------------------------------------------------------------------------------
+
+    async def run(self, duration: float | None = None) -> None:
+        """Connect and live for `duration` seconds (None: until cancelled), connecting again after a
+        Reset or a lost connection."""
+        loop = asyncio.get_running_loop()
+        deadline = None if duration is None else loop.time() + duration
+        while deadline is None or loop.time() < deadline:
+            remaining = None if deadline is None else deadline - loop.time()
+            try:
+                await asyncio.wait_for(self._connected_life(), remaining)
+            except TimeoutError:
+                return
+            except (ConnectionClosed, OSError) as exc:
+                log.info("%s: connection lost (%s)", self.charge_point_id, exc)
+            await asyncio.sleep(1)
+
+    async def _connected_life(self) -> None:
+        """One connection: boot, report the connectors, send Heartbeats until the connection ends."""
+        token = base64.b64encode(f"{self.charge_point_id}:{self.key}".encode()).decode()
+        self.ws = await connect(
+            f"{self.url.rstrip('/')}/ocpp/{self.charge_point_id}",
+            subprotocols=["ocpp1.6"],
+            additional_headers={"Authorization": f"Basic {token}"},
+            open_timeout=30,
+        )
+        reader = asyncio.create_task(self._read())
+        heartbeats = asyncio.create_task(self._heartbeats())
+        try:
+            await asyncio.wait({reader, heartbeats}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (reader, heartbeats, *self.tasks):
+                task.cancel()
+            with contextlib.suppress(Exception):
+                await self.ws.close()
+
+    async def _heartbeats(self) -> None:
+        await self._boot()
+        for connector in self.sockets:
+            await self._status(connector, connector.status)
+        while True:
+            await asyncio.sleep(int(self.configuration["HeartbeatInterval"]))
+            await self.call("Heartbeat", {})
+
+    async def _boot(self) -> None:
+        while True:
+            answer = await self.call(
+                "BootNotification",
+                {
+                    "chargePointVendor": "csms-sim",
+                    "chargePointModel": "Sim-Obedient",
+                    "firmwareVersion": "1.0",
+                },
+            )
+            if answer.get("status") == "Accepted":
+                if answer.get("interval"):
+                    self.configuration["HeartbeatInterval"] = str(answer["interval"])
+                return
+            await asyncio.sleep(max(int(answer.get("interval") or 10), 1))
+
+    # --- talking to the CSMS ---------------------------------------------------------------------
+
+    async def call(self, action: str, payload: dict[str, Any], timeout: float = 30) -> dict[str, Any]:
+        unique_id = f"{self.charge_point_id}-{next(self.ids)}"
+        future = asyncio.get_running_loop().create_future()
+        self.pending[unique_id] = future
+        try:
+            await self.ws.send(json.dumps([2, unique_id, action, payload]))
+            frame = await asyncio.wait_for(future, timeout)
+        finally:
+            self.pending.pop(unique_id, None)
+        return frame[2] if frame[0] == 3 else {}
+
+    async def _read(self) -> None:
+        async for raw in self.ws:
+            frame = json.loads(raw)
+            if frame[0] == 2:
+                answer, follow_up = self.answer(frame[2], frame[3])
+                await self.ws.send(json.dumps([3, frame[1], answer]))
+                if follow_up is not None:
+                    self._spawn(follow_up)
+            else:
+                future = self.pending.get(frame[1])
+                if future is not None and not future.done():
+                    future.set_result(frame)
+
+    def _spawn(self, coroutine) -> None:
+        task = asyncio.create_task(coroutine)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    # --- answers ---------------------------------------------------------------------------------
+
+    def answer(self, action: str, payload: dict[str, Any]) -> tuple[dict[str, Any], Any]:
+        """The answer to a CSMS call and what the charger then does (a coroutine, or None)."""
+        handler = getattr(self, f"_on_{action}", None)
+        if handler is None:
+            return {"status": "Accepted"}, None
+        return handler(payload)
+
+    def _connector(self, number: int | None) -> Connector | None:
+        if number is None:
+            return next((c for c in self.sockets if c.status == "Available"), None)
+        return next((c for c in self.sockets if c.number == number), None)
+
+    def _on_RemoteStartTransaction(self, payload):
+        connector = self._connector(payload.get("connectorId"))
+        if (
+            connector is None
+            or connector.transaction_id is not None
+            or connector.status not in ("Available", "Reserved")
+        ):
+            return {"status": "Rejected"}, None
+        connector.status = "Preparing"
+        return {"status": "Accepted"}, self._start(connector, payload["idTag"])
+
+    def _on_RemoteStopTransaction(self, payload):
+        connector = next((c for c in self.sockets if c.transaction_id == payload["transactionId"]), None)
+        if connector is None:
+            return {"status": "Rejected"}, None
+        return {"status": "Accepted"}, self._stop(connector, "Remote")
+
+    def _on_GetConfiguration(self, payload):
+        keys = payload.get("key") or list(self.configuration)
+        known = [
+            {"key": key, "readonly": key in READ_ONLY, "value": self.configuration[key]}
+            for key in keys
+            if key in self.configuration
+        ]
+        unknown = [key for key in keys if key not in self.configuration]
+        answer: dict[str, Any] = {"configurationKey": known}
+        if unknown:
+            answer["unknownKey"] = unknown
+        return answer, None
+
+    def _on_ChangeConfiguration(self, payload):
+        key = payload["key"]
+        if key not in self.configuration:
+            return {"status": "NotSupported"}, None
+        if key in READ_ONLY:
+            return {"status": "Rejected"}, None
+        if key in ("HeartbeatInterval", "MeterValueSampleInterval") and not payload["value"].isdigit():
+            return {"status": "Rejected"}, None
+        self.configuration[key] = payload["value"]
+        return {"status": "Accepted"}, None
+
+    def _on_Reset(self, payload):
+        return {"status": "Accepted"}, self._reset(payload["type"])
+
+    def _on_ChangeAvailability(self, payload):
+        status = "Available" if payload["type"] == "Operative" else "Unavailable"
+        targets = self.sockets if payload["connectorId"] == 0 else [self._connector(payload["connectorId"])]
+        if None in targets:
+            return {"status": "Rejected"}, None
+        if any(c.transaction_id is not None for c in targets):
+            return {"status": "Scheduled"}, None
+        return {"status": "Accepted"}, self._set_statuses(targets, status)
+
+    def _on_UnlockConnector(self, payload):
+        connector = self._connector(payload["connectorId"])
+        return {"status": "Unlocked" if connector is not None else "NotSupported"}, None
+
+    def _on_TriggerMessage(self, payload):
+        requested = payload["requestedMessage"]
+        connector = self._connector(payload.get("connectorId")) if payload.get("connectorId") else None
+        return {"status": "Accepted"}, self._triggered(requested, connector)
+
+    def _on_GetLocalListVersion(self, payload):
+        return {"listVersion": self.local_list_version}, None
+
+    def _on_SendLocalList(self, payload):
+        self.local_list_version = payload["listVersion"]
+        return {"status": "Accepted"}, None
+
+    def _on_ReserveNow(self, payload):
+        connector = self._connector(payload["connectorId"])
+        if connector is None:
+            return {"status": "Rejected"}, None
+        if connector.status != "Available":
+            return {"status": "Occupied"}, None
+        connector.reserved_for = payload["reservationId"]
+        return {"status": "Accepted"}, self._set_statuses([connector], "Reserved")
+
+    def _on_CancelReservation(self, payload):
+        connector = next((c for c in self.sockets if c.reserved_for == payload["reservationId"]), None)
+        if connector is None:
+            return {"status": "Rejected"}, None
+        connector.reserved_for = None
+        return {"status": "Accepted"}, self._set_statuses([connector], "Available")
+
+    def _on_GetCompositeSchedule(self, payload):
+        return {"status": "Rejected"}, None  # no charging profile is installed on a simulated charger
+
+    def _on_DataTransfer(self, payload):
+        return {"status": "UnknownVendorId"}, None
+
+    def _on_GetDiagnostics(self, payload):
+        name = f"diagnostics-{self.charge_point_id}.log"
+        return {"fileName": name}, self._progress("DiagnosticsStatusNotification", ("Uploading", "Uploaded"))
+
+    def _on_UpdateFirmware(self, payload):
+        steps = ("Downloading", "Downloaded", "Installing", "Installed")
+        return {}, self._progress("FirmwareStatusNotification", steps)
+
+    # --- what follows an answer ------------------------------------------------------------------
+
+    async def _status(self, connector: Connector, status: str) -> None:
+        connector.status = status
+        await self.call(
+            "StatusNotification",
+            {
+                "connectorId": connector.number,
+                "errorCode": "NoError",
+                "status": status,
+                "timestamp": now_iso(),
+            },
+        )
+
+    async def _set_statuses(self, connectors: list[Connector], status: str) -> None:
+        for connector in connectors:
+            await self._status(connector, status)
+
+    async def _start(self, connector: Connector, id_tag: str) -> None:
+        await self._status(connector, "Preparing")
+        payload: dict[str, Any] = {
+            "connectorId": connector.number,
+            "idTag": id_tag,
+            "meterStart": self.register_wh,
+            "timestamp": now_iso(),
+        }
+        if connector.reserved_for is not None:
+            payload["reservationId"] = connector.reserved_for
+            connector.reserved_for = None
+        answer = await self.call("StartTransaction", payload)
+        connector.transaction_id, connector.id_tag = answer.get("transactionId"), id_tag
+        if (answer.get("idTagInfo") or {}).get("status") != "Accepted":
+            await self._stop(connector, "DeAuthorized")
+            return
+        await self._status(connector, "Charging")
+        self._spawn(self._meter(connector))
+
+    async def _meter(self, connector: Connector) -> None:
+        while connector.transaction_id is not None:
+            interval = max(int(self.configuration["MeterValueSampleInterval"]), 1)
+            await asyncio.sleep(interval)
+            if connector.transaction_id is None:
+                return
+            power = round(self.power_w * random.uniform(0.92, 1.0))
+            self.register_wh += round(power * interval / 3600)
+            await self.call("MeterValues", self._meter_values(connector, power))
+
+    def _meter_values(self, connector: Connector, power_w: int) -> dict[str, Any]:
+        payload: dict[str, Any] = {
+            "connectorId": connector.number,
+            "meterValue": [
+                {
+                    "timestamp": now_iso(),
+                    "sampledValue": [
+                        {
+                            "value": str(self.register_wh),
+                            "measurand": "Energy.Active.Import.Register",
+                            "unit": "Wh",
+                        },
+                        {"value": str(power_w), "measurand": "Power.Active.Import", "unit": "W"},
+                    ],
+                }
+            ],
+        }
+        if connector.transaction_id is not None:
+            payload["transactionId"] = connector.transaction_id
+        return payload
+
+    async def _stop(self, connector: Connector, reason: str) -> None:
+        transaction_id, connector.transaction_id = connector.transaction_id, None
+        if transaction_id is None:
+            return
+        await self.call(
+            "StopTransaction",
+            {
+                "transactionId": transaction_id,
+                "meterStop": self.register_wh,
+                "timestamp": now_iso(),
+                "reason": reason,
+                "idTag": connector.id_tag,
+            },
+        )
+        await self._status(connector, "Finishing")
+        await self._status(connector, "Available")
+
+    async def _reset(self, kind: str) -> None:
+        for connector in self.sockets:
+            await self._stop(connector, "HardReset" if kind == "Hard" else "SoftReset")
+        await asyncio.sleep(1)
+        await self.ws.close()  # `run` reconnects and boots again
+
+    async def _triggered(self, requested: str, connector: Connector | None) -> None:
+        if requested == "BootNotification":
+            await self._boot()
+        elif requested == "Heartbeat":
+            await self.call("Heartbeat", {})
+        elif requested == "StatusNotification":
+            for each in [connector] if connector else self.sockets:
+                await self._status(each, each.status)
+        elif requested == "MeterValues":
+            for each in [connector] if connector else self.sockets:
+                await self.call(
+                    "MeterValues",
+                    self._meter_values(each, 0 if each.transaction_id is None else self.power_w),
+                )
+        elif requested == "DiagnosticsStatusNotification":
+            await self.call("DiagnosticsStatusNotification", {"status": "Idle"})
+        elif requested == "FirmwareStatusNotification":
+            await self.call("FirmwareStatusNotification", {"status": "Idle"})
+
+    async def _progress(self, action: str, steps: tuple[str, ...]) -> None:
+        for step in steps:
+            await asyncio.sleep(1)
+            await self.call(action, {"status": step})
