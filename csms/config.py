@@ -20,6 +20,18 @@ def _bool(value: str) -> bool:
     raise ValueError(f"not a boolean: {value!r}")
 
 
+def _at_least(cast: Any, minimum: float) -> Any:
+    """`cast`, refusing values below `minimum` (a negative rate would be a typo, not a setting)."""
+
+    def checked(value: str) -> Any:
+        number = cast(value)
+        if number < minimum:
+            raise ValueError(f"must be at least {minimum}")
+        return number
+
+    return checked
+
+
 def normalize_database_url(url: str) -> str:
     """Map `postgres://` and `postgresql://` to psycopg 3, the driver that cooperates with gevent."""
     for prefix in ("postgres://", "postgresql://"):
@@ -62,6 +74,8 @@ class Config:
     TOKEN_TTL_SECONDS = 12 * 3600  # lifetime of bearer tokens
     PAYMENT_PROVIDER: str | None = None  # None: "development" in embedded mode, none in production
     DISPATCH_INTERVAL = 1.0  # seconds between looks for calls the workers asked this node to send
+    CHARGER_RATE = 100.0  # messages a second one connection is served, past its burst (0: no limit)
+    CHARGER_BURST = 200  # messages a connection may send at once before it is paced
 
 
 _CASTS: dict[str, Any] = {
@@ -85,6 +99,8 @@ _CASTS: dict[str, Any] = {
     "PENDING_INTERVAL": int,
     "DISPATCH_INTERVAL": float,
     "TOKEN_TTL_SECONDS": int,
+    "CHARGER_RATE": _at_least(float, 0),
+    "CHARGER_BURST": _at_least(int, 1),
 }
 
 
