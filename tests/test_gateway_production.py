@@ -4,6 +4,8 @@ controls, which also counts the AMQP connections the web process holds."""
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 import pytest
 
 from tests.support.deployment import AUTH_KEY, deployment
@@ -59,6 +61,14 @@ def rabbitmq_proxy(rabbitmq_url):
     proxy.stop()
 
 
+def _through(proxy: TcpProxy, rabbitmq_url: str) -> str:
+    """`rabbitmq_url` (its credentials and vhost: the worker's) by way of the proxy."""
+    parts = urlsplit(rabbitmq_url)
+    credentials, _, _ = parts.netloc.rpartition("@")
+    address = f"127.0.0.1:{proxy.port}"
+    return parts._replace(netloc=f"{credentials}@{address}" if credentials else address).geturl()
+
+
 @pytest.fixture
 def behind_proxy(tmp_path, postgres_databases, rabbitmq_url, rabbitmq_proxy):
     """Starts a production deployment whose web process reaches RabbitMQ only through the proxy."""
@@ -69,7 +79,7 @@ def behind_proxy(tmp_path, postgres_databases, rabbitmq_url, rabbitmq_proxy):
             tmp_path,
             database_url=postgres_databases(),
             rabbitmq_url=rabbitmq_url,
-            web_rabbitmq_url=f"amqp://guest:guest@127.0.0.1:{rabbitmq_proxy.port}/%2F",
+            web_rabbitmq_url=_through(rabbitmq_proxy, rabbitmq_url),
             charge_points=fleet,
             **options,
         )
