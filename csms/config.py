@@ -25,7 +25,7 @@ def _at_least(cast: Any, minimum: float) -> Any:
 
     def checked(value: str) -> Any:
         number = cast(value)
-        if number < minimum:
+        if not number >= minimum:  # NaN too
             raise ValueError(f"must be at least {minimum}")
         return number
 

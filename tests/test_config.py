@@ -34,6 +34,7 @@ def test_explicit_overrides_win_over_environment():
         ("CSMS_PORT", "eighty"),
         ("CSMS_AUTO_REGISTER", "maybe"),
         ("CSMS_CHARGER_RATE", "-1"),
+        ("CSMS_CHARGER_RATE", "nan"),
         ("CSMS_CHARGER_BURST", "0"),
     ],
 )

@@ -110,8 +110,8 @@ def _no_delay() -> float:
     return 0.0
 
 
-# Seconds: any timer at all. A greenlet sleeping on a timer resumes after the hub has polled the
-# sockets, so every charger whose bytes are waiting is served first; `gevent.sleep(0)` would only
+# Seconds: any timer at all. A greenlet sleeping on a timer resumes on the hub's next round, which
+# polls the sockets and serves every charger whose bytes are waiting; `gevent.sleep(0)` would only
 # run the greenlets already scheduled, not those waiting on their sockets.
 _NEXT_TURN = 1e-6
 
