@@ -15,6 +15,7 @@ import pytest
 from simple_websocket import ConnectionClosed, Server
 from wsproto.frame_protocol import FrameProtocol, Opcode
 
+from csms.ocpp.pacing import Pacer
 from csms.ocpp.websocket import (
     FrameSplitter,
     NoReaderThread,
@@ -288,3 +289,19 @@ def test_messages_sent_together_let_every_other_charger_go_in_between(splitter):
                 break
         waiting.join(timeout=5)
     assert "other" in served[:4], served
+
+
+@pytest.mark.parametrize("splitter", [True, False], ids=["plain frames", "through wsproto"])
+def test_messages_past_the_burst_wait_for_their_pacer(splitter):
+    """20 messages in one read, 5 allowed at once and then 100 a second: the last is yielded no
+    sooner than 15 intervals after the first (a lower bound: the pacer guarantees it)."""
+    server_end, client_end = gevent.socket.socketpair()
+    with server_end, client_end:
+        ws = _accept(server_end, client_end, splitter=splitter)
+        client_end.sendall(HEARTBEAT * 20)
+        yielded_at = []
+        for _ in messages(ws, threading.Lock(), Pacer(rate=100, burst=5)):
+            yielded_at.append(time.monotonic())
+            if len(yielded_at) == 20:
+                break
+    assert yielded_at[-1] - yielded_at[0] >= 15 * 0.01 * 0.95
