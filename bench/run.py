@@ -10,6 +10,7 @@ PostgreSQL, one `dramatiq csms.worker actors` worker) and, where it makes sense,
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import os
 import resource
@@ -33,6 +34,7 @@ from csms.sim.cli import simulate  # noqa: E402
 RESULTS = ROOT / "bench" / "results"
 POSTGRES_ADMIN = os.environ.get("CSMS_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 RABBITMQ = os.environ.get("CSMS_BENCH_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
+DATABASE = os.environ.get("CSMS_BENCH_DATABASE", "csms_bench")  # dropped and made again by each run
 KEY = "bench-key-0123456789"
 PYTHON = sys.executable
 QUEUES = ("ocpp_messages", "metering", "transactions", "billing", "commands", "cms_events", "notifications")
@@ -112,11 +114,11 @@ def process(args: list[str], env: dict[str, str], log: Path, port: int | None = 
 
 
 @contextmanager
-def csms(chargers: int, log_dir: Path, worker_niceness: int = 10):
+def csms(chargers: int, log_dir: Path, worker_niceness: int = 10, settings: dict[str, str] | None = None):
     """A fresh database with `chargers` registered, the web process and a worker, by default at a
     lower CPU priority: chargers wait on the web process, not on the worker, so on a shared host the
-    worker yields the CPU (as the README advises)."""
-    name = "csms_bench"
+    worker yields the CPU (as the README advises). `settings`: CSMS_* variables of this run."""
+    name = DATABASE
     with psycopg.connect(POSTGRES_ADMIN, autocommit=True) as admin:
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         admin.execute(f'CREATE DATABASE "{name}"')
@@ -135,6 +137,7 @@ def csms(chargers: int, log_dir: Path, worker_niceness: int = 10):
         "CSMS_INSTANCE_PATH": str(log_dir),
         "CSMS_BOOT_CONFIGURATION": "",  # the baseline pushes nothing either
         "CSMS_SECRET_KEY": "bench-secret-key-0123456789abcdef0123",
+        **(settings or {}),
     }
     flask = [PYTHON, "-m", "flask", "--app", "wsgi"]
     subprocess.run(
@@ -398,6 +401,97 @@ def scenario_cost_curve(n: int, seconds: float, log_dir: Path) -> list[dict]:
     return rows
 
 
+class Flooder:
+    """One charger sending Heartbeats without waiting for its answers, as fast as its connection
+    takes them, from a thread of the bench process: a raw socket, its frames made once in advance,
+    its answers counted, not parsed (every server frame here is under 126 bytes)."""
+
+    FRAMES = b"".join(
+        b"\x81" + bytes((0x80 | len(text),)) + b"\0\0\0\0" + text  # masked with zeros: text as it is
+        for text in (f'[2,"f{n}","Heartbeat",{{}}]'.encode() for n in range(1000))
+    )
+
+    def __init__(self, url: str, charge_point_id: str):
+        host, port = url.removeprefix("ws://").split(":")
+        self.sock = socket.create_connection((host, int(port)), timeout=10)
+        token = base64.b64encode(f"{charge_point_id}:{KEY}".encode()).decode()
+        self.sock.sendall(
+            f"GET /ocpp/{charge_point_id} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\n"
+            "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+            "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: ocpp1.6\r\n"
+            f"Authorization: Basic {token}\r\n\r\n".encode()
+        )
+        response = b""
+        while b"\r\n\r\n" not in response:
+            response += self.sock.recv(4096)
+        if not response.startswith(b"HTTP/1.1 101"):
+            raise RuntimeError(f"the flooder was refused: {response[:200]!r}")
+        self.received = response.split(b"\r\n\r\n", 1)[1]
+        self.answered = 0
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        """Flood until `stop()`."""
+        self.sock.settimeout(1.0)
+        reader = threading.Thread(target=self._count_answers, daemon=True)
+        reader.start()
+        frames = memoryview(self.FRAMES)
+        offset = 0
+        while not self.stopped.is_set():
+            try:
+                offset = (offset + self.sock.send(frames[offset:])) % len(frames)
+            except TimeoutError:  # paced: its connection takes nothing more for now
+                continue
+            except OSError:
+                break
+        reader.join(timeout=5)
+        self.sock.close()
+
+    def stop(self) -> None:
+        self.stopped.set()
+
+    def _count_answers(self) -> None:
+        buffer = self.received
+        while not self.stopped.is_set():
+            position = 0
+            while len(buffer) - position >= 2 and len(buffer) - position >= 2 + buffer[position + 1]:
+                position += 2 + buffer[position + 1]
+                self.answered += 1
+            buffer = buffer[position:]
+            try:
+                data = self.sock.recv(65536)
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            if not data:
+                return
+            buffer += data
+
+
+def scenario_flood(n: int, seconds: float, log_dir: Path) -> list[dict]:
+    """`n` chargers sending a Heartbeat a second, and one more flooding Heartbeats without waiting
+    for its answers: the fleet's Heartbeat latency with no flooder, with the per-charger limit off
+    (`CSMS_CHARGER_RATE=0`) and with its default."""
+    plan = {"mode": "rate", "rate": 1.0, "duration": seconds, "meter_every": 0, "timeout": 30.0}
+    rows = []
+    for label, settings in [
+        ("no flooder", None),
+        ("flooder, no limit", {"CSMS_CHARGER_RATE": "0"}),
+        ("flooder, default limit", {}),
+    ]:
+        with csms(n + 1, log_dir, settings=settings) as (web, _, url, _):
+            flooder = None if settings is None else Flooder(url, f"B-{n:05d}")
+            if flooder is not None:
+                threading.Thread(target=flooder.run, daemon=True).start()
+            result = measure(web.pid, url, n, plan, ramp=2)
+            if flooder is not None:
+                flooder.stop()
+            result["flooder_answered"] = flooder.answered if flooder is not None else None
+        rows.append({"system": f"csms, {label}", **result})
+    return rows
+
+
 SCENARIOS = {
     "gateway": (scenario_gateway, 1000, 20),
     "fixed-rate": (scenario_fixed_rate, 1000, 20),
@@ -405,6 +499,7 @@ SCENARIOS = {
     "pipeline": (scenario_pipeline, 200, 20),
     "cost-curve": (scenario_cost_curve, 10_000, 20),
     "stack-floor": (scenario_stack_floor, 1000, 20),
+    "flood": (scenario_flood, 100, 20),
 }
 
 

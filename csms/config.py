@@ -20,6 +20,18 @@ def _bool(value: str) -> bool:
     raise ValueError(f"not a boolean: {value!r}")
 
 
+def _at_least(cast: Any, minimum: float) -> Any:
+    """`cast`, refusing values below `minimum` (a negative rate would be a typo, not a setting)."""
+
+    def checked(value: str) -> Any:
+        number = cast(value)
+        if not number >= minimum:  # NaN too
+            raise ValueError(f"must be at least {minimum}")
+        return number
+
+    return checked
+
+
 def normalize_database_url(url: str) -> str:
     """Map `postgres://` and `postgresql://` to psycopg 3, the driver that cooperates with gevent."""
     for prefix in ("postgres://", "postgresql://"):
@@ -66,6 +78,8 @@ class Config:
     DASHBOARD_SESSION_SECONDS = 12 * 3600  # a dashboard sign-in lasts this long
     SECURE_COOKIES: bool | None = None  # None: Secure cookies when the process serves TLS itself
     CORS_ORIGINS = ""  # comma-separated origins allowed to call the REST API and Socket.IO
+    CHARGER_RATE = 100.0  # messages a second one connection is served, past its burst (0: no limit)
+    CHARGER_BURST = 200  # messages a connection may send at once before it is paced
 
 
 _CASTS: dict[str, Any] = {
@@ -92,6 +106,8 @@ _CASTS: dict[str, Any] = {
     "OFFLINE_ALERT_MINUTES": int,
     "DASHBOARD_SESSION_SECONDS": int,
     "SECURE_COOKIES": _bool,
+    "CHARGER_RATE": _at_least(float, 0),
+    "CHARGER_BURST": _at_least(int, 1),
 }
 
 

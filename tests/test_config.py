@@ -28,7 +28,16 @@ def test_explicit_overrides_win_over_environment():
     assert config.load({"PORT": 1234}, environ={"CSMS_PORT": "9000"})["PORT"] == 1234
 
 
-@pytest.mark.parametrize(("name", "value"), [("CSMS_PORT", "eighty"), ("CSMS_AUTO_REGISTER", "maybe")])
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("CSMS_PORT", "eighty"),
+        ("CSMS_AUTO_REGISTER", "maybe"),
+        ("CSMS_CHARGER_RATE", "-1"),
+        ("CSMS_CHARGER_RATE", "nan"),
+        ("CSMS_CHARGER_BURST", "0"),
+    ],
+)
 def test_malformed_environment_names_the_variable(name, value):
     with pytest.raises(ValueError, match=name):
         config.load(environ={name: value})

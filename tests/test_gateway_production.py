@@ -54,19 +54,19 @@ def parked_items(csms) -> int:
     )
 
 
-def through_proxy(rabbitmq_url: str, port: int) -> str:
-    """The worker's RabbitMQ URL (same credentials and vhost: tests may run in a vhost of their
-    own, `CSMS_TEST_RABBITMQ_URL`) by way of the proxy's port."""
-    url = urlsplit(rabbitmq_url)
-    credentials = url.netloc.rpartition("@")[0]
-    return url._replace(netloc=f"{credentials}@127.0.0.1:{port}").geturl()
-
-
 @pytest.fixture
 def rabbitmq_proxy(rabbitmq_url):
     proxy = TcpProxy(5672).start()
     yield proxy
     proxy.stop()
+
+
+def _through(proxy: TcpProxy, rabbitmq_url: str) -> str:
+    """`rabbitmq_url` (its credentials and vhost: the worker's) by way of the proxy."""
+    parts = urlsplit(rabbitmq_url)
+    credentials, _, _ = parts.netloc.rpartition("@")
+    address = f"127.0.0.1:{proxy.port}"
+    return parts._replace(netloc=f"{credentials}@{address}" if credentials else address).geturl()
 
 
 @pytest.fixture
@@ -79,7 +79,7 @@ def behind_proxy(tmp_path, postgres_databases, rabbitmq_url, rabbitmq_proxy):
             tmp_path,
             database_url=postgres_databases(),
             rabbitmq_url=rabbitmq_url,
-            web_rabbitmq_url=through_proxy(rabbitmq_url, rabbitmq_proxy.port),
+            web_rabbitmq_url=_through(rabbitmq_proxy, rabbitmq_url),
             charge_points=fleet,
             **options,
         )

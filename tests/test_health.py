@@ -27,6 +27,7 @@ def test_embedded_with_worker_running(app, worker):
         "dropped_frames": 0,
         "unexpected_replies": 0,
         "replaced_connections": 0,
+        "paced_messages": 0,
         "outbox": 0,
         "handoff": {"items": 0, "batches": 0},
         "transaction_ids": {"items": 0, "batches": 0},

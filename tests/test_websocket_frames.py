@@ -15,6 +15,7 @@ import pytest
 from simple_websocket import ConnectionClosed, Server
 from wsproto.frame_protocol import FrameProtocol, Opcode
 
+from csms.ocpp.pacing import Pacer
 from csms.ocpp.websocket import (
     FrameSplitter,
     NoReaderThread,
@@ -200,6 +201,23 @@ def _serve(wire: bytes, *, splitter: bool, limit: int = 4096) -> tuple[list, byt
     `wire`: what it yields and what the server sent back. An extension offered (one wsproto does
     not know, so none is negotiated) leaves the connection to wsproto alone, as before the splitter."""
     server_end, client_end = socket.socketpair()
+    with server_end, client_end:
+        ws = _accept(server_end, client_end, splitter=splitter, limit=limit)
+        assert plain_frames(ws) is splitter
+        client_end.sendall(wire)
+        client_end.shutdown(socket.SHUT_WR)
+        received = []
+        with contextlib.suppress(ConnectionClosed):
+            received.extend(messages(ws, threading.Lock()))
+        server_end.shutdown(socket.SHUT_WR)
+        sent = b"".join(iter(lambda: client_end.recv(65536), b""))
+    return received, sent
+
+
+def _accept(
+    server_end: socket.socket, client_end: socket.socket, *, splitter: bool = True, limit: int = 4096
+):
+    """A simple-websocket `Server` on `server_end`, its handshake read by `client_end`."""
     environ = {
         "werkzeug.socket": server_end,
         "HTTP_HOST": "localhost",
@@ -210,18 +228,9 @@ def _serve(wire: bytes, *, splitter: bool, limit: int = 4096) -> tuple[list, byt
     }
     if not splitter:
         environ["HTTP_SEC_WEBSOCKET_EXTENSIONS"] = "x-unknown"
-    with server_end, client_end:
-        ws = Server(environ, thread_class=NoReaderThread, max_message_size=limit)
-        assert plain_frames(ws) is splitter
-        assert client_end.recv(4096).startswith(b"HTTP/1.1 101")
-        client_end.sendall(wire)
-        client_end.shutdown(socket.SHUT_WR)
-        received = []
-        with contextlib.suppress(ConnectionClosed):
-            received.extend(messages(ws, threading.Lock()))
-        server_end.shutdown(socket.SHUT_WR)
-        sent = b"".join(iter(lambda: client_end.recv(65536), b""))
-    return received, sent
+    ws = Server(environ, thread_class=NoReaderThread, max_message_size=limit)
+    assert client_end.recv(4096).startswith(b"HTTP/1.1 101")
+    return ws
 
 
 HEARTBEAT = masked_text('[2,"1","Heartbeat",{}]')
@@ -250,3 +259,49 @@ def test_messages_yields_and_answers_what_wsproto_alone_did(wire):
     with_splitter = _serve(wire, splitter=True)
     assert with_splitter == _serve(wire, splitter=False)
     assert with_splitter[0] or with_splitter[1]  # the case did something to compare
+
+
+# --- messages(): a charger's messages sent together do not hold up the others -------------------
+
+
+@pytest.mark.parametrize("splitter", [True, False], ids=["plain frames", "through wsproto"])
+def test_messages_sent_together_let_every_other_charger_go_in_between(splitter):
+    """Under gevent (as in the web process): 50 messages arrive in one read; the bytes another
+    charger sends meanwhile are served after at most a few of them, not after all 50."""
+    server_end, client_end = gevent.socket.socketpair()
+    other_end, other_client = gevent.socket.socketpair()
+    served: list = []
+
+    def other_charger() -> None:
+        other_end.recv(1)
+        served.append("other")
+
+    with server_end, client_end, other_end, other_client:
+        ws = _accept(server_end, client_end, splitter=splitter)
+        waiting = gevent.spawn(other_charger)
+        gevent.sleep(0)  # it now waits for its bytes
+        client_end.sendall(HEARTBEAT * 50)
+        for n, _ in enumerate(messages(ws, threading.Lock())):
+            served.append(n)
+            if n == 0:
+                other_client.sendall(b"x")
+            if n == 49:
+                break
+        waiting.join(timeout=5)
+    assert "other" in served[:4], served
+
+
+@pytest.mark.parametrize("splitter", [True, False], ids=["plain frames", "through wsproto"])
+def test_messages_past_the_burst_wait_for_their_pacer(splitter):
+    """20 messages in one read, 5 allowed at once and then 100 a second: the last is yielded no
+    sooner than 15 intervals after the first (a lower bound: the pacer guarantees it)."""
+    server_end, client_end = gevent.socket.socketpair()
+    with server_end, client_end:
+        ws = _accept(server_end, client_end, splitter=splitter)
+        client_end.sendall(HEARTBEAT * 20)
+        yielded_at = []
+        for _ in messages(ws, threading.Lock(), Pacer(rate=100, burst=5)):
+            yielded_at.append(time.monotonic())
+            if len(yielded_at) == 20:
+                break
+    assert yielded_at[-1] - yielded_at[0] >= 15 * 0.01 * 0.95

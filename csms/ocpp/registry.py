@@ -25,7 +25,12 @@ class ConnectionRegistry:
         self.node_id = node_id
         self._sessions: dict[str, OcppSession] = {}
         self._lock = threading.Lock()
-        self.counters = {"dropped_frames": 0, "unexpected_replies": 0, "replaced_connections": 0}
+        self.counters = {
+            "dropped_frames": 0,
+            "unexpected_replies": 0,
+            "replaced_connections": 0,
+            "paced_messages": 0,
+        }
         # Connections opened (True) or closed (False) since the last `drain_changes`, for the live
         # dashboard; one entry per charger, however often it reconnected meanwhile.
         self._changes: dict[str, bool] = {}

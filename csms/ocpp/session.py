@@ -25,7 +25,7 @@ from wsproto.events import CloseConnection
 from wsproto.frame_protocol import CloseReason
 from wsproto.utilities import LocalProtocolError
 
-from csms.ocpp import errors, frames, validation, websocket
+from csms.ocpp import errors, frames, pacing, validation, websocket
 from csms.ocpp.errors import OcppError
 from csms.ocpp.registry import ConnectionInfo
 from csms.ocpp.v16.handlers import HANDLERS
@@ -112,6 +112,8 @@ class OcppSession:
         self.closed = False
         self.send_lock = threading.Lock()
         self._plain_frames = websocket.plain_frames(ws)
+        self._pacer = pacing.pacer_for(gateway.config, self._on_paced)
+        self._paced = False
         self.next_ping = time.monotonic() + gateway.keepalive.interval
         self._call_lock = threading.Lock()
         self._pending: _PendingCall | None = None
@@ -133,7 +135,7 @@ class OcppSession:
             previous.close(1000, "replaced by a newer connection")
         log.info("%s connected from %s", self.charge_point_id, self.remote_address)
         try:
-            for raw in websocket.messages(self.ws, self.send_lock):
+            for raw in websocket.messages(self.ws, self.send_lock, self._pacer):
                 self.handle(raw)
         except ConnectionClosed:
             pass
@@ -144,6 +146,12 @@ class OcppSession:
             if pending is not None:
                 pending.done.set()
             log.info("%s disconnected", self.charge_point_id)
+
+    def _on_paced(self, pause: float) -> None:
+        self.gateway.registry.counters["paced_messages"] += 1
+        if not self._paced:
+            self._paced = True
+            log.info("%s: sends faster than CSMS_CHARGER_RATE; its messages are paced", self.charge_point_id)
 
     def handle(self, raw: str | bytes) -> None:
         """Process one WebSocket message. Never raises: a bad frame is answered or counted."""

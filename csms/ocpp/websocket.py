@@ -37,6 +37,8 @@ from wsproto.events import Ping, TextMessage
 from wsproto.frame_protocol import CloseReason
 from wsproto.utilities import LocalProtocolError
 
+from csms.ocpp.pacing import Pacer
+
 log = logging.getLogger(__name__)
 
 
@@ -51,11 +53,21 @@ class NoReaderThread:
         pass
 
 
-def messages(ws: Any, send_lock: threading.Lock) -> Iterator[str | bytes]:
+def messages(ws: Any, send_lock: threading.Lock, pacer: Pacer | None = None) -> Iterator[str | bytes]:
     """Yield each complete message received on `ws` (a simple-websocket `Server` made with
-    `NoReaderThread`); raises `ConnectionClosed` once the connection is over."""
+    `NoReaderThread`), each when `pacer` allows (`csms.ocpp.pacing`); raises `ConnectionClosed`
+    once the connection is over.
+
+    One read can carry hundreds of messages from a charger that sends without waiting for its
+    answers; handled back to back they would hold the hub from every other charger for as long.
+    The first message of a read had its turn (the read waited on the hub); before each further
+    one the greenlet lets the hub go round once, so every other charger ready to be served is
+    served in between. A charger that waits for its answers sends one message a read and never
+    pays for this."""
     buffered = ws.input_buffer
     wait_readable = _read_waiter(ws.sock)
+    sleep = _sleeper(ws.sock)
+    delay = pacer.delay if pacer is not None else _no_delay
     splitter = FrameSplitter(ws.max_message_size, enabled=plain_frames(ws))
     while ws.connected:
         try:
@@ -66,7 +78,13 @@ def messages(ws: Any, send_lock: threading.Lock) -> Iterator[str | bytes]:
         if not data:
             ws.connected = False
             break
+        turn_taken = True
         for message, wire in splitter.feed(data):
+            if wire is None:
+                pause = delay()
+                if pause or not turn_taken:
+                    sleep(pause or _NEXT_TURN)
+                turn_taken = False
             if not ws.connected:
                 break
             if wire is None:
@@ -79,8 +97,27 @@ def messages(ws: Any, send_lock: threading.Lock) -> Iterator[str | bytes]:
                 except (OSError, LocalProtocolError):
                     ws.connected = False
             while buffered:
+                pause = delay()
+                if pause or not turn_taken:
+                    sleep(pause or _NEXT_TURN)
+                turn_taken = False
                 yield buffered.pop(0)
     raise ConnectionClosed(ws.close_reason, ws.close_message)
+
+
+def _no_delay() -> float:
+    return 0.0
+
+
+# Seconds: any timer at all. A greenlet sleeping on a timer resumes on the hub's next round, which
+# polls the sockets and serves every charger whose bytes are waiting; `gevent.sleep(0)` would only
+# run the greenlets already scheduled, not those waiting on their sockets.
+_NEXT_TURN = 1e-6
+
+
+def _sleeper(sock: socket.socket) -> Callable[[float], None]:
+    """gevent's `sleep` for a gevent socket (it yields the hub), `time.sleep` otherwise."""
+    return gevent.sleep if hasattr(sock, "_wait") else time.sleep
 
 
 def plain_frames(ws: Any) -> bool:
