@@ -15,9 +15,9 @@ from csms.api.security import AttemptLimiter
 from csms.cors import parse_origins
 from csms.dashboard import forms
 from csms.extensions import db
-from csms.models import LedgerEntry, User
+from csms.models import ChargingSession, LedgerEntry, User
 from csms.ocpp.validation import request_schema, validate_request
-from csms.services import fleet, overview, users
+from csms.services import fleet, history, overview, users
 from csms.services.errors import InvalidInput
 from tests.builders import a_charge_point, a_transaction, a_wallet
 
@@ -385,3 +385,101 @@ def test_the_analytics_page_shows_the_report_of_the_range(site, operator):
     assert '"labels": ["2026-11-01", "2026-11-02", "2026-11-03"]' in html
     refused = client.get("/analytics?from=2026-11-05&to=2026-11-01").data.decode()
     assert "`to` must be after `from`" in refused.replace("&#96;", "`")
+
+
+def _sessions_fixture():
+    """Two chargers, three transactions (one running), one paid app session."""
+    a = a_charge_point(charge_point_id="CP-H1", connectors=2)
+    b = a_charge_point(charge_point_id="CP-H2", connectors=1)
+    paid = a_transaction(
+        a,
+        id_tag="APP-ADA",
+        started_at=datetime(2026, 11, 2, 10, tzinfo=UTC),
+        stopped_at=datetime(2026, 11, 2, 11, tzinfo=UTC),
+        meter_start_wh=100,
+        meter_stop_wh=7600,
+        energy_wh=7500,
+        state="stopped",
+        stop_reason="Remote",
+    )
+    a_transaction(
+        b,
+        id_tag="RFID-9",
+        started_at=datetime(2026, 11, 3, 8, tzinfo=UTC),
+        meter_start_wh=0,
+        meter_last_wh=250,
+    )
+    a_transaction(
+        a,
+        connector_id=2,
+        id_tag="rfid-9",
+        started_at=datetime(2026, 10, 30, tzinfo=UTC),
+        energy_wh=10,
+        state="stopped",
+    )
+    ada = users.create_user("ada@example.test", PASSWORD, id_tag="APP-ADA")
+    db.session.add(
+        ChargingSession(
+            user_id=ada.id,
+            charge_point_id=a.id,
+            connector_id=1,
+            id_tag="APP-ADA",
+            transaction_id=paid.id,
+            state="completed",
+            currency="EUR",
+            prepaid_minor=1000,
+            cost_minor=345,
+        )
+    )
+    db.session.commit()
+    return paid
+
+
+def test_the_history_filters(any_db_app):
+    paid = _sessions_fixture()
+
+    def ids(**filters) -> list[str]:
+        rows, total = history.search(history.Filters(**filters))
+        assert total == len(rows)
+        return [(row.charge_point_id, row.transaction.id_tag) for row in rows]
+
+    assert ids() == [("CP-H1", "rfid-9"), ("CP-H2", "RFID-9"), ("CP-H1", "APP-ADA")]
+    assert ids(id_tag="RFID-9") == [("CP-H1", "rfid-9"), ("CP-H2", "RFID-9")]  # case-insensitive
+    assert ids(customer="ada@") == [("CP-H1", "APP-ADA")]
+    assert ids(state="running") == [("CP-H2", "RFID-9")]
+    assert ids(charge_point_id="CP-H1", state="stopped") == [("CP-H1", "rfid-9"), ("CP-H1", "APP-ADA")]
+    november = {"since": datetime(2026, 11, 1, tzinfo=UTC), "until": datetime(2026, 11, 3, tzinfo=UTC)}
+    assert ids(**november) == [("CP-H1", "APP-ADA")]
+    row = history.one(paid.id)
+    assert (row.customer, row.cost_minor, row.currency, row.energy_wh) == (
+        "ada@example.test",
+        345,
+        "EUR",
+        7500,
+    )
+
+
+def test_the_transactions_page_and_its_csv_export(site, operator):
+    with site.app_context():
+        paid = _sessions_fixture()
+        paid_id = paid.id
+    client = site.test_client()
+    sign_in(client, "ops@example.test")
+    html = client.get("/transactions?customer=ada").data.decode()
+    assert "1 transaction<" in html and "ada@example.test" in html and "3.45 EUR" in html
+    export = client.get("/transactions?chargePointId=CP-H1&format=csv")
+    assert export.mimetype == "text/csv"
+    assert export.headers["Content-Disposition"].startswith('attachment; filename="transactions-')
+    lines = export.data.decode().splitlines()
+    assert lines[0] == (
+        "transactionId,chargePointId,connectorId,idTag,customer,state,startedAt,stoppedAt,"
+        "meterStartWh,meterStopWh,energyWh,cost,currency,stopReason"
+    )
+    assert lines[2] == (
+        f"{paid_id},CP-H1,1,APP-ADA,ada@example.test,stopped,2026-11-02T10:00:00+00:00,"
+        "2026-11-02T11:00:00+00:00,100,7600,7500,3.45,EUR,Remote"
+    )
+    assert len(lines) == 3
+    page = client.get(f"/transactions/{paid_id}").data.decode()
+    assert '<dd id="energy">7500 Wh</dd>' in page and "No sample was reported." in page
+    assert client.get("/transactions/999999").status_code == 404

@@ -190,6 +190,12 @@ def test_a_charger_page_sends_commands_and_charts_its_transaction_live(site, bro
                 and "2000" in d.find_element(By.CSS_SELECTOR, "section[aria-label=Transactions] tbody").text
             )
         )
+        browser.get(f"{site.web.base_url}/transactions?chargePointId=CP-LIVE")
+        assert browser.find_element(By.CSS_SELECTOR, "#transactions tbody a").text == str(transaction_id)
+        browser.get(f"{site.web.base_url}/transactions/{transaction_id}")
+        assert browser.find_element(By.CSS_SELECTOR, "#chart .u-over")
+        samples = browser.find_elements(By.CSS_SELECTOR, "#samples tbody tr")
+        assert len(samples) == 4  # 2 readings x 2 measurands
     assert console_errors(browser) == []
 
 

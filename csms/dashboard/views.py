@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import csv
+import io
 from datetime import UTC, date, datetime, timedelta
 from urllib.parse import urlsplit
 
 from flask import (
     Blueprint,
+    Response,
     abort,
     current_app,
     flash,
@@ -14,6 +17,7 @@ from flask import (
     redirect,
     render_template,
     request,
+    stream_with_context,
     url_for,
 )
 from flask_wtf.csrf import CSRFError
@@ -23,9 +27,10 @@ from csms.api.remote import call_charger
 from csms.dashboard import csrf, forms, signin
 from csms.models import Role
 from csms.pipeline import outbox
-from csms.services import analytics, fleet, tokens
+from csms.services import analytics, fleet, history, tokens
 from csms.services import overview as network
 from csms.services.errors import ServiceError
+from csms.services.money import format_minor
 
 # OCPP 1.6 ChargePointStatus values, for the list's filter.
 CONNECTOR_STATUSES = (
@@ -231,6 +236,108 @@ def send_command(charge_point_id: str):
         return render_template("dashboard/_reply.html", action=action, error=exc), 200
     template = "dashboard/_configuration.html" if action == "GetConfiguration" else "dashboard/_reply.html"
     return render_template(template, action=action, response=response, charge_point_id=charge_point_id)
+
+
+@bp.get("/transactions")
+@signin.operator_required
+def transactions():
+    """Transactions, live while running, filtered by charger, idTag, customer, state and dates;
+    `?format=csv` exports every match."""
+    filters = _history_filters()
+    if request.args.get("format") == "csv":
+        return _csv_export(filters)
+    page = _positive_int(request.args.get("page"), 1)
+    rows, total = history.search(filters, page=page)
+    return render_template(
+        "dashboard/transactions.html",
+        rows=rows,
+        total=total,
+        page=page,
+        pages=max(1, -(-total // 50)),
+        args=request.args,
+        token=_socket_token(),
+    )
+
+
+@bp.get("/transactions/<int:transaction_id>")
+@signin.operator_required
+def transaction(transaction_id: int):
+    """One transaction: its figures and every meter sample, charted."""
+    found = history.one(transaction_id)
+    if found is None:
+        abort(404)
+    samples = history.samples(transaction_id)
+    chart = [(s.sampled_at.isoformat(), s.measurand, float(s.value)) for s in samples if not s.phase]
+    return render_template("dashboard/transaction.html", row=found, samples=samples, chart=chart)
+
+
+def _history_filters() -> history.Filters:
+    args = request.args
+    since = _date_arg("from", None)
+    until = _date_arg("to", None)
+    return history.Filters(
+        charge_point_id=args.get("chargePointId", "").strip()[:48],
+        id_tag=args.get("idTag", "").strip()[:20],
+        customer=args.get("customer", "").strip()[:254],
+        state=args.get("state", ""),
+        since=datetime.combine(since, datetime.min.time(), UTC) if since else None,
+        until=datetime.combine(until, datetime.min.time(), UTC) + timedelta(days=1) if until else None,
+    )
+
+
+CSV_COLUMNS = (
+    "transactionId",
+    "chargePointId",
+    "connectorId",
+    "idTag",
+    "customer",
+    "state",
+    "startedAt",
+    "stoppedAt",
+    "meterStartWh",
+    "meterStopWh",
+    "energyWh",
+    "cost",
+    "currency",
+    "stopReason",
+)
+
+
+def _csv_export(filters: history.Filters) -> Response:
+    """Every matching transaction as CSV, streamed row by row (energy in Wh, times UTC ISO 8601)."""
+
+    def lines():
+        buffer = io.StringIO()
+        writer = csv.writer(buffer)
+        writer.writerow(CSV_COLUMNS)
+        for row in history.export(filters):
+            tx = row.transaction
+            writer.writerow(
+                (
+                    tx.id,
+                    row.charge_point_id,
+                    tx.connector_id,
+                    tx.id_tag,
+                    row.customer or "",
+                    tx.state,
+                    tx.started_at.isoformat(),
+                    tx.stopped_at.isoformat() if tx.stopped_at else "",
+                    tx.meter_start_wh,
+                    "" if tx.meter_stop_wh is None else tx.meter_stop_wh,
+                    row.energy_wh,
+                    "" if row.cost_minor is None else format_minor(row.cost_minor),
+                    row.currency or "",
+                    tx.stop_reason or "",
+                )
+            )
+            yield buffer.getvalue()
+            buffer.seek(0)
+            buffer.truncate()
+        yield buffer.getvalue()
+
+    name = f"transactions-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.csv"
+    headers = {"Content-Disposition": f'attachment; filename="{name}"'}
+    return Response(stream_with_context(lines()), mimetype="text/csv", headers=headers)
 
 
 @bp.get("/analytics")

@@ -6,11 +6,11 @@
   var tokenMeta = document.querySelector('meta[name="csms-socket-token"]');
   var grid = document.getElementById("connector-grid");
   var live = document.getElementById("live");
-  if (!tokenMeta || !grid || typeof io === "undefined") {
+  if (!tokenMeta || typeof io === "undefined") {
     return;
   }
   // On a charger's page only that charger's events matter; the overview shows every charger.
-  var onlyCharger = grid.dataset.chargerPage || null;
+  var onlyCharger = (grid && grid.dataset.chargerPage) || null;
 
   function concerns(chargePointId) {
     return onlyCharger === null || onlyCharger === chargePointId;
@@ -21,6 +21,9 @@
   }
 
   function cellsOf(chargePointId) {
+    if (!grid) {
+      return [];
+    }
     return grid.querySelectorAll('[data-charger="' + CSS.escape(chargePointId) + '"]');
   }
 
@@ -92,7 +95,7 @@
     if (!concerns(event.chargePointId)) {
       return;
     }
-    if (event.connectorId > 0) {
+    if (grid && event.connectorId > 0) {
       setStatus(cellFor(event.chargePointId, event.connectorId), event.status);
     }
     if (onlyCharger !== null && ["Charging", "Finishing", "Available"].indexOf(event.status) >= 0) {
@@ -130,6 +133,13 @@
       transactionChanged(); // a transaction this page does not show yet
     }
     changed();
+  });
+  ["charging:started", "charging:stopped"].forEach(function (name) {
+    socket.on(name, function (event) {
+      if (concerns(event.chargePointId)) {
+        changed();
+      }
+    });
   });
   socket.on("command:result", function (event) {
     if (concerns(event.chargePointId)) {
