@@ -8,6 +8,7 @@ import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from sqlalchemy import select
 from werkzeug.datastructures import MultiDict
 
 from csms.api import auth
@@ -15,9 +16,9 @@ from csms.api.security import AttemptLimiter
 from csms.cors import parse_origins
 from csms.dashboard import forms
 from csms.extensions import db
-from csms.models import ChargingSession, LedgerEntry, User
+from csms.models import ChargingSession, LedgerEntry, User, Wallet
 from csms.ocpp.validation import request_schema, validate_request
-from csms.services import fleet, history, overview, users
+from csms.services import customers, fleet, history, overview, users, wallet
 from csms.services.errors import InvalidInput
 from tests.builders import a_charge_point, a_transaction, a_wallet
 
@@ -483,3 +484,35 @@ def test_the_transactions_page_and_its_csv_export(site, operator):
     page = client.get(f"/transactions/{paid_id}").data.decode()
     assert '<dd id="energy">7500 Wh</dd>' in page and "No sample was reported." in page
     assert client.get("/transactions/999999").status_code == 404
+
+
+def test_customers_are_found_by_email_or_id_tag(any_db_app):
+    ada = users.create_user("ada@example.test", PASSWORD, id_tag="ADA-1")
+    users.create_user("bob@example.test", PASSWORD, id_tag="BOB-1")
+    users.create_user("ops@example.test", PASSWORD, role="operator")
+    assert [row.user.email for row in customers.search()[0]] == ["ada@example.test", "bob@example.test"]
+    assert [row.user.email for row in customers.search("ada-1")[0]] == ["ada@example.test"]
+    assert [row.user.email for row in customers.search("BOB@")[0]] == ["bob@example.test"]
+    [listed], total = customers.search("ada")
+    assert (total, listed.id_tags, listed.wallet.available_minor) == (1, ["ADA-1"], 0)
+    wallet.top_up(listed.wallet.id, 2500, reference="pay-1")
+    found = customers.account(ada.id)
+    assert [(e.kind, e.amount_minor) for e in found.ledger] == [("topup", 2500)]
+    assert [t.id_tag for t in found.id_tags] == ["ADA-1"]
+
+
+def test_the_customer_pages(site, operator):
+    with site.app_context():
+        ada = users.create_user("ada@example.test", PASSWORD, id_tag="ADA-1")
+        ada_id = ada.id
+        wallet.top_up(
+            db.session.scalar(select(Wallet.id).where(Wallet.user_id == ada_id)), 1250, reference="p-1"
+        )
+    client = site.test_client()
+    sign_in(client, "ops@example.test")
+    listing = client.get("/customers?q=ADA-1").data.decode()
+    assert "1 customer<" in listing and f'href="/customers/{ada_id}"' in listing and "12.50 EUR" in listing
+    page = client.get(f"/customers/{ada_id}").data.decode()
+    assert '<dd id="available">12.50 EUR</dd>' in page
+    assert "<td>topup</td><td>12.50 EUR</td>" in page
+    assert client.get(f"/customers/{operator}").status_code == 404  # operators are not customers

@@ -27,7 +27,7 @@ from csms.api.remote import call_charger
 from csms.dashboard import csrf, forms, signin
 from csms.models import Role
 from csms.pipeline import outbox
-from csms.services import analytics, fleet, history, tokens
+from csms.services import analytics, customers, fleet, history, tokens
 from csms.services import overview as network
 from csms.services.errors import ServiceError
 from csms.services.money import format_minor
@@ -338,6 +338,28 @@ def _csv_export(filters: history.Filters) -> Response:
     name = f"transactions-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.csv"
     headers = {"Content-Disposition": f'attachment; filename="{name}"'}
     return Response(stream_with_context(lines()), mimetype="text/csv", headers=headers)
+
+
+@bp.get("/customers")
+@signin.operator_required
+def customers_page():
+    """Customers, searched by email or idTag, with their balance."""
+    page = _positive_int(request.args.get("page"), 1)
+    q = request.args.get("q", "").strip()[:254]
+    rows, total = customers.search(q, page=page)
+    return render_template(
+        "dashboard/customers.html", rows=rows, total=total, page=page, pages=max(1, -(-total // 50)), q=q
+    )
+
+
+@bp.get("/customers/<int:user_id>")
+@signin.operator_required
+def customer_page(user_id: int):
+    """One customer: wallet, ledger, id tags and sessions."""
+    found = customers.account(user_id)
+    if found is None or found.user.role != Role.CUSTOMER:
+        abort(404)
+    return render_template("dashboard/customer.html", account=found)
 
 
 @bp.get("/analytics")
