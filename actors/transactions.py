@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import dramatiq
+from flask import current_app
 
 from actors.batch import run_batch
 from actors.exchanges import Exchange, Notifications
 from actors.storage import store_and_apply_charger_state
 from csms.extensions import db
 from csms.realtime import charger_room, customer_room
-from csms.services import charger_state, charging
+from csms.services import charger_state, charging, unplanned
 
 
 @dramatiq.actor(queue_name="transactions", max_retries=20, min_backoff=500, max_backoff=120_000)
@@ -35,10 +36,22 @@ def apply_transactions(views: list[Exchange], notifications: Notifications) -> N
 
 
 def _start(view: Exchange, notifications: Notifications) -> int | None:
-    """Link the transaction to its customer session; returns the session when it is already stopped
+    """Close what the start supersedes, then link the transaction to its customer session, or to a
+    new session of its tag's owner (`unplanned`); returns the session when it is already stopped
     (its Stop was processed first, and billing waited for this link)."""
+    from actors.billing import stopped_event
+
     transaction_id = view.response["transactionId"]
+    for settlement in unplanned.close_superseded(transaction_id):
+        notifications.add("charging:stopped", stopped_event(settlement), [customer_room(settlement.user_id)])
     linked = charging.link_session(transaction_id)
+    if linked is None:
+        linked = unplanned.adopt(
+            transaction_id,
+            view.charge_point_id,
+            view.response["idTagInfo"]["status"],
+            current_app.config["UNPLANNED_HOLD"],
+        ).linked
     if linked is None:
         return None
     payload = {

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import socket
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 
@@ -18,6 +19,17 @@ def _bool(value: str) -> bool:
     if lowered in {"0", "false", "no", "off", ""}:
         return False
     raise ValueError(f"not a boolean: {value!r}")
+
+
+def _money(value: str) -> int:
+    """ "20.00" → 2000 minor units: a positive amount with at most two decimals."""
+    try:
+        amount = Decimal(value.strip())
+    except InvalidOperation:
+        raise ValueError(f"not an amount: {value!r}") from None
+    if not amount.is_finite() or amount <= 0 or amount != amount.quantize(Decimal("0.01")):
+        raise ValueError(f"not a positive amount with at most two decimals: {value!r}")
+    return int(amount * 100)
 
 
 def normalize_database_url(url: str) -> str:
@@ -62,6 +74,7 @@ class Config:
     TOKEN_TTL_SECONDS = 12 * 3600  # lifetime of bearer tokens
     PAYMENT_PROVIDER: str | None = None  # None: "development" in embedded mode, none in production
     DISPATCH_INTERVAL = 1.0  # seconds between looks for calls the workers asked this node to send
+    UNPLANNED_HOLD = 2000  # minor units held from a tag owner's wallet for a start outside an app session
 
 
 _CASTS: dict[str, Any] = {
@@ -85,6 +98,7 @@ _CASTS: dict[str, Any] = {
     "PENDING_INTERVAL": int,
     "DISPATCH_INTERVAL": float,
     "TOKEN_TTL_SECONDS": int,
+    "UNPLANNED_HOLD": _money,
 }
 
 

@@ -22,13 +22,23 @@ def test_environment_overrides_and_casts():
     assert settings["PORT"] == 9000
     assert settings["AUTO_REGISTER"] is True
     assert settings["CALL_TIMEOUT"] == 2.5
+    assert config.load(environ={"CSMS_UNPLANNED_HOLD": "12.5"})["UNPLANNED_HOLD"] == 1250
 
 
 def test_explicit_overrides_win_over_environment():
     assert config.load({"PORT": 1234}, environ={"CSMS_PORT": "9000"})["PORT"] == 1234
 
 
-@pytest.mark.parametrize(("name", "value"), [("CSMS_PORT", "eighty"), ("CSMS_AUTO_REGISTER", "maybe")])
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("CSMS_PORT", "eighty"),
+        ("CSMS_AUTO_REGISTER", "maybe"),
+        ("CSMS_UNPLANNED_HOLD", "ten"),
+        ("CSMS_UNPLANNED_HOLD", "0"),
+        ("CSMS_UNPLANNED_HOLD", "1.005"),
+    ],
+)
 def test_malformed_environment_names_the_variable(name, value):
     with pytest.raises(ValueError, match=name):
         config.load(environ={name: value})

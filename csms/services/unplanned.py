@@ -1,0 +1,220 @@
+"""Transactions no app session was waiting for, billed all the same.
+
+A charger may start a transaction that no waiting session claims: it accepted a RemoteStart after
+the REST call gave up (504, hold refunded), a customer's tag was used like an RFID card, or it
+started a second transaction on a connector whose first one it never reported stopped. Every kWh
+must still end on someone's bill (the README's customer section states the policy):
+
+- a newer start on a connector closes the transactions still open there that started before it: a
+  connector carries one transaction at a time, so the charger has ended them even if their
+  StopTransaction never came; their sessions are settled at once;
+- a transaction whose idTag has an owner becomes a session of that owner, paid from a new hold: the
+  amount of the session that gave up on that connector, else `UNPLANNED_HOLD`; a wallet that cannot
+  cover it gives what it has and the charger is asked to stop at once (RemoteStopTransaction), as it
+  is when the start was not answered Accepted.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from sqlalchemy import select, update
+
+from csms.extensions import db
+from csms.models import (
+    ChargePoint,
+    ChargingSession,
+    IdTag,
+    LedgerEntry,
+    LedgerKind,
+    SessionState,
+    Transaction,
+    TransactionState,
+    Wallet,
+)
+from csms.models.charging import ACTIVE_SESSION_STATES
+from csms.services import billing, charging, commands
+
+log = logging.getLogger(__name__)
+
+SUPERSEDED_REASON = "Other"  # OCPP 1.6 Reason: the charger started another transaction on the connector
+
+
+def close_superseded(transaction_id: int) -> list[billing.Settlement]:
+    """Stop the transactions still open on this one's connector that started before it, and settle
+    their sessions in the caller's database transaction (which frees the connector's session slot).
+
+    An older transaction ends where the newer one's meter starts, unless its own last reading is
+    higher (a meter that restarted from zero): energy the register shows leaving the connector
+    before the newer start belongs to the only transaction known to be open there.
+    """
+    new = db.session.get(Transaction, transaction_id)
+    if new is None:
+        return []
+    older = db.session.scalars(
+        select(Transaction.id).where(
+            Transaction.charge_point_id == new.charge_point_id,
+            Transaction.connector_id == new.connector_id,
+            Transaction.state == TransactionState.STARTED,
+            Transaction.started_at < new.started_at,
+        )
+    ).all()
+    if not older:
+        return []
+    # Locked in id order, as metering locks them, so the two cannot deadlock.
+    db.session.scalars(
+        select(Transaction.id)
+        .where(Transaction.id.in_([*older, transaction_id]))
+        .order_by(Transaction.id)
+        .with_for_update()
+    ).all()
+    settlements = []
+    for old_id in sorted(older):
+        old = db.session.get(Transaction, old_id, populate_existing=True)
+        last = max(old.meter_last_wh or old.meter_start_wh, old.meter_start_wh)
+        meter_stop = new.meter_start_wh if new.meter_start_wh >= last else last
+        log.warning(
+            "transaction %s superseded by %s on charge point %s connector %s: closed at %s Wh",
+            old_id,
+            transaction_id,
+            new.charge_point_id,
+            new.connector_id,
+            meter_stop,
+        )
+        stopped = charging.stop(
+            new.charge_point_id,
+            {
+                "transactionId": old_id,
+                "meterStop": meter_stop,
+                "timestamp": new.started_at.isoformat(),
+                "reason": SUPERSEDED_REASON,
+            },
+        )
+        if stopped.session is not None:
+            settlement = billing.settle_in_transaction(stopped.session.session_id)
+            if settlement is not None and settlement.newly_settled:
+                settlements.append(settlement)
+    db.session.flush()
+    return settlements
+
+
+@dataclass(frozen=True)
+class Adoption:
+    """What became of a transaction no session claimed: the session now billing it (None when nobody
+    can be billed), and whether the charger was asked to stop it at once, and why."""
+
+    linked: charging.Linked | None
+    stop_reason: str | None
+
+
+def adopt(
+    transaction_id: int, charge_point_id: str, answered_status: str, default_hold_minor: int
+) -> Adoption:
+    """Open a session for the owner of the transaction's idTag, paid from a new hold.
+
+    Call after `charging.link_session` found no session (it holds the transaction's row lock). A
+    redelivered start finds the session by its transaction and never holds twice.
+    """
+    transaction = db.session.get(Transaction, transaction_id)
+    if transaction is None:
+        return Adoption(None, None)
+    user_id = db.session.scalar(select(IdTag.user_id).where(IdTag.id_tag == transaction.id_tag))
+    wallet = (
+        db.session.scalar(select(Wallet).where(Wallet.user_id == user_id).with_for_update())
+        if user_id is not None
+        else None
+    )
+    if wallet is None:
+        return Adoption(None, None)  # not a customer's tag: no wallet to bill (README)
+    running = transaction.state == TransactionState.STARTED
+    busy = db.session.scalar(
+        select(ChargingSession.id).where(
+            ChargingSession.charge_point_id == transaction.charge_point_id,
+            ChargingSession.connector_id == transaction.connector_id,
+            ChargingSession.state.in_(ACTIVE_SESSION_STATES),
+        )
+    )
+    if busy is not None:
+        # Another customer's session holds the connector (waiting for its own start).
+        return Adoption(
+            None, _stop_unbilled(transaction, charge_point_id, f"connector held by session {busy}")
+        )
+    given_up = db.session.scalar(
+        select(ChargingSession)
+        .where(
+            ChargingSession.user_id == user_id,
+            ChargingSession.charge_point_id == transaction.charge_point_id,
+            ChargingSession.connector_id == transaction.connector_id,
+            ChargingSession.id_tag == transaction.id_tag,
+            ChargingSession.transaction_id.is_(None),
+            ChargingSession.state.in_([SessionState.FAILED, SessionState.REJECTED]),
+        )
+        .order_by(ChargingSession.id.desc())
+        .limit(1)
+    )
+    wanted = given_up.prepaid_minor if given_up is not None else default_hold_minor
+    held = min(wanted, wallet.available_minor)
+    if held <= 0:
+        return Adoption(None, _stop_unbilled(transaction, charge_point_id, "the wallet is empty"))
+    stop_reason = None
+    if answered_status != "Accepted":
+        stop_reason = f"started although answered {answered_status}"
+    elif held < wanted:
+        stop_reason = "the wallet cannot cover the hold"
+    taken = db.session.execute(
+        update(Wallet)
+        .where(Wallet.id == wallet.id, Wallet.available_minor >= held)
+        .values(available_minor=Wallet.available_minor - held, held_minor=Wallet.held_minor + held)
+    )
+    if taken.rowcount != 1:  # spent meanwhile (SQLite takes no row lock): the retry reads again
+        raise RuntimeError(f"wallet {wallet.id} changed while holding for transaction {transaction.id}")
+    session = ChargingSession(
+        user_id=user_id,
+        charge_point_id=transaction.charge_point_id,
+        connector_id=transaction.connector_id,
+        id_tag=transaction.id_tag,
+        tariff_id=db.session.scalar(
+            select(ChargePoint.tariff_id).where(ChargePoint.id == transaction.charge_point_id)
+        ),
+        currency=wallet.currency,
+        prepaid_minor=held,
+        transaction_id=transaction.id,
+        state=SessionState.STOPPING if stop_reason and running else SessionState.CHARGING,
+        started_at=transaction.started_at,
+    )
+    db.session.add(session)
+    db.session.flush()
+    origin = f"after session {given_up.id} gave up" if given_up is not None else "outside an app session"
+    db.session.add(
+        LedgerEntry(
+            wallet_id=wallet.id,
+            kind=LedgerKind.HOLD,
+            amount_minor=held,
+            currency=wallet.currency,
+            session_id=session.id,
+            description=(
+                f"Prepaid for session {session.id}: transaction {transaction.id} at {charge_point_id}/"
+                f"{transaction.connector_id} started {origin}"
+            )[:255],
+        )
+    )
+    if stop_reason and running:
+        charging.request_remote_stop(session.id, charge_point_id, transaction.id, stop_reason)
+    linked = charging.Linked(session.id, user_id, transaction.id, not running)
+    return Adoption(linked, stop_reason if running else None)
+
+
+def _stop_unbilled(transaction: Transaction, charge_point_id: str, reason: str) -> str | None:
+    """Nobody's wallet can pay: ask the charger to stop at once (once per transaction)."""
+    if transaction.state != TransactionState.STARTED:
+        return None
+    log.warning("transaction %s cannot be billed (%s): asking for a stop", transaction.id, reason)
+    commands.request(
+        f"transaction:{transaction.id}:remote-stop",
+        charge_point_id,
+        "RemoteStopTransaction",
+        {"transactionId": transaction.id},
+        reason,
+    )
+    return reason
