@@ -25,6 +25,7 @@ from csms.models import (
     Transaction,
     Wallet,
 )
+from csms.ocpp.open_transactions import OpenTransactions
 from csms.services import sessions, transactions, users, wallet
 from tests.builders import a_charge_point
 from tests.test_pipeline_idempotency import CP, exchange, run_twice
@@ -228,3 +229,17 @@ def test_an_older_transaction_whose_meter_restarted_ends_at_its_last_reading(wor
     closed = db.session.get(Transaction, first)
     assert (closed.meter_stop_wh, closed.energy_wh) == (3500, 2500)
     assert ledger(session_of(first).id) == [("hold", 2000), ("capture", 63), ("refund", 1937)]
+
+
+def test_the_connection_answers_concurrent_tx_for_the_same_tag_on_a_busy_connector():
+    seen = OpenTransactions()
+    assert seen.started(1, 10, "A", "Accepted") == "Accepted"
+    assert seen.started(1, 10, "A", "Accepted") == "Accepted"  # a resend: same id, same answer
+    assert seen.started(2, 11, "A", "Accepted") == "Accepted"  # another connector
+    assert seen.started(1, 12, "A", "Accepted") == "ConcurrentTx"
+    assert seen.started(1, 12, "A", "Accepted") == "ConcurrentTx"  # its resend too
+    assert seen.started(1, 10, "A", "Accepted") == "Accepted"  # a late copy of the older one
+    assert seen.started(1, 13, "B", "Accepted") == "Accepted"  # another tag: the worker closes 12
+    assert seen.started(1, 14, "B", "Invalid") == "Invalid"  # not accepted anyway: said as it is
+    seen.stopped(14)
+    assert seen.started(1, 15, "B", "Accepted") == "Accepted"  # the connector was free again
