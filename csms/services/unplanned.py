@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from sqlalchemy import select, update
+from sqlalchemy import literal_column, select, update
 
 from csms.extensions import db
 from csms.models import (
@@ -56,7 +56,9 @@ def close_superseded(transaction_id: int) -> list[billing.Settlement]:
         select(Transaction.id).where(
             Transaction.charge_point_id == new.charge_point_id,
             Transaction.connector_id == new.connector_id,
-            Transaction.state == TransactionState.STARTED,
+            # A literal, not a bound parameter: a prepared statement's generic plan can use the
+            # partial index `ix_transactions_open` only when its predicate is in the query text.
+            Transaction.state == literal_column(f"'{TransactionState.STARTED}'"),
             Transaction.started_at < new.started_at,
         )
     ).all()
