@@ -4,6 +4,8 @@ controls, which also counts the AMQP connections the web process holds."""
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit, urlunsplit
+
 import pytest
 
 from tests.support.deployment import AUTH_KEY, deployment
@@ -59,6 +61,16 @@ def rabbitmq_proxy(rabbitmq_url):
     proxy.stop()
 
 
+def _through(rabbitmq_url: str, port: int) -> str:
+    """The run's RabbitMQ URL (its credentials and vhost, which may not be the default one) with
+    the proxy's local port in place of the server's address."""
+    parts = urlsplit(rabbitmq_url)
+    credentials = parts.netloc.rpartition("@")[0]
+    return urlunsplit(
+        parts._replace(netloc=f"{credentials}@127.0.0.1:{port}" if credentials else f"127.0.0.1:{port}")
+    )
+
+
 @pytest.fixture
 def behind_proxy(tmp_path, postgres_databases, rabbitmq_url, rabbitmq_proxy):
     """Starts a production deployment whose web process reaches RabbitMQ only through the proxy."""
@@ -69,7 +81,7 @@ def behind_proxy(tmp_path, postgres_databases, rabbitmq_url, rabbitmq_proxy):
             tmp_path,
             database_url=postgres_databases(),
             rabbitmq_url=rabbitmq_url,
-            web_rabbitmq_url=f"amqp://guest:guest@127.0.0.1:{rabbitmq_proxy.port}/%2F",
+            web_rabbitmq_url=_through(rabbitmq_url, rabbitmq_proxy.port),
             charge_points=fleet,
             **options,
         )
