@@ -39,19 +39,18 @@ def _start(view: Exchange, notifications: Notifications) -> int | None:
     """Close what the start supersedes, then link the transaction to its customer session, or to a
     new session of its tag's owner (`unplanned`); returns the session when it is already stopped
     (its Stop was processed first, and billing waited for this link)."""
-    from actors.billing import stopped_event
-
     transaction_id = view.response["transactionId"]
-    for settlement in unplanned.close_superseded(transaction_id):
-        notifications.add("charging:stopped", stopped_event(settlement), [customer_room(settlement.user_id)])
+    _settled(notifications, unplanned.close_superseded(transaction_id))
     linked = charging.link_session(transaction_id)
+    settled = []
     if linked is None:
-        linked = unplanned.adopt(
+        adoption = unplanned.adopt(
             transaction_id,
             view.charge_point_id,
             view.response["idTagInfo"]["status"],
             current_app.config["UNPLANNED_HOLD"],
-        ).linked
+        )
+        linked, settled = adoption.linked, [adoption.settlement] if adoption.settlement else []
     if linked is None:
         return None
     payload = {
@@ -63,8 +62,16 @@ def _start(view: Exchange, notifications: Notifications) -> int | None:
     notifications.add(
         "charging:started", payload, [customer_room(linked.user_id), charger_room(view.charge_point_id)]
     )
+    _settled(notifications, settled)  # already over: billed as it was adopted
     if linked.stopped:
         return linked.session_id
     db.session.flush()  # meter values may have been processed before this link
     charging.refresh_progress({transaction_id: view.charge_point_id})
     return None
+
+
+def _settled(notifications: Notifications, settlements: list) -> None:
+    from actors.billing import stopped_event
+
+    for settlement in settlements:
+        notifications.add("charging:stopped", stopped_event(settlement), [customer_room(settlement.user_id)])

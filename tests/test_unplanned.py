@@ -231,6 +231,45 @@ def test_an_older_transaction_whose_meter_restarted_ends_at_its_last_reading(wor
     assert ledger(session_of(first).id) == [("hold", 2000), ("capture", 63), ("refund", 1937)]
 
 
+def handed_off_start(world, transaction_id: int, at: datetime, meter: int) -> dict:
+    request = {"connectorId": 1, "idTag": TAG, "meterStart": meter, "timestamp": at.isoformat()}
+    answer = {"transactionId": transaction_id, "idTagInfo": {"status": "Accepted"}}
+    return exchange("StartTransaction", request, answer)
+
+
+def test_starts_applied_out_of_order_are_both_billed(world):
+    """The first start's message is applied after the second's (a retried batch): the second takes
+    the waiting app session and closes the first, which is then billed on its own, at once."""
+    app_session = sessions.open_session(world["user"], CP, 1, 3000).id
+    at = [datetime(2026, 9, 1, 10, m, tzinfo=UTC) for m in (0, 30)]
+    first, second = transactions.allocate_transaction_ids(
+        [
+            transactions.Start(world["point"], 1, TAG, at[0], 1000),
+            transactions.Start(world["point"], 1, TAG, at[1], 5000),
+        ]
+    )
+    run_twice(world["app"], process_transaction_messages, [handed_off_start(world, second, at[1], 5000)])
+    assert session_of(second).id == app_session
+    run_twice(world["app"], process_transaction_messages, [handed_off_start(world, first, at[0], 1000)])
+    late = session_of(first)
+    assert (late.state, late.prepaid_minor, late.energy_wh, late.cost_minor) == ("completed", 2000, 4000, 100)
+    assert ledger(late.id) == [("hold", 2000), ("capture", 100), ("refund", 1900)]
+    assert balance(world) == (10_000 - 100 - 3000, 3000)  # the app session still holds its 30.00
+
+
+def test_a_stop_applied_before_its_unplanned_start_is_billed_at_once(world):
+    at = datetime(2026, 9, 1, 10, 0, tzinfo=UTC)
+    [transaction_id] = transactions.allocate_transaction_ids(
+        [transactions.Start(world["point"], 1, TAG, at, 1000)]
+    )
+    stop(world, transaction_id, meter=3000)
+    run_twice(world["app"], process_transaction_messages, [handed_off_start(world, transaction_id, at, 1000)])
+    adopted = session_of(transaction_id)
+    assert (adopted.state, adopted.energy_wh, adopted.cost_minor) == ("completed", 2000, 50)
+    assert ledger(adopted.id) == [("hold", 2000), ("capture", 50), ("refund", 1950)]
+    assert stop_requests() == []
+
+
 def test_the_connection_answers_concurrent_tx_for_the_same_tag_on_a_busy_connector():
     seen = OpenTransactions()
     assert seen.started(1, 10, "A", "Accepted") == "Accepted"

@@ -104,10 +104,12 @@ def close_superseded(transaction_id: int) -> list[billing.Settlement]:
 @dataclass(frozen=True)
 class Adoption:
     """What became of a transaction no session claimed: the session now billing it (None when nobody
-    can be billed), and whether the charger was asked to stop it at once, and why."""
+    can be billed), why the charger was asked to stop it at once (if it was), and the settlement
+    when the transaction was already over."""
 
     linked: charging.Linked | None
-    stop_reason: str | None
+    stop_reason: str | None = None
+    settlement: billing.Settlement | None = None
 
 
 def adopt(
@@ -116,11 +118,13 @@ def adopt(
     """Open a session for the owner of the transaction's idTag, paid from a new hold.
 
     Call after `charging.link_session` found no session (it holds the transaction's row lock). A
-    redelivered start finds the session by its transaction and never holds twice.
+    redelivered start finds the session by its transaction and never holds twice. A transaction
+    already over (its Stop, or a newer start, came first) is settled at once, so its session never
+    needs the connector's one active-session place.
     """
     transaction = db.session.get(Transaction, transaction_id)
     if transaction is None:
-        return Adoption(None, None)
+        return Adoption(None)
     user_id = db.session.scalar(select(IdTag.user_id).where(IdTag.id_tag == transaction.id_tag))
     wallet = (
         db.session.scalar(select(Wallet).where(Wallet.user_id == user_id).with_for_update())
@@ -128,16 +132,16 @@ def adopt(
         else None
     )
     if wallet is None:
-        return Adoption(None, None)  # not a customer's tag: no wallet to bill (README)
+        return Adoption(None)  # not a customer's tag: no wallet to bill (README)
     running = transaction.state == TransactionState.STARTED
-    busy = db.session.scalar(
+    busy = running and db.session.scalar(
         select(ChargingSession.id).where(
             ChargingSession.charge_point_id == transaction.charge_point_id,
             ChargingSession.connector_id == transaction.connector_id,
             ChargingSession.state.in_(ACTIVE_SESSION_STATES),
         )
     )
-    if busy is not None:
+    if busy:
         # Another customer's session holds the connector (waiting for its own start).
         return Adoption(
             None, _stop_unbilled(transaction, charge_point_id, f"connector held by session {busy}")
@@ -160,10 +164,14 @@ def adopt(
     if held <= 0:
         return Adoption(None, _stop_unbilled(transaction, charge_point_id, "the wallet is empty"))
     stop_reason = None
-    if answered_status != "Accepted":
-        stop_reason = f"started although answered {answered_status}"
+    if not running:
+        state = SessionState.COMPLETED  # settled below, in this database transaction
+    elif answered_status != "Accepted":
+        stop_reason, state = f"started although answered {answered_status}", SessionState.STOPPING
     elif held < wanted:
-        stop_reason = "the wallet cannot cover the hold"
+        stop_reason, state = "the wallet cannot cover the hold", SessionState.STOPPING
+    else:
+        state = SessionState.CHARGING
     taken = db.session.execute(
         update(Wallet)
         .where(Wallet.id == wallet.id, Wallet.available_minor >= held)
@@ -182,7 +190,7 @@ def adopt(
         currency=wallet.currency,
         prepaid_minor=held,
         transaction_id=transaction.id,
-        state=SessionState.STOPPING if stop_reason and running else SessionState.CHARGING,
+        state=state,
         started_at=transaction.started_at,
     )
     db.session.add(session)
@@ -201,10 +209,13 @@ def adopt(
             )[:255],
         )
     )
-    if stop_reason and running:
-        charging.request_remote_stop(session.id, charge_point_id, transaction.id, stop_reason)
     linked = charging.Linked(session.id, user_id, transaction.id, not running)
-    return Adoption(linked, stop_reason if running else None)
+    if not running:
+        db.session.flush()
+        return Adoption(linked, settlement=billing.settle_in_transaction(session.id))
+    if stop_reason:
+        charging.request_remote_stop(session.id, charge_point_id, transaction.id, stop_reason)
+    return Adoption(linked, stop_reason)
 
 
 def _stop_unbilled(transaction: Transaction, charge_point_id: str, reason: str) -> str | None:
