@@ -195,6 +195,24 @@ def test_nobody_to_bill_an_empty_wallet_is_stopped_an_ownerless_tag_left_alone(w
     assert len(stop_requests()) == 1
 
 
+def test_a_connector_held_by_another_customers_waiting_session_is_stopped(world):
+    other = users.create_user("other@example.test", "password-123", id_tag="OTHER-TAG")
+    other_wallet = db.session.scalar(select(Wallet.id).where(Wallet.user_id == other.id))
+    wallet.top_up(other_wallet, 1000, reference="seed-other")
+    waiting = sessions.open_session(other.id, CP, 1, 500).id
+    transaction_id = start(world)
+    assert session_of(transaction_id) is None
+    assert db.session.get(ChargingSession, waiting).state == "requested"  # left to its own start
+    assert stop_requests() == [
+        (
+            f"transaction:{transaction_id}:remote-stop",
+            {"transactionId": transaction_id},
+            f"connector held by session {waiting}",
+        )
+    ]
+    assert balance(world) == (10_000, 0)
+
+
 def test_a_second_start_on_a_busy_connector_closes_the_first_and_bills_both(world):
     app_session = sessions.open_session(world["user"], CP, 1, 3000).id
     first = start(world, meter=1000)

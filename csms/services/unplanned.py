@@ -11,7 +11,10 @@ must still end on someone's bill (the README's customer section states the polic
 - a transaction whose idTag has an owner becomes a session of that owner, paid from a new hold: the
   amount of the session that gave up on that connector, else `UNPLANNED_HOLD`; a wallet that cannot
   cover it gives what it has and the charger is asked to stop at once (RemoteStopTransaction), as it
-  is when the start was not answered Accepted.
+  is when the start was not answered Accepted, and when nobody can pay (an empty wallet, or the
+  connector held by another customer's session waiting for its own start);
+- a transaction already over when it is adopted (its Stop, or a newer start, was applied first) is
+  settled at once.
 """
 
 from __future__ import annotations
@@ -104,11 +107,9 @@ def close_superseded(transaction_id: int) -> list[billing.Settlement]:
 @dataclass(frozen=True)
 class Adoption:
     """What became of a transaction no session claimed: the session now billing it (None when nobody
-    can be billed), why the charger was asked to stop it at once (if it was), and the settlement
-    when the transaction was already over."""
+    can be billed), and its settlement when the transaction was already over."""
 
     linked: charging.Linked | None
-    stop_reason: str | None = None
     settlement: billing.Settlement | None = None
 
 
@@ -143,9 +144,8 @@ def adopt(
     )
     if busy:
         # Another customer's session holds the connector (waiting for its own start).
-        return Adoption(
-            None, _stop_unbilled(transaction, charge_point_id, f"connector held by session {busy}")
-        )
+        _stop_unbilled(transaction, charge_point_id, f"connector held by session {busy}")
+        return Adoption(None)
     given_up = db.session.scalar(
         select(ChargingSession)
         .where(
@@ -162,7 +162,8 @@ def adopt(
     wanted = given_up.prepaid_minor if given_up is not None else default_hold_minor
     held = min(wanted, wallet.available_minor)
     if held <= 0:
-        return Adoption(None, _stop_unbilled(transaction, charge_point_id, "the wallet is empty"))
+        _stop_unbilled(transaction, charge_point_id, "the wallet is empty")
+        return Adoption(None)
     stop_reason = None
     if not running:
         state = SessionState.COMPLETED  # settled below, in this database transaction
@@ -212,16 +213,16 @@ def adopt(
     linked = charging.Linked(session.id, user_id, transaction.id, not running)
     if not running:
         db.session.flush()
-        return Adoption(linked, settlement=billing.settle_in_transaction(session.id))
+        return Adoption(linked, billing.settle_in_transaction(session.id))
     if stop_reason:
         charging.request_remote_stop(session.id, charge_point_id, transaction.id, stop_reason)
-    return Adoption(linked, stop_reason)
+    return Adoption(linked)
 
 
-def _stop_unbilled(transaction: Transaction, charge_point_id: str, reason: str) -> str | None:
+def _stop_unbilled(transaction: Transaction, charge_point_id: str, reason: str) -> None:
     """Nobody's wallet can pay: ask the charger to stop at once (once per transaction)."""
     if transaction.state != TransactionState.STARTED:
-        return None
+        return
     log.warning("transaction %s cannot be billed (%s): asking for a stop", transaction.id, reason)
     commands.request(
         f"transaction:{transaction.id}:remote-stop",
@@ -230,4 +231,3 @@ def _stop_unbilled(transaction: Transaction, charge_point_id: str, reason: str) 
         {"transactionId": transaction.id},
         reason,
     )
-    return reason
