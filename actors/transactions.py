@@ -24,10 +24,17 @@ def apply_transactions(views: list[Exchange], notifications: Notifications) -> N
     from actors.billing import settle_session
 
     store_and_apply_charger_state(views, notifications)
+    candidates = unplanned.Candidates.of(
+        [
+            (view.response["transactionId"], view.request["idTag"])
+            for view in views
+            if view.answered and view.action == "StartTransaction"
+        ]
+    )
     for view in views:
         session_id = None
         if view.answered and view.action == "StartTransaction":
-            session_id = _start(view, notifications)
+            session_id = _start(view, notifications, candidates)
         elif view.answered and view.action == "StopTransaction":
             stopped = charging.stop(charger_state.charge_point_pk(view.charge_point_id), view.request)
             session_id = stopped.session.session_id if stopped.session is not None else None
@@ -35,15 +42,16 @@ def apply_transactions(views: list[Exchange], notifications: Notifications) -> N
             notifications.send_after(settle_session, session_id)
 
 
-def _start(view: Exchange, notifications: Notifications) -> int | None:
+def _start(view: Exchange, notifications: Notifications, candidates: unplanned.Candidates) -> int | None:
     """Close what the start supersedes, then link the transaction to its customer session, or to a
     new session of its tag's owner (`unplanned`); returns the session when it is already stopped
     (its Stop was processed first, and billing waited for this link)."""
     transaction_id = view.response["transactionId"]
-    _settled(notifications, unplanned.close_superseded(transaction_id))
+    if transaction_id in candidates.superseding:
+        _settled(notifications, unplanned.close_superseded(transaction_id))
     linked = charging.link_session(transaction_id)
     settled = []
-    if linked is None:
+    if linked is None and view.request["idTag"] in candidates.owned_tags:
         adoption = unplanned.adopt(
             transaction_id,
             view.charge_point_id,

@@ -22,7 +22,8 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from sqlalchemy import literal_column, select, update
+from sqlalchemy import and_, literal_column, select, update
+from sqlalchemy.orm import aliased
 
 from csms.extensions import db
 from csms.models import (
@@ -44,6 +45,46 @@ log = logging.getLogger(__name__)
 SUPERSEDED_REASON = "Other"  # OCPP 1.6 Reason: the charger started another transaction on the connector
 
 
+# A literal, not a bound parameter: a prepared statement's generic plan can use the partial index
+# `ix_transactions_open` only when its predicate is in the query text.
+_OPEN = literal_column(f"'{TransactionState.STARTED}'")
+
+
+@dataclass(frozen=True)
+class Candidates:
+    """Which starts of a batch may need this module, found with two queries for the whole batch,
+    so that the common start (a free connector, a tag already linked or nobody's) costs no more."""
+
+    superseding: frozenset[int]  # transactions with an older one still open on their connector
+    owned_tags: frozenset[str]  # idTags that have an owner
+
+    @classmethod
+    def of(cls, starts: list[tuple[int, str]]) -> Candidates:
+        """`starts`: (transactionId, idTag) of the batch's StartTransactions."""
+        if not starts:
+            return cls(frozenset(), frozenset())
+        new, old = aliased(Transaction), aliased(Transaction)
+        superseding = db.session.scalars(
+            select(new.id)
+            .join(
+                old,
+                and_(
+                    old.charge_point_id == new.charge_point_id,
+                    old.connector_id == new.connector_id,
+                    old.state == _OPEN,
+                    old.started_at < new.started_at,
+                ),
+            )
+            .where(new.id.in_({transaction_id for transaction_id, _ in starts}))
+        )
+        owned = db.session.scalars(
+            select(IdTag.id_tag).where(
+                IdTag.id_tag.in_({id_tag for _, id_tag in starts}), IdTag.user_id.is_not(None)
+            )
+        )
+        return cls(frozenset(superseding), frozenset(owned))
+
+
 def close_superseded(transaction_id: int) -> list[billing.Settlement]:
     """Stop the transactions still open on this one's connector that started before it, and settle
     their sessions in the caller's database transaction (which frees the connector's session slot).
@@ -59,9 +100,7 @@ def close_superseded(transaction_id: int) -> list[billing.Settlement]:
         select(Transaction.id).where(
             Transaction.charge_point_id == new.charge_point_id,
             Transaction.connector_id == new.connector_id,
-            # A literal, not a bound parameter: a prepared statement's generic plan can use the
-            # partial index `ix_transactions_open` only when its predicate is in the query text.
-            Transaction.state == literal_column(f"'{TransactionState.STARTED}'"),
+            Transaction.state == _OPEN,
             Transaction.started_at < new.started_at,
         )
     ).all()
