@@ -75,11 +75,11 @@ class Candidates:
                     old.started_at < new.started_at,
                 ),
             )
-            .where(new.id.in_({transaction_id for transaction_id, _ in starts}))
+            .where(new.id.in_(sorted({transaction_id for transaction_id, _ in starts})))
         )
         owned = db.session.scalars(
             select(IdTag.id_tag).where(
-                IdTag.id_tag.in_({id_tag for _, id_tag in starts}), IdTag.user_id.is_not(None)
+                IdTag.id_tag.in_(sorted({id_tag for _, id_tag in starts})), IdTag.user_id.is_not(None)
             )
         )
         return cls(frozenset(superseding), frozenset(owned))
