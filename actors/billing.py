@@ -14,13 +14,14 @@ def settle_session(session_id: int) -> None:
     settlement = billing.settle(session_id)
     if settlement is None or not settlement.newly_settled:
         return
-    publish(
-        "charging:stopped",
-        {
-            "sessionId": session_id,
-            "energyWh": settlement.energy_wh,
-            "cost": format_minor(settlement.captured_minor),
-            "refunded": format_minor(settlement.refunded_minor),
-        },
-        [customer_room(settlement.user_id)],
-    )
+    publish("charging:stopped", stopped_event(settlement), [customer_room(settlement.user_id)])
+
+
+def stopped_event(settlement: billing.Settlement) -> dict:
+    """The `charging:stopped` event of a settled session."""
+    return {
+        "sessionId": settlement.session_id,
+        "energyWh": settlement.energy_wh,
+        "cost": format_minor(settlement.captured_minor),
+        "refunded": format_minor(settlement.refunded_minor),
+    }

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import dramatiq
+from flask import current_app
 
 from actors.batch import run_batch
 from actors.exchanges import Exchange, Notifications
 from actors.storage import store_and_apply_charger_state
 from csms.extensions import db
 from csms.realtime import charger_room, customer_room
-from csms.services import charger_state, charging
+from csms.services import charger_state, charging, unplanned
 
 
 @dramatiq.actor(queue_name="transactions", max_retries=20, min_backoff=500, max_backoff=120_000)
@@ -23,10 +24,17 @@ def apply_transactions(views: list[Exchange], notifications: Notifications) -> N
     from actors.billing import settle_session
 
     store_and_apply_charger_state(views, notifications)
+    candidates = unplanned.Candidates.of(
+        [
+            (view.response["transactionId"], view.request["idTag"])
+            for view in views
+            if view.answered and view.action == "StartTransaction"
+        ]
+    )
     for view in views:
         session_id = None
         if view.answered and view.action == "StartTransaction":
-            session_id = _start(view, notifications)
+            session_id = _start(view, notifications, candidates)
         elif view.answered and view.action == "StopTransaction":
             pk = charger_state.charge_point_pk(view.charge_point_id)
             stopped = charging.stop(pk, view.request, view.notes)
@@ -35,11 +43,23 @@ def apply_transactions(views: list[Exchange], notifications: Notifications) -> N
             notifications.send_after(settle_session, session_id)
 
 
-def _start(view: Exchange, notifications: Notifications) -> int | None:
-    """Link the transaction to its customer session; returns the session when it is already stopped
+def _start(view: Exchange, notifications: Notifications, candidates: unplanned.Candidates) -> int | None:
+    """Close what the start supersedes, then link the transaction to its customer session, or to a
+    new session of its tag's owner (`unplanned`); returns the session when it is already stopped
     (its Stop was processed first, and billing waited for this link)."""
     transaction_id = view.response["transactionId"]
+    if transaction_id in candidates.superseding:
+        _settled(notifications, unplanned.close_superseded(transaction_id))
     linked = charging.link_session(transaction_id)
+    settled = []
+    if linked is None and view.request["idTag"] in candidates.owned_tags:
+        adoption = unplanned.adopt(
+            transaction_id,
+            view.charge_point_id,
+            view.response["idTagInfo"]["status"],
+            current_app.config["UNPLANNED_HOLD"],
+        )
+        linked, settled = adoption.linked, [adoption.settlement] if adoption.settlement else []
     if linked is None:
         return None
     payload = {
@@ -51,8 +71,16 @@ def _start(view: Exchange, notifications: Notifications) -> int | None:
     notifications.add(
         "charging:started", payload, [customer_room(linked.user_id), charger_room(view.charge_point_id)]
     )
+    _settled(notifications, settled)  # already over: billed as it was adopted
     if linked.stopped:
         return linked.session_id
     db.session.flush()  # meter values may have been processed before this link
     charging.refresh_progress({transaction_id: view.charge_point_id})
     return None
+
+
+def _settled(notifications: Notifications, settlements: list) -> None:
+    from actors.billing import stopped_event
+
+    for settlement in settlements:
+        notifications.add("charging:stopped", stopped_event(settlement), [customer_room(settlement.user_id)])

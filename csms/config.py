@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import socket
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 
@@ -30,6 +31,17 @@ def _at_least(cast: Any, minimum: float) -> Any:
         return number
 
     return checked
+
+
+def _money(value: str) -> int:
+    """ "20.00" → 2000 minor units: a positive amount with at most two decimals."""
+    try:
+        amount = Decimal(value.strip())
+    except InvalidOperation:
+        raise ValueError(f"not an amount: {value!r}") from None
+    if not amount.is_finite() or amount <= 0 or amount != amount.quantize(Decimal("0.01")):
+        raise ValueError(f"not a positive amount with at most two decimals: {value!r}")
+    return int(amount * 100)
 
 
 def normalize_database_url(url: str) -> str:
@@ -80,6 +92,7 @@ class Config:
     CORS_ORIGINS = ""  # comma-separated origins allowed to call the REST API and Socket.IO
     CHARGER_RATE = 100.0  # messages a second one connection is served, past its burst (0: no limit)
     CHARGER_BURST = 200  # messages a connection may send at once before it is paced
+    UNPLANNED_HOLD = 2000  # minor units held from a tag owner's wallet for a start outside an app session
 
 
 _CASTS: dict[str, Any] = {
@@ -108,6 +121,7 @@ _CASTS: dict[str, Any] = {
     "SECURE_COOKIES": _bool,
     "CHARGER_RATE": _at_least(float, 0),
     "CHARGER_BURST": _at_least(int, 1),
+    "UNPLANNED_HOLD": _money,
 }
 
 

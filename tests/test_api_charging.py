@@ -1,5 +1,6 @@
 """The customer story and the operator commands over HTTP against a real web process, a real charger
-and (in production mode) RabbitMQ, a `dramatiq csms.worker actors` worker and PostgreSQL."""
+and (in production mode) RabbitMQ, a `dramatiq csms.worker actors` worker and PostgreSQL; and issue #14's
+finding 3 (energy delivered but never billed) reproduced the same way."""
 
 from __future__ import annotations
 
@@ -64,8 +65,9 @@ def csms(tmp_path_factory, postgres_databases, rabbitmq_url):
             "CSMS_BOOT_CONFIGURATION": "",
             "CSMS_CALL_TIMEOUT": "2",
             "CSMS_PAYMENT_PROVIDER": "development",
+            "CSMS_DISPATCH_INTERVAL": "0.2",
         },
-        charge_points={f"API-CP-{n}": AUTH_KEY for n in range(1, 8)},
+        charge_points={f"API-CP-{n}": AUTH_KEY for n in range(1, 11)},
         tariff=TARIFF,
     ) as running:
         operator = running.app()
@@ -388,3 +390,181 @@ def second_session_of(csms, ada: Http) -> None:
         cp.call(
             "StopTransaction", {"transactionId": tx, "meterStop": 1000, "timestamp": "2026-10-02T08:10:00Z"}
         )
+
+
+# Issue #14, finding 3: energy delivered but never billed (policy: README, customer section).
+
+
+def ledger(http: Http) -> list[tuple[str, str]]:
+    return [(e["kind"], e["amount"]) for e in http("GET", "/api/user/wallet")[1]["ledger"]]
+
+
+def settled(http: Http, entries: int) -> bool:
+    wallet = http("GET", "/api/user/wallet")[1]
+    return wallet["held"] == "0.00" and len(wallet["ledger"]) >= entries
+
+
+def start_with(cp: RawCharger, tag: str, meter: int, at: str, connector: int = 1) -> list:
+    payload = {"connectorId": connector, "idTag": tag, "meterStart": meter, "timestamp": at}
+    return cp.call("StartTransaction", payload, unique_id=f"start-{connector}-{at}")
+
+
+def meter_reading(cp: RawCharger, transaction_id: int, wh: int, at: str) -> None:
+    cp.call(
+        "MeterValues",
+        {
+            "connectorId": 1,
+            "transactionId": transaction_id,
+            "meterValue": [{"timestamp": at, "sampledValue": [{"value": str(wh)}]}],
+        },
+    )
+
+
+def stop_at(cp: RawCharger, transaction_id: int, wh: int, at: str) -> None:
+    cp.call("StopTransaction", {"transactionId": transaction_id, "meterStop": wh, "timestamp": at})
+
+
+def remote_stop_received(cp: RawCharger, transaction_id: int, limit: float = 15) -> bool:
+    """Keep reading (Heartbeats) until the CSMS sent RemoteStopTransaction for the transaction."""
+    wanted = ["RemoteStopTransaction", {"transactionId": transaction_id}]
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        if any(call[2:] == wanted for call in cp.received_calls):
+            return True
+        cp.call("Heartbeat", {})
+        time.sleep(0.1)
+    return False
+
+
+def test_a_start_after_the_rest_call_gave_up_is_billed(csms):
+    """The charger accepts RemoteStart after the REST call's 504 (hold refunded), starts with the
+    app's idTag and charges 10 kWh: the energy is captured from a new hold of the same amount."""
+    http = customer(csms, "late@example.test", funds="10.00")
+    body = {"deviceId": "API-CP-8", "connectorId": 1, "amount": "8.00"}
+    answers = {"RemoteStartTransaction": {"status": "Accepted"}}
+    with RawCharger(csms.ws_url, "API-CP-8", AUTH_KEY, answers=answers) as cp:
+        cp.boot()
+        thread, result = in_background(http, "POST", "/api/user/charging/start", body)
+        thread.join(timeout=15)  # the charger reads nothing meanwhile: the call times out
+        status, answer = result["value"]
+        assert (status, answer["error"]["code"]) == (504, "charger_timeout")
+        assert ledger(http) == [("refund", "8.00"), ("hold", "8.00"), ("topup", "10.00")]
+
+        cp.call("Heartbeat", {})  # now the charger reads the RemoteStart, accepts it (late) and starts
+        [[_, _, action, remote_start]] = cp.received_calls
+        assert (action, remote_start["connectorId"]) == ("RemoteStartTransaction", 1)
+        reply = start_with(cp, remote_start["idTag"], 0, "2026-10-01T08:00:00Z")
+        transaction_id = reply[2]["transactionId"]
+        assert reply == [
+            3,
+            "start-1-2026-10-01T08:00:00Z",
+            {"transactionId": transaction_id, "idTagInfo": {"status": "Accepted"}},
+        ]
+        meter_reading(cp, transaction_id, 5000, "2026-10-01T08:30:00Z")
+        stop_at(cp, transaction_id, 10_000, "2026-10-01T09:00:00Z")
+
+    assert wait_until(lambda: settled(http, 6), timeout=30), http("GET", "/api/user/wallet")[1]
+    # 10 kWh x 0.40 + 0.25 = 4.25, + 10 % = 4.675 -> 4.68
+    assert ledger(http) == [
+        ("refund", "3.32"),
+        ("capture", "4.68"),
+        ("hold", "8.00"),
+        ("refund", "8.00"),
+        ("hold", "8.00"),
+        ("topup", "10.00"),
+    ]
+    assert http("GET", "/api/user/wallet")[1]["available"] == "5.32"
+    newest = http("GET", "/api/user/charging/sessions")[1]["items"][0]
+    assert (newest["state"], newest["energyWh"], newest["cost"], newest["prepaid"]) == (
+        "completed",
+        10_000,
+        "4.68",
+        "8.00",
+    )
+
+
+def test_a_second_start_on_a_charging_connector(csms):
+    """A second StartTransaction with the same app tag on the connector already charging is answered
+    ConcurrentTx; the charger charges anyway: the first transaction is closed where the second began
+    and billed, the second billed from a new hold (CSMS_UNPLANNED_HOLD), and the charger asked to
+    stop it."""
+    http = customer(csms, "busy@example.test", funds="50.00")
+    body = {"deviceId": "API-CP-9", "connectorId": 1, "amount": "20.00"}
+    answers = {
+        "RemoteStartTransaction": {"status": "Accepted"},
+        "RemoteStopTransaction": {"status": "Accepted"},
+    }
+    with RawCharger(csms.ws_url, "API-CP-9", AUTH_KEY, answers=answers) as cp:
+        cp.boot()
+        thread, result = in_background(http, "POST", "/api/user/charging/start", body)
+        answer_while(cp, thread)
+        assert result["value"][0] == 201, result
+        tag = cp.received_calls[0][3]["idTag"]
+        first = start_with(cp, tag, 0, "2026-10-01T08:00:00Z")[2]["transactionId"]
+        meter_reading(cp, first, 2000, "2026-10-01T08:20:00Z")
+
+        reply = start_with(cp, tag, 3000, "2026-10-01T08:30:00Z")
+        second = reply[2]["transactionId"]
+        expected = [
+            3,
+            "start-1-2026-10-01T08:30:00Z",
+            {"transactionId": second, "idTagInfo": {"status": "ConcurrentTx"}},
+        ]
+        assert reply == expected and second > first
+        assert start_with(cp, tag, 3000, "2026-10-01T08:30:00Z") == expected  # resent: same id and answer
+
+        meter_reading(cp, second, 5000, "2026-10-01T08:45:00Z")  # it charges anyway
+        assert remote_stop_received(cp, second)
+        stop_at(cp, second, 8000, "2026-10-01T09:00:00Z")
+
+    assert wait_until(lambda: settled(http, 7), timeout=30), http("GET", "/api/user/wallet")[1]
+    # first, closed at 3 kWh: 1.20 + 0.25 = 1.45, + 10 % = 1.595 -> 1.60
+    # second, 5 kWh: 2.00 + 0.25 = 2.25, + 10 % = 2.475 -> 2.48
+    assert ledger(http) == [
+        ("refund", "17.52"),
+        ("capture", "2.48"),
+        ("hold", "20.00"),
+        ("refund", "18.40"),
+        ("capture", "1.60"),
+        ("hold", "20.00"),
+        ("topup", "50.00"),
+    ]
+    assert http("GET", "/api/user/wallet")[1]["available"] == "45.92"
+    rows = csms.rows(
+        "SELECT id, state, energy_wh, stop_reason FROM transactions WHERE id IN (:a, :b) ORDER BY id",
+        a=first,
+        b=second,
+    )
+    assert [tuple(r) for r in rows] == [(first, "stopped", 3000, "Other"), (second, "stopped", 5000, "Local")]
+
+
+def test_a_customer_tag_without_the_app_and_a_wallet_short_of_the_hold(csms):
+    """A customer's tag used at a charger with no app session is billed from a new hold; a wallet
+    that cannot cover the hold gives what it has and the charger is asked to stop at once."""
+    with csms.app().app_context():
+        from csms.services import users
+
+        users.create_user("rfid@example.test", "password-123", id_tag="RFID-TAG")
+        users.create_user("short@example.test", "password-123", id_tag="SHORT-TAG")
+    rfid, poor = (
+        Http(csms.web.base_url).login("rfid@example.test"),
+        Http(csms.web.base_url).login("short@example.test"),
+    )
+    assert rfid("POST", "/api/user/wallet/topup", {"amount": "30.00"})[0] == 200
+    assert poor("POST", "/api/user/wallet/topup", {"amount": "3.00"})[0] == 200
+    answers = {"RemoteStopTransaction": {"status": "Accepted"}}
+    with RawCharger(csms.ws_url, "API-CP-10", AUTH_KEY, answers=answers) as cp:
+        cp.boot()
+        used = start_with(cp, "RFID-TAG", 0, "2026-10-01T08:00:00Z")[2]["transactionId"]
+        short = start_with(cp, "SHORT-TAG", 100, "2026-10-01T08:00:00Z", connector=2)
+        assert short[2]["idTagInfo"] == {"status": "Accepted"}  # the wallet is not read on the hot path
+        short = short[2]["transactionId"]
+        assert remote_stop_received(cp, short)  # 3.00 cannot cover the 20.00 hold: stopped at once
+        stop_at(cp, short, 2100, "2026-10-01T08:05:00Z")
+        stop_at(cp, used, 4000, "2026-10-01T09:00:00Z")
+        assert [c[3] for c in cp.received_calls] == [{"transactionId": short}]
+
+    assert wait_until(lambda: settled(rfid, 4) and settled(poor, 4), timeout=30)
+    # 4 kWh: 1.60 + 0.25 = 1.85, + 10 % = 2.035 -> 2.04; 2 kWh: 0.80 + 0.25 = 1.05, + 10 % = 1.155 -> 1.16
+    assert ledger(rfid) == [("refund", "17.96"), ("capture", "2.04"), ("hold", "20.00"), ("topup", "30.00")]
+    assert ledger(poor) == [("refund", "1.84"), ("capture", "1.16"), ("hold", "3.00"), ("topup", "3.00")]

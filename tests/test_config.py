@@ -22,6 +22,7 @@ def test_environment_overrides_and_casts():
     assert settings["PORT"] == 9000
     assert settings["AUTO_REGISTER"] is True
     assert settings["CALL_TIMEOUT"] == 2.5
+    assert config.load(environ={"CSMS_UNPLANNED_HOLD": "12.5"})["UNPLANNED_HOLD"] == 1250
 
 
 def test_explicit_overrides_win_over_environment():
@@ -36,6 +37,9 @@ def test_explicit_overrides_win_over_environment():
         ("CSMS_CHARGER_RATE", "-1"),
         ("CSMS_CHARGER_RATE", "nan"),
         ("CSMS_CHARGER_BURST", "0"),
+        ("CSMS_UNPLANNED_HOLD", "ten"),
+        ("CSMS_UNPLANNED_HOLD", "0"),
+        ("CSMS_UNPLANNED_HOLD", "1.005"),
     ],
 )
 def test_malformed_environment_names_the_variable(name, value):

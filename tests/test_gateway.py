@@ -184,6 +184,28 @@ def test_start_transaction_allocates_ids_and_recognises_a_resend(charger):
     assert later[2]["transactionId"] > transaction_id
 
 
+def test_the_same_tag_starting_again_on_a_busy_connector_gets_concurrent_tx(charger):
+    """OCPP 1.6 §7.2 ConcurrentTx, decided from what this connection saw (no database read): the
+    tag's earlier transaction on that connector was never stopped. Once it is, the tag may start."""
+    start = {"connectorId": 1, "idTag": "TAG-OK", "meterStart": 0, "timestamp": "2026-06-01T10:00:00Z"}
+    first = charger.call("StartTransaction", start, "c1")[2]["transactionId"]
+    second = charger.call("StartTransaction", {**start, "timestamp": "2026-06-01T10:05:00Z"}, "c2")
+    second_id = second[2]["transactionId"]
+    assert second == [3, "c2", {"transactionId": second_id, "idTagInfo": {"status": "ConcurrentTx"}}]
+    assert second_id > first
+    other = charger.call("StartTransaction", {**start, "connectorId": 2}, "c3")
+    assert other[2]["idTagInfo"] == {"status": "Accepted"}  # another connector
+    stop = {
+        "transactionId": first + 1,
+        "meterStop": 0,
+        "timestamp": "2026-06-01T10:06:00Z",
+        "reason": "DeAuthorized",
+    }
+    assert charger.call("StopTransaction", stop, "c4") == [3, "c4", {}]
+    again = charger.call("StartTransaction", {**start, "timestamp": "2026-06-01T10:10:00Z"}, "c5")
+    assert again[2]["idTagInfo"] == {"status": "Accepted"}
+
+
 def test_start_transaction_with_an_unknown_tag_still_gets_an_id(charger):
     reply = charger.call(
         "StartTransaction",

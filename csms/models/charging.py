@@ -51,6 +51,9 @@ class TransactionState(StrEnum):
     STOPPED = "stopped"
 
 
+_OPEN_SQL = "state = 'started'"
+
+
 class Transaction(Base):
     """An OCPP transaction. Its primary key *is* the OCPP transactionId (int32).
 
@@ -66,6 +69,15 @@ class Transaction(Base):
         ),
         CheckConstraint("state IN ('started', 'stopped')", name="state"),
         Index("ix_transactions_cp_started", "charge_point_id", "started_at"),
+        # The open transactions of a connector, found without reading its history: a new start
+        # closes them (csms.services.unplanned). Only open rows are indexed, so it stays small.
+        Index(
+            "ix_transactions_open",
+            "charge_point_id",
+            "connector_id",
+            sqlite_where=text(_OPEN_SQL),
+            postgresql_where=text(_OPEN_SQL),
+        ),
         {"sqlite_autoincrement": True},
     )
 

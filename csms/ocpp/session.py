@@ -27,6 +27,7 @@ from wsproto.utilities import LocalProtocolError
 
 from csms.ocpp import errors, frames, pacing, validation, websocket
 from csms.ocpp.errors import OcppError
+from csms.ocpp.open_transactions import OpenTransactions
 from csms.ocpp.registry import ConnectionInfo
 from csms.ocpp.v16.handlers import HANDLERS
 from csms.services.clock import utc_now_iso
@@ -108,6 +109,7 @@ class OcppSession:
         self.registration_status = charger.registration_status
         self.remote_address = remote_address
         self.connected_since = datetime.now(UTC)
+        self.open_transactions = OpenTransactions()
         self.last_message_at: str | None = None  # ISO 8601
         self.closed = False
         self.send_lock = threading.Lock()

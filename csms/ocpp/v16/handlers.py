@@ -55,11 +55,16 @@ def on_start_transaction(session: OcppSession, payload: dict[str, Any]) -> call_
     )
     transaction_id = session.gateway.transaction_ids.submit(start)
     info = session.gateway.id_tags.info(payload["idTag"]).as_ocpp()
+    # §7.2 ConcurrentTx: the same idTag's earlier transaction on this connector is still open.
+    info["status"] = session.open_transactions.started(
+        payload["connectorId"], transaction_id, payload["idTag"], info["status"]
+    )
     return call_result.StartTransaction(transaction_id=transaction_id, id_tag_info=info)
 
 
 def on_stop_transaction(session: OcppSession, payload: dict[str, Any]) -> call_result.StopTransaction:
     # §6.49: always answered, whatever the transaction: unknown, already stopped, or -1.
+    session.open_transactions.stopped(payload["transactionId"])
     id_tag = payload.get("idTag")
     info = session.gateway.id_tags.info(id_tag).as_ocpp() if id_tag else None
     return call_result.StopTransaction(id_tag_info=info)
