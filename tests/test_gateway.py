@@ -333,6 +333,38 @@ def test_other_charger_actions(charger, action, payload, answer):
             '[2,"tx-on-0","StartTransaction",{"connectorId":0,"idTag":"T","meterStart":0,"timestamp":"2026-01-01T00:00:00Z"}]',
             [4, "tx-on-0", "PropertyConstraintViolation"],
         ),
+        # A StartTransaction's values must fit the transaction row its answer creates (#14).
+        (
+            '[2,"huge-meter","StartTransaction",{"connectorId":1,"idTag":"T","meterStart":9223372036854775808,"timestamp":"2026-01-01T00:00:00Z"}]',
+            [
+                4,
+                "huge-meter",
+                "PropertyConstraintViolation",
+                "9223372036854775808 is outside 0..9999999999999999 at 'meterStart'",
+            ],
+        ),
+        (
+            '[2,"huge-connector","StartTransaction",{"connectorId":4294967296,"idTag":"T","meterStart":0,"timestamp":"2026-01-01T00:00:00Z"}]',
+            [
+                4,
+                "huge-connector",
+                "PropertyConstraintViolation",
+                "4294967296 is outside 1..2147483647 at 'connectorId'",
+            ],
+        ),
+        (
+            '[2,"huge-reservation","StartTransaction",{"connectorId":1,"idTag":"T","meterStart":0,"reservationId":-2147483649,"timestamp":"2026-01-01T00:00:00Z"}]',
+            [
+                4,
+                "huge-reservation",
+                "PropertyConstraintViolation",
+                "-2147483649 is outside -2147483648..2147483647 at 'reservationId'",
+            ],
+        ),
+        (
+            '[2,"nul-tag","StartTransaction",{"connectorId":1,"idTag":"T\\u0000","meterStart":0,"timestamp":"2026-01-01T00:00:00Z"}]',
+            [4, "nul-tag", "PropertyConstraintViolation", "a NUL character is not allowed at 'idTag'"],
+        ),
         # Standard JSON only: no NaN, no lone surrogates (they could be neither stored nor sent on).
         ('[2,"nan","MeterValues",{"connectorId":NaN,"meterValue":[]}]', [4, "nan", "FormationViolation"]),
         ('[2,"surrogate","Authorize",{"idTag":"\\ud800"}]', [4, "surrogate", "FormationViolation"]),

@@ -26,6 +26,7 @@ from jsonschema.exceptions import ValidationError, best_match
 
 from csms.ocpp import errors
 from csms.ocpp.errors import OcppError
+from csms.services.bounds import INT32_MAX, INT32_MIN, MAX_READING, NUL
 
 SCHEMAS = Path(ocpp.__file__).resolve().parent / "v16" / "schemas"
 
@@ -168,6 +169,36 @@ def _check_meaning(action: str, payload: dict[str, Any]) -> None:
             errors.PROPERTY_CONSTRAINT_VIOLATION,
             f"connectorId must be at least {minimum} at 'connectorId'",
             {"path": "connectorId", "rule": "minimum"},
+        )
+    if action == "StartTransaction":
+        _check_start(payload)
+
+
+# A StartTransaction is answered with the transactionId it is given in the database, before the
+# answer: a value the schema allows but no transaction row can hold is refused with the 1.6 code
+# that names it, instead of an InternalError the charger would retry for ever. (Values of the other
+# actions are bounded where they are applied, on the workers' side: csms.services.bounds.)
+_START_RANGES = (
+    ("connectorId", 1, INT32_MAX),
+    ("meterStart", 0, int(MAX_READING) - 1),
+    ("reservationId", INT32_MIN, INT32_MAX),
+)
+
+
+def _check_start(payload: dict[str, Any]) -> None:
+    for name, low, high in _START_RANGES:
+        value = payload.get(name)
+        if value is not None and not low <= value <= high:
+            raise OcppError(
+                errors.PROPERTY_CONSTRAINT_VIOLATION,
+                f"{value} is outside {low}..{high} at '{name}'",
+                {"path": name, "rule": "range"},
+            )
+    if NUL in payload["idTag"]:
+        raise OcppError(
+            errors.PROPERTY_CONSTRAINT_VIOLATION,
+            "a NUL character is not allowed at 'idTag'",
+            {"path": "idTag", "rule": "characters"},
         )
 
 
