@@ -26,7 +26,7 @@ from jsonschema.exceptions import ValidationError, best_match
 
 from csms.ocpp import errors
 from csms.ocpp.errors import OcppError
-from csms.services.bounds import INT32_MAX, INT32_MIN, MAX_READING, NUL
+from csms.services.bounds import INT32_MAX, INT32_MIN, MAX_READING
 
 SCHEMAS = Path(ocpp.__file__).resolve().parent / "v16" / "schemas"
 
@@ -175,9 +175,10 @@ def _check_meaning(action: str, payload: dict[str, Any]) -> None:
 
 
 # A StartTransaction is answered with the transactionId it is given in the database, before the
-# answer: a value the schema allows but no transaction row can hold is refused with the 1.6 code
-# that names it, instead of an InternalError the charger would retry for ever. (Values of the other
-# actions are bounded where they are applied, on the workers' side: csms.services.bounds.)
+# answer: a number the schema allows but no transaction row (and no real meter or connector) can
+# hold is refused with the 1.6 code that names it, instead of an InternalError the charger would
+# retry for ever. (An idTag with NUL is stored with the mark `bounds` uses and answered Invalid;
+# values of the other actions are bounded where they are applied: csms.services.bounds.)
 _START_RANGES = (
     ("connectorId", 1, INT32_MAX),
     ("meterStart", 0, int(MAX_READING) - 1),
@@ -194,12 +195,6 @@ def _check_start(payload: dict[str, Any]) -> None:
                 f"{value} is outside {low}..{high} at '{name}'",
                 {"path": name, "rule": "range"},
             )
-    if NUL in payload["idTag"]:
-        raise OcppError(
-            errors.PROPERTY_CONSTRAINT_VIOLATION,
-            "a NUL character is not allowed at 'idTag'",
-            {"path": "idTag", "rule": "characters"},
-        )
 
 
 def validate_request(action: str, payload: Any) -> None:

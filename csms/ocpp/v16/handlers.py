@@ -14,6 +14,7 @@ from ocpp.v16 import call_result
 from ocpp.v16.enums import DataTransferStatus, RegistrationStatus
 
 from csms.services import transactions
+from csms.services.bounds import NUL, NUL_REPLACEMENT
 from csms.services.chargers import registration_status
 from csms.services.clock import parse_utc, utc_now_iso_ms
 
@@ -45,19 +46,20 @@ def on_authorize(session: OcppSession, payload: dict[str, Any]) -> call_result.A
 def on_start_transaction(session: OcppSession, payload: dict[str, Any]) -> call_result.StartTransaction:
     # §5.11/§6.45: the charger may have started already (offline authorisation); it always gets a
     # transactionId, and idTagInfo tells it whether to go on.
+    id_tag = payload["idTag"].replace(NUL, NUL_REPLACEMENT)  # as the workers store it (unknown: Invalid)
     start = transactions.Start(
         session.charge_point_pk,
         payload["connectorId"],
-        payload["idTag"],
+        id_tag,
         parse_utc(payload["timestamp"]),
         payload["meterStart"],
         payload.get("reservationId"),
     )
     transaction_id = session.gateway.transaction_ids.submit(start)
-    info = session.gateway.id_tags.info(payload["idTag"]).as_ocpp()
+    info = session.gateway.id_tags.info(id_tag).as_ocpp()
     # §7.2 ConcurrentTx: the same idTag's earlier transaction on this connector is still open.
     info["status"] = session.open_transactions.started(
-        payload["connectorId"], transaction_id, payload["idTag"], info["status"]
+        payload["connectorId"], transaction_id, id_tag, info["status"]
     )
     return call_result.StartTransaction(transaction_id=transaction_id, id_tag_info=info)
 
