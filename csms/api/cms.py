@@ -3,56 +3,30 @@ announced as a `cms.*` event), and per-charger transactions and OCPP message log
 
 from __future__ import annotations
 
-import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from flask import current_app, g
 from flask_smorest import Blueprint
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 
 from csms.api.pagination import paginate
 from csms.api.security import requires
 from csms.extensions import db
 from csms.models import ChargePoint, ChargingSession, OcppMessage, Station, Tariff, Transaction
-from csms.pipeline.addresses import RECORD_CMS_EVENTS
+from csms.pipeline import announce as cms_events
 from csms.schemas import cms as schemas
-from csms.schemas.common import INT32_MAX, Error
-from csms.services import analytics, chargers, credentials
-from csms.services.errors import Conflict, NotFound
+from csms.schemas.common import Error
+from csms.services import analytics, chargers, credentials, records
+from csms.services.errors import NotFound
 from csms.services.money import format_minor
 
 bp = Blueprint("cms", __name__, url_prefix="/api/cms", description="Stations, charge points, tariffs")
 
 
 def announce(kind: str, entity_type: str, entity_id: Any, payload: dict | None) -> None:
-    """Publish `cms.<entity>.<kind>` through the gateway's hand-off (bounded, durable on failure)."""
-    event = {
-        "event_id": str(uuid.uuid4()),
-        "type": f"cms.{entity_type}.{kind}",
-        "entity_type": entity_type,
-        "entity_id": str(entity_id),
-        "payload": payload,
-        "actor_user_id": g.identity.user_id,
-        "occurred_at": datetime.now(UTC).isoformat(),
-    }
-    current_app.extensions["ocpp"].handoff.submit(RECORD_CMS_EVENTS, event, durable=False)
-
-
-def commit_or_conflict(message: str) -> None:
-    try:
-        db.session.commit()
-    except IntegrityError as exc:
-        db.session.rollback()
-        raise Conflict(message, code="conflict", details={"database": str(exc.orig)[:200]}) from None
-
-
-def get_or_404(model, key) -> Any:
-    found = db.session.get(model, key) if 0 < key <= INT32_MAX else None
-    if found is None:
-        raise NotFound(f"no {model.__tablename__[:-1]} {key}", code="not_found")
-    return found
+    """Publish `cms.<entity>.<kind>` as done by the token's user."""
+    cms_events.announce(kind, entity_type, entity_id, payload, g.identity.user_id)
 
 
 def _register_crud(name: str, model, schema, page_schema, entity_type: str, search_column) -> None:
@@ -76,9 +50,7 @@ def _register_crud(name: str, model, schema, page_schema, entity_type: str, sear
     @bp.response(201, schema)
     @bp.alt_response(409, schema=Error)
     def create(body):
-        item = model(**_normalized(model, body))
-        db.session.add(item)
-        commit_or_conflict(f"this {entity_type} conflicts with an existing one")
+        item = records.create(model, body, entity_type)
         announce("created", entity_type, item.id, dump.dump(item))
         return item
 
@@ -87,7 +59,7 @@ def _register_crud(name: str, model, schema, page_schema, entity_type: str, sear
     @bp.response(200, schema)
     @bp.alt_response(404, schema=Error)
     def get(item_id: int):
-        return get_or_404(model, item_id)
+        return records.get(model, item_id)
 
     @bp.patch(one, endpoint=f"update_{name}")
     @requires("operator")
@@ -96,10 +68,7 @@ def _register_crud(name: str, model, schema, page_schema, entity_type: str, sear
     @bp.alt_response(404, schema=Error)
     @bp.alt_response(409, schema=Error)
     def update(body, item_id: int):
-        item = get_or_404(model, item_id)
-        for field, value in _normalized(model, body).items():
-            setattr(item, field, value)
-        commit_or_conflict(f"this {entity_type} conflicts with an existing one")
+        item = records.update(records.get(model, item_id), body, entity_type)
         announce("updated", entity_type, item.id, dump.dump(item))
         return item
 
@@ -109,19 +78,11 @@ def _register_crud(name: str, model, schema, page_schema, entity_type: str, sear
     @bp.alt_response(404, schema=Error)
     @bp.alt_response(409, schema=Error)
     def delete(item_id: int):
-        db.session.delete(get_or_404(model, item_id))
-        commit_or_conflict(f"this {entity_type} is still in use")
+        records.delete(records.get(model, item_id), entity_type)
         announce("deleted", entity_type, item_id, None)
 
     for view in (list_items, create, get, update, delete):
         view.__doc__ = f"{view.__name__.replace('_', ' ').capitalize()} {entity_type}s."
-
-
-def _normalized(model, body: dict) -> dict:
-    if model is Tariff and "is_default" in body:
-        # is_default is TRUE or NULL so that the database allows one default only
-        body = {**body, "is_default": True if body["is_default"] else None}
-    return body
 
 
 _register_crud("stations", Station, schemas.Station, schemas.StationPage, "station", Station.name)
@@ -151,9 +112,9 @@ def _point_or_404(charge_point_id: str) -> ChargePoint:
 
 def _check_references(body: dict) -> None:
     if body.get("station_id") is not None:
-        get_or_404(Station, body["station_id"])
+        records.get(Station, body["station_id"])
     if body.get("tariff_id") is not None:
-        get_or_404(Tariff, body["tariff_id"])
+        records.get(Tariff, body["tariff_id"])
 
 
 @bp.get("/points")
@@ -232,7 +193,7 @@ def update_point(body, charge_point_id: str):
 def delete_point(charge_point_id: str):
     """Delete a charge point that never had a transaction; one that had is kept for the records."""
     db.session.delete(_point_or_404(charge_point_id))
-    commit_or_conflict("a charge point with transactions cannot be deleted")
+    records.commit_or_conflict("a charge point with transactions cannot be deleted")
     current_app.extensions["ocpp"].authenticator.forget(charge_point_id)
     announce("deleted", "point", charge_point_id, None)
 

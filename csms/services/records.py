@@ -1,0 +1,54 @@
+"""Operators' records (stations and tariffs): created, changed and deleted with the database's
+constraints answered as conflicts. The REST API and the dashboard both come through here."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.exc import IntegrityError
+
+from csms.extensions import db
+from csms.models import Tariff
+from csms.schemas.common import INT32_MAX
+from csms.services.errors import Conflict, NotFound
+
+
+def commit_or_conflict(message: str) -> None:
+    try:
+        db.session.commit()
+    except IntegrityError as exc:
+        db.session.rollback()
+        raise Conflict(message, code="conflict", details={"database": str(exc.orig)[:200]}) from None
+
+
+def get(model: Any, key: int) -> Any:
+    found = db.session.get(model, key) if 0 < key <= INT32_MAX else None
+    if found is None:
+        raise NotFound(f"no {model.__tablename__[:-1]} {key}", code="not_found")
+    return found
+
+
+def create(model: Any, fields: dict[str, Any], entity_type: str) -> Any:
+    item = model(**_normalized(model, fields))
+    db.session.add(item)
+    commit_or_conflict(f"this {entity_type} conflicts with an existing one")
+    return item
+
+
+def update(item: Any, fields: dict[str, Any], entity_type: str) -> Any:
+    for field, value in _normalized(type(item), fields).items():
+        setattr(item, field, value)
+    commit_or_conflict(f"this {entity_type} conflicts with an existing one")
+    return item
+
+
+def delete(item: Any, entity_type: str) -> None:
+    db.session.delete(item)
+    commit_or_conflict(f"this {entity_type} is still in use")
+
+
+def _normalized(model: Any, fields: dict[str, Any]) -> dict[str, Any]:
+    if model is Tariff and "is_default" in fields:
+        # is_default is TRUE or NULL so that the database allows one default only
+        fields = {**fields, "is_default": True if fields["is_default"] else None}
+    return fields
