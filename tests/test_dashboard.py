@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 from werkzeug.datastructures import MultiDict
 
 from csms.api import auth
@@ -16,9 +17,9 @@ from csms.api.security import AttemptLimiter
 from csms.cors import parse_origins
 from csms.dashboard import forms
 from csms.extensions import db
-from csms.models import ChargingSession, LedgerEntry, User, Wallet
+from csms.models import ChargingSession, CmsEvent, LedgerEntry, OutboxMessage, Station, Tariff, User, Wallet
 from csms.ocpp.validation import request_schema, validate_request
-from csms.services import customers, fleet, history, overview, users, wallet
+from csms.services import credentials, customers, fleet, history, overview, users, wallet
 from csms.services.errors import InvalidInput
 from tests.builders import a_charge_point, a_transaction, a_wallet
 
@@ -516,3 +517,77 @@ def test_the_customer_pages(site, operator):
     assert '<dd id="available">12.50 EUR</dd>' in page
     assert "<td>topup</td><td>12.50 EUR</td>" in page
     assert client.get(f"/customers/{operator}").status_code == 404  # operators are not customers
+
+
+def test_stations_and_tariffs_are_created_edited_and_deleted_through_forms(site, operator):
+    client = site.test_client()
+    sign_in(client, "ops@example.test")
+    token = csrf_of(client.get("/stations").data)
+    created = client.post("/stations", data={"csrf_token": token, "name": "North", "address": "1 Road"})
+    assert (created.status_code, created.headers["Location"]) == (302, "/stations")
+    listing = client.get("/stations").data.decode()
+    assert "Station &#39;North&#39; created." in listing and ">North</a>" in listing
+    with site.app_context():
+        station = db.session.scalar(select(Station))
+        station_id, events = station.id, db.session.scalars(select(CmsEvent.type)).all()
+    bad = client.post(f"/stations/{station_id}", data={"csrf_token": token, "name": "", "latitude": "95"})
+    assert bad.status_code == 422
+    assert (
+        "Missing data for required field." in bad.data.decode() or "Shorter than minimum" in bad.data.decode()
+    )
+    saved = client.post(
+        f"/stations/{station_id}", data={"csrf_token": token, "name": "North 2", "address": ""}
+    )
+    assert saved.status_code == 302
+    with site.app_context():
+        station = db.session.get(Station, station_id)
+        assert (station.name, station.address) == ("North 2", None)
+
+    tariff = client.post(
+        "/tariffs",
+        data={
+            "csrf_token": token,
+            "name": "Std",
+            "currency": "EUR",
+            "energyPrice": "0.35",
+            "isDefault": "on",
+        },
+    )
+    assert tariff.status_code == 302
+    refused = client.post(
+        "/tariffs", data={"csrf_token": token, "name": "Bad", "currency": "euro", "energyPrice": "x"}
+    )
+    assert refused.status_code == 422 and "ISO 4217 code, e.g. EUR" in refused.data.decode()
+    with site.app_context():
+        saved_tariff = db.session.scalar(select(Tariff))
+        assert (saved_tariff.energy_price, saved_tariff.is_default) == (Decimal("0.3500"), True)
+        tariff_id = saved_tariff.id
+
+    # a charge point with its station and tariff: the key is shown once
+    registered = client.post(
+        "/points/new",
+        data={
+            "csrf_token": token,
+            "chargePointId": "CP-FORM",
+            "connectors": "2",
+            "stationId": str(station_id),
+            "tariffId": str(tariff_id),
+            "registrationStatus": "Accepted",
+        },
+    ).data.decode()
+    key = re.search(r'<code id="auth-key">([^<]+)</code>', registered).group(1)
+    with site.app_context():
+        point = fleet.by_id("CP-FORM")
+        assert (point.station_id, point.tariff_id, len(point.connectors)) == (station_id, tariff_id, 3)
+        assert credentials.verify_key(key, point.auth_key_hash)
+    duplicate = client.post("/points/new", data={"csrf_token": token, "chargePointId": "CP-FORM"})
+    assert duplicate.status_code == 409 and "already exists" in duplicate.data.decode()
+
+    deleted = client.post(f"/stations/{station_id}/delete", data={"csrf_token": token})
+    assert deleted.headers["Location"] == "/stations"
+    with site.app_context():
+        assert db.session.get(Station, station_id) is None
+        assert fleet.by_id("CP-FORM").station_id is None  # its charge points stay, without a station
+    assert events == []  # the embedded worker is not running here: the announcements wait in the outbox
+    with site.app_context():
+        assert db.session.scalar(select(func.count()).select_from(OutboxMessage)) >= 5

@@ -214,3 +214,16 @@ def test_the_api_docs_render_from_local_assets(site, browser):
     assert "CSMS" in browser.find_element(By.CSS_SELECTOR, ".swagger-ui .info .title").text
     assert wait(browser).until(lambda d: d.find_elements(By.CSS_SELECTOR, ".opblock-summary-path"))
     assert console_errors(browser) == []
+
+
+def test_a_station_is_created_from_its_form(site, browser):
+    sign_in(browser, site.web.base_url, *OPERATOR)
+    browser.get(f"{site.web.base_url}/stations")
+    form = browser.find_element(By.ID, "new-station")
+    form.find_element(By.NAME, "name").send_keys("Harbour")
+    form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    wait(browser).until(ec.text_to_be_present_in_element((By.ID, "stations"), "Harbour"))
+    for path in ("/tariffs", "/points/new"):
+        browser.get(f"{site.web.base_url}{path}")
+        assert browser.find_element(By.CSS_SELECTOR, "form.stack")
+    assert console_errors(browser) == []

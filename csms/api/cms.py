@@ -110,13 +110,6 @@ def _point_or_404(charge_point_id: str) -> ChargePoint:
     return point
 
 
-def _check_references(body: dict) -> None:
-    if body.get("station_id") is not None:
-        records.get(Station, body["station_id"])
-    if body.get("tariff_id") is not None:
-        records.get(Tariff, body["tariff_id"])
-
-
 @bp.get("/points")
 @requires("operator")
 @bp.arguments(schemas.ListArgs, location="query")
@@ -139,17 +132,16 @@ def list_points(args):
 @bp.alt_response(422, schema=Error)
 def create_point(body):
     """Register a charge point; its authorization key is generated unless given, and shown only here."""
-    _check_references(body)
+    records.check_references(body.get("station_id"), body.get("tariff_id"))
     registration = chargers.register(
         body["charge_point_id"],
         body.get("auth_key"),
         connectors=body["connectors"],
         station_id=body.get("station_id"),
         status=body["registration_status"],
+        tariff_id=body.get("tariff_id"),
     )
     point = _point_or_404(registration.charge_point_id)
-    point.tariff_id = body.get("tariff_id")
-    db.session.commit()
     announce("created", "point", point.charge_point_id, {"chargePointId": point.charge_point_id})
     _with_connection(point).auth_key = registration.auth_key
     return point
@@ -172,7 +164,7 @@ def get_point(charge_point_id: str):
 def update_point(body, charge_point_id: str):
     """Change station, tariff, registration status (accept a Pending charger) or rotate its key."""
     point = _point_or_404(charge_point_id)
-    _check_references(body)
+    records.check_references(body.get("station_id"), body.get("tariff_id"))
     for field in ("station_id", "tariff_id", "registration_status"):
         if field in body:
             setattr(point, field, body[field])

@@ -25,6 +25,7 @@ from flask_wtf.csrf import CSRFError
 from csms.api.auth import authenticate
 from csms.api.remote import call_charger
 from csms.dashboard import csrf, forms, signin
+from csms.dashboard import records as record_pages
 from csms.models import Role
 from csms.pipeline import outbox
 from csms.services import analytics, customers, fleet, history, tokens
@@ -458,3 +459,6 @@ def _safe_next(target: str | None) -> str | None:
     if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//"):
         return None
     return target
+
+
+record_pages.register(bp)

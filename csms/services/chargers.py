@@ -53,6 +53,7 @@ def register(
     connectors: int = 1,
     station_id: int | None = None,
     status: str = RegistrationStatus.ACCEPTED,
+    tariff_id: int | None = None,
 ) -> Registration:
     """Register one charger; generates its key unless one is given. The key is returned once, never stored."""
     validate_charge_point_id(charge_point_id)
@@ -66,6 +67,7 @@ def register(
         auth_key_hash=credentials.hash_key(key),
         registration_status=status,
         station_id=station_id,
+        tariff_id=tariff_id,
     )
     db.session.add(point)
     db.session.flush()

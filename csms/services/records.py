@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 
 from csms.extensions import db
-from csms.models import Tariff
+from csms.models import Station, Tariff
 from csms.schemas.common import INT32_MAX
 from csms.services.errors import Conflict, NotFound
 
@@ -26,6 +26,14 @@ def get(model: Any, key: int) -> Any:
     if found is None:
         raise NotFound(f"no {model.__tablename__[:-1]} {key}", code="not_found")
     return found
+
+
+def check_references(station_id: int | None, tariff_id: int | None) -> None:
+    """A charge point's station and tariff, when named, exist (NotFound otherwise)."""
+    if station_id is not None:
+        get(Station, station_id)
+    if tariff_id is not None:
+        get(Tariff, tariff_id)
 
 
 def create(model: Any, fields: dict[str, Any], entity_type: str) -> Any:
