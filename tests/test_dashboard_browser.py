@@ -66,7 +66,9 @@ def sign_in(driver, base_url: str, email: str, password: str) -> None:
     driver.get(f"{base_url}/")
     driver.find_element(By.NAME, "email").send_keys(email)
     driver.find_element(By.NAME, "password").send_keys(password)
-    driver.find_element(By.CSS_SELECTOR, "form.stack button[type=submit]").click()
+    button = driver.find_element(By.CSS_SELECTOR, "form.stack button[type=submit]")
+    button.click()
+    WebDriverWait(driver, 15).until(ec.staleness_of(button))  # the next page has replaced this one
 
 
 def wait(driver, seconds: float = 15) -> WebDriverWait:
