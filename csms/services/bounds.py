@@ -67,7 +67,7 @@ def clean_exchange(raw: dict[str, Any]) -> list[str]:
     """Make an exchange's frames storable in the message log, in place: NUL characters replaced
     anywhere (keys too), column-bound frame fields cut to their column. Returns what was changed.
 
-    About 2 µs for a common exchange: one encoding looks for NUL (only an exchange that has one is
+    Cheap for a common exchange: one encoding looks for NUL (only an exchange that has one is
     walked), and only a CALLERROR or a refused unknown action has fields that can be too long (the
     gateway cuts the unique id itself)."""
     notes: list[str] = []
