@@ -48,9 +48,12 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.config["SQLALCHEMY_ECHO"] = settings["SQL_ECHO"]
     # No pre-ping: it costs a round trip per checkout (a tenth of a worker's time); a connection that
     # died is detected on use, the pool is invalidated, and the message is retried.
-    app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {"pool_recycle": 1800})
+    engine_options = app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {"pool_recycle": 1800})
+    # Statement parameters carry password hashes, key hashes and tokens: SQLAlchemy leaves them out
+    # of its exception messages (an IntegrityError traceback in the log) and of CSMS_SQL_ECHO.
+    engine_options["hide_parameters"] = True
     if app.config["SQLALCHEMY_DATABASE_URI"].startswith("postgresql"):
-        app.config["SQLALCHEMY_ENGINE_OPTIONS"].update(
+        engine_options.update(
             pool_size=settings["DB_POOL_SIZE"], max_overflow=settings["DB_MAX_OVERFLOW"]
         )
 
