@@ -53,9 +53,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     # of its exception messages (an IntegrityError traceback in the log) and of CSMS_SQL_ECHO.
     engine_options["hide_parameters"] = True
     if app.config["SQLALCHEMY_DATABASE_URI"].startswith("postgresql"):
-        engine_options.update(
-            pool_size=settings["DB_POOL_SIZE"], max_overflow=settings["DB_MAX_OVERFLOW"]
-        )
+        engine_options.update(pool_size=settings["DB_POOL_SIZE"], max_overflow=settings["DB_MAX_OVERFLOW"])
 
     from csms import cli, errors, realtime
     from csms.api import health
@@ -80,7 +78,20 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
 
     route.init_app(app)
     api.init_app(app)
+    _trust_proxies(app)
     return app
+
+
+def _trust_proxies(app: Flask) -> None:
+    """Outermost middleware: every part of the app, Socket.IO included, sees the client's address."""
+    from csms.proxies import TrustedProxies, parse_networks
+
+    try:
+        trusted = parse_networks(app.config["TRUSTED_PROXIES"])
+    except ValueError as exc:
+        raise ValueError(f"CSMS_TRUSTED_PROXIES={app.config['TRUSTED_PROXIES']!r}: {exc}") from exc
+    if trusted:
+        app.wsgi_app = TrustedProxies(app.wsgi_app, trusted)  # type: ignore[method-assign]
 
 
 def _async_mode() -> str:

@@ -62,6 +62,8 @@ class Config:
     TOKEN_TTL_SECONDS = 12 * 3600  # lifetime of bearer tokens
     PAYMENT_PROVIDER: str | None = None  # None: "development" in embedded mode, none in production
     DISPATCH_INTERVAL = 1.0  # seconds between looks for calls the workers asked this node to send
+    TRUSTED_PROXIES = ""  # addresses/networks whose X-Forwarded-For is believed (csms.proxies)
+    LOGIN_FAILURES_PER_ADDRESS = 100  # failed logins from one address per 15 minutes, then 429
 
 
 _CASTS: dict[str, Any] = {
@@ -85,6 +87,7 @@ _CASTS: dict[str, Any] = {
     "PENDING_INTERVAL": int,
     "DISPATCH_INTERVAL": float,
     "TOKEN_TTL_SECONDS": int,
+    "LOGIN_FAILURES_PER_ADDRESS": int,
 }
 
 

@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import not_a_server_error
 
 from csms import create_app
-from csms.api.auth import login_attempts
+from csms.api.login_limiter import LocalLoginLimiter
 from csms.extensions import db
 from csms.services import chargers, tokens, users
 
@@ -52,7 +52,7 @@ def _exercise(app, operation) -> None:
     @given(case=operation.as_strategy())
     @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck), database=None)
     def exercise(case):
-        login_attempts._attempts.clear()
+        app.extensions["login_limiter"] = LocalLoginLimiter()
         with app.app_context():
             response = case.call(headers=headers)
             db.session.remove()
