@@ -4,9 +4,13 @@ trusted proxy; an unknown email takes as long to refuse as a wrong password."""
 
 from __future__ import annotations
 
+import json
 import re
 import statistics
+import threading
 import time
+import urllib.error
+import urllib.request
 
 import pytest
 from werkzeug.security import generate_password_hash
@@ -17,6 +21,7 @@ from csms.extensions import db
 from csms.models import User
 from csms.proxies import client_address, parse_networks
 from csms.services import users
+from tests.support.processes import web_process
 
 PASSWORD = "password-123"
 
@@ -198,3 +203,50 @@ def test_an_unknown_email_takes_as_long_as_a_wrong_password(app):
             assert response.status_code == 401
     existing, unknown = (statistics.median(times[kind][1:]) for kind in ("existing", "unknown"))
     assert 0.7 < unknown / existing < 1.3, times
+
+
+@pytest.mark.slow
+def test_a_flood_of_logins_does_not_stall_the_web_process(sqlite_template, tmp_path):
+    """Checking a password takes ~100 ms of scrypt: on the gevent hub, six clients sending logins
+    held every other request (and every charger's reply) for a second. Off the hub they do not."""
+    database = tmp_path / "csms.sqlite3"
+    database.write_bytes(sqlite_template.read_bytes())
+    env = {
+        "CSMS_DATABASE_URL": f"sqlite:///{database}",
+        "CSMS_INSTANCE_PATH": str(tmp_path),
+        "CSMS_LOGIN_FAILURES_PER_ADDRESS": "100000",
+    }
+    with web_process(env, tmp_path) as web:
+        refused: list[int] = []
+        flooding = threading.Event()
+        flooding.set()
+
+        def flood(index: int) -> None:
+            for n in range(200):
+                if not flooding.is_set():
+                    return
+                body = json.dumps({"email": f"flood-{index}-{n}@example.test", "password": "wrong-password"})
+                request = urllib.request.Request(
+                    f"{web.base_url}/api/auth/login", body.encode(), {"Content-Type": "application/json"}
+                )
+                try:
+                    urllib.request.urlopen(request, timeout=30)
+                except urllib.error.HTTPError as error:
+                    refused.append(error.code)
+
+        threads = [threading.Thread(target=flood, args=(i,)) for i in range(6)]
+        for thread in threads:
+            thread.start()
+        time.sleep(1)
+        latencies = []
+        for _ in range(15):
+            started = time.perf_counter()
+            with urllib.request.urlopen(f"{web.base_url}/api/openapi.json", timeout=30) as response:
+                response.read()
+            latencies.append(time.perf_counter() - started)
+            time.sleep(0.1)
+        flooding.clear()
+        for thread in threads:
+            thread.join(timeout=60)
+    assert len(refused) >= 10 and set(refused) == {401}
+    assert statistics.median(latencies) < 0.25, latencies

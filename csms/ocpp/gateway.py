@@ -25,6 +25,7 @@ from csms.ocpp.group_commit import GroupCommit
 from csms.ocpp.registry import ConnectionRegistry
 from csms.ocpp.session import ChargerOffline, OcppSession
 from csms.ocpp.websocket import Keepalive
+from csms.offload import off_the_hub
 from csms.pipeline.handoff import Handoff, build_handoff
 from csms.services import chargers, commands, credentials, transactions
 from csms.services.authorization import IdTagCache
@@ -47,16 +48,6 @@ class HandshakeRefused(Exception):
         self.status = status
         self.code = code
         self.message = message
-
-
-def _off_the_hub(function, *args):
-    """Run a CPU-bound call that releases the GIL (PBKDF2) on gevent's thread pool when the process
-    is monkey-patched, so the hub keeps serving other chargers meanwhile; directly otherwise."""
-    from gevent import get_hub, monkey
-
-    if monkey.is_module_patched("threading"):
-        return get_hub().threadpool.apply(function, args)
-    return function(*args)
 
 
 class ChargerAuthenticator:
@@ -164,7 +155,7 @@ class ChargerAuthenticator:
         known = self._verified.get(record.charge_point_id)
         if known is not None and known[0] == record.auth_key_hash and hmac.compare_digest(known[1], digest):
             return True
-        if not _off_the_hub(credentials.verify_key, password, record.auth_key_hash):
+        if not off_the_hub(credentials.verify_key, password, record.auth_key_hash):
             return False
         with self._lock:
             self._verified[record.charge_point_id] = (record.auth_key_hash or "", digest)
