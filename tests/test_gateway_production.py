@@ -4,6 +4,8 @@ controls, which also counts the AMQP connections the web process holds."""
 
 from __future__ import annotations
 
+import urllib.parse
+
 import pytest
 
 from tests.support.deployment import AUTH_KEY, deployment
@@ -52,6 +54,13 @@ def parked_items(csms) -> int:
     )
 
 
+def proxied(url: str, port: int) -> str:
+    """`url` through the proxy on `port`: same credentials and virtual host (the worker's), so the web
+    process publishes where the worker consumes, and nowhere another test run consumes."""
+    parts = urllib.parse.urlsplit(url)
+    return parts._replace(netloc=f"{parts.username}:{parts.password}@127.0.0.1:{port}").geturl()
+
+
 @pytest.fixture
 def rabbitmq_proxy(rabbitmq_url):
     proxy = TcpProxy(5672).start()
@@ -69,7 +78,7 @@ def behind_proxy(tmp_path, postgres_databases, rabbitmq_url, rabbitmq_proxy):
             tmp_path,
             database_url=postgres_databases(),
             rabbitmq_url=rabbitmq_url,
-            web_rabbitmq_url=f"amqp://guest:guest@127.0.0.1:{rabbitmq_proxy.port}/%2F",
+            web_rabbitmq_url=proxied(rabbitmq_url, rabbitmq_proxy.port),
             charge_points=fleet,
             **options,
         )
