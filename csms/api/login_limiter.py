@@ -10,7 +10,8 @@ seconds, and every login from it is refused until the window ends. Only failures
 address (a NAT, an office) whose users type their passwords right never gets near it.
 
 Both counts are kept in `ExpiringCache`s: however many addresses and emails arrive, the limiter holds
-at most `max_entries` of each, each for at most `window` seconds after its last failure. The state is
+at most `max_entries` of each (a few MB), each for at most `window` seconds after its last failure;
+pushing a pair out takes that many failed logins, each paying a password check. The state is
 per web node: `LoginLimiter` is the whole interface the views use, so a cluster-wide store can take
 the place of `LocalLoginLimiter` without touching them.
 """
@@ -46,7 +47,7 @@ class LocalLoginLimiter:
         free_failures: int = 5,
         max_delay: float = 300.0,
         window: float = 900.0,
-        max_entries: int = 100_000,
+        max_entries: int = 20_000,
         clock: Callable[[], float] = time.monotonic,
     ):
         self.address_failures = address_failures
