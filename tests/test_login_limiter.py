@@ -16,6 +16,7 @@ import pytest
 from werkzeug.security import generate_password_hash
 
 from csms import create_app
+from csms.api import login_limiter
 from csms.api.login_limiter import LocalLoginLimiter
 from csms.extensions import db
 from csms.models import User
@@ -125,6 +126,28 @@ def test_the_address_ceiling_counts_failures_only(app, client):
 
 def test_the_configured_ceiling_reaches_the_limiter(make_app):
     assert make_app(LOGIN_FAILURES_PER_ADDRESS=7).extensions["login_limiter"].address_failures == 7
+
+
+def test_an_ipv6_sender_is_its_slash_64(client):
+    for n in range(5):
+        response = login(client, "owner@example.test", "wrong-password", address=f"2001:db8:0:1::{n + 1}")
+        assert response.status_code == 401
+    response = login(client, "owner@example.test", PASSWORD, address="2001:db8:0:1:ffff::9")
+    assert response.status_code == 429 and response.get_json() == limited(1)
+    assert login(client, "owner@example.test", PASSWORD, address="2001:db8:0:2::1").status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("address", "sender"),
+    [
+        ("192.0.2.1", "192.0.2.1"),
+        ("2001:db8:0:1:2:3:4:5", "2001:db8:0:1::/64"),
+        ("::ffff:192.0.2.1", "192.0.2.1"),
+        ("", ""),
+    ],
+)
+def test_senders(address, sender):
+    assert login_limiter.sender(address) == sender
 
 
 def test_the_limiter_holds_a_bounded_number_of_senders():

@@ -5,6 +5,9 @@ them that pair waits 1, 2, 4... seconds (at most `max_delay`) after each further
 next attempt is even checked. Nobody else is slowed down: an owner logging in from another address,
 or other accounts from the same address. A success forgets the pair's failures.
 
+An IPv6 sender is its /64, the block one subscriber gets: walking through its own addresses does
+not make an attacker somebody else.
+
 One address trying many accounts is bounded by `address_failures`: that many failures within `window`
 seconds, and every login from it is refused until the window ends. Only failures count, so a busy
 address (a NAT, an office) whose users type their passwords right never gets near it.
@@ -18,6 +21,7 @@ the place of `LocalLoginLimiter` without touching them.
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import threading
 import time
@@ -26,6 +30,19 @@ from typing import Protocol
 
 from csms.api.security import TooManyRequests
 from csms.expiring_cache import ExpiringCache
+
+
+def sender(address: str) -> str:
+    """An IPv4 address as it is; an IPv6 address as its /64."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:  # ::ffff:192.0.2.1, an IPv4 client of a dual-stack socket
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, 64), strict=False))
+    return address
 
 
 class LoginLimiter(Protocol):
@@ -62,6 +79,7 @@ class LocalLoginLimiter:
         self._lock = threading.Lock()
 
     def check(self, address: str, account: str) -> None:
+        address = sender(address)
         now = self._clock()
         failures, window_end = self._addresses.get(address, (0, now))
         if failures >= self.address_failures:
@@ -73,6 +91,7 @@ class LocalLoginLimiter:
                 self._refuse(last + delay - now)
 
     def failed(self, address: str, account: str) -> None:
+        address = sender(address)
         now = self._clock()
         with self._lock:
             failures, _ = self._pairs.get((address, account), (0, now))
@@ -82,7 +101,7 @@ class LocalLoginLimiter:
                 self._addresses.put(address, (1, window_end))
 
     def succeeded(self, address: str, account: str) -> None:
-        self._pairs.pop((address, account))
+        self._pairs.pop((sender(address), account))
 
     @staticmethod
     def _refuse(seconds: float) -> None:
