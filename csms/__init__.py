@@ -46,11 +46,12 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.config["SQLALCHEMY_ECHO"] = settings["SQL_ECHO"]
     # No pre-ping: it costs a round trip per checkout, on every message; a connection that
     # died is detected on use, the pool is invalidated, and the message is retried.
-    app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {"pool_recycle": 1800})
+    engine_options = app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {"pool_recycle": 1800})
+    # Statement parameters carry password hashes, key hashes and tokens: SQLAlchemy leaves them out
+    # of its exception messages (an IntegrityError traceback in the log) and of CSMS_SQL_ECHO.
+    engine_options["hide_parameters"] = True
     if app.config["SQLALCHEMY_DATABASE_URI"].startswith("postgresql"):
-        app.config["SQLALCHEMY_ENGINE_OPTIONS"].update(
-            pool_size=settings["DB_POOL_SIZE"], max_overflow=settings["DB_MAX_OVERFLOW"]
-        )
+        engine_options.update(pool_size=settings["DB_POOL_SIZE"], max_overflow=settings["DB_MAX_OVERFLOW"])
 
     from csms import cli, errors, realtime, request_guard
     from csms.api import health
@@ -78,7 +79,20 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     api.init_app(app)
     dashboard.init_app(app)
     cors.init_app(app)
+    _trust_proxies(app)
     return app
+
+
+def _trust_proxies(app: Flask) -> None:
+    """Outermost middleware: every part of the app, Socket.IO included, sees the client's address."""
+    from csms.proxies import TrustedProxies, parse_networks
+
+    try:
+        trusted = parse_networks(app.config["TRUSTED_PROXIES"])
+    except ValueError as exc:
+        raise ValueError(f"CSMS_TRUSTED_PROXIES={app.config['TRUSTED_PROXIES']!r}: {exc}") from exc
+    if trusted:
+        app.wsgi_app = TrustedProxies(app.wsgi_app, trusted)  # type: ignore[method-assign]
 
 
 def _async_mode() -> str:

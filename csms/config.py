@@ -93,6 +93,8 @@ class Config:
     CHARGER_RATE = 100.0  # messages a second one connection is served, past its burst (0: no limit)
     CHARGER_BURST = 200  # messages a connection may send at once before it is paced
     UNPLANNED_HOLD = 2000  # minor units held from a tag owner's wallet for a start outside an app session
+    TRUSTED_PROXIES = ""  # addresses/networks whose X-Forwarded-For is believed (csms.proxies)
+    LOGIN_FAILURES_PER_ADDRESS = 100  # failed logins from one address per 15 minutes, then 429
 
 
 _CASTS: dict[str, Any] = {
@@ -122,6 +124,7 @@ _CASTS: dict[str, Any] = {
     "CHARGER_RATE": _at_least(float, 0),
     "CHARGER_BURST": _at_least(int, 1),
     "UNPLANNED_HOLD": _money,
+    "LOGIN_FAILURES_PER_ADDRESS": int,
 }
 
 

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from schemathesis.checks import not_a_server_error
 
 from csms import create_app
-from csms.api.auth import login_attempts
+from csms.api.login_limiter import LocalLoginLimiter
 from csms.extensions import db
 from csms.request_guard import MAX_JSON_DEPTH
 from csms.services import chargers, tokens, users
@@ -82,7 +82,7 @@ def _exercise(app, operation) -> None:
     @given(case=operation.as_strategy(), poison=POISONS)
     @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck), database=None)
     def exercise(case, poison):
-        login_attempts._attempts.clear()
+        app.extensions["login_limiter"] = LocalLoginLimiter()
         _poison(case, poison)
         with app.app_context():
             response = case.call(headers=headers)

@@ -13,7 +13,6 @@ import urllib.request
 import pytest
 from sqlalchemy import create_engine, text
 
-from csms.api.auth import login_attempts
 from csms.config import normalize_database_url
 from csms.request_guard import MAX_JSON_DEPTH
 from csms.services import chargers, users
@@ -31,8 +30,7 @@ def auth(token: str) -> dict:
 
 @pytest.fixture
 def pg_client(make_app, postgres_url):
-    login_attempts._attempts.clear()
-    app = make_app(DATABASE_URL=postgres_url)
+    app = make_app(DATABASE_URL=postgres_url)  # with a login limiter of its own
     with app.app_context():
         users.create_user("op@example.test", "password-123", role="operator")
         chargers.register("CP-1", "cp-key-0123456789")

@@ -166,9 +166,16 @@ def test_update_locks_records_in_key_order(postgres_app: Flask) -> None:
     other = threading.Thread(target=other_writer)
     other.start()
     with db.engine.connect() as observer:
-        waiting = "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+        # Each look is a transaction of its own: PostgreSQL shows pg_stat_activity as of a
+        # transaction's first look at it, so one long transaction would never see the wait begin.
+        waiting = (
+            "SELECT count(*) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+        )
         for _ in range(100):
-            if observer.execute(text(waiting)).scalar():
+            seen = observer.execute(text(waiting)).scalar()
+            observer.rollback()
+            if seen:
                 break
             time.sleep(0.05)
         else:

@@ -67,6 +67,11 @@ def init_app(app: Flask) -> None:
     api.register_field(Money, "string", None)
     api.register_field(DecimalString, "string", "decimal")
     from csms.api import auth, charger, cms, user
+    from csms.api.login_limiter import LocalLoginLimiter
+
+    app.extensions["login_limiter"] = LocalLoginLimiter(
+        address_failures=app.config["LOGIN_FAILURES_PER_ADDRESS"]
+    )
 
     for blueprint in (auth.bp, user.bp, charger.bp, cms.bp):
         api.register_blueprint(blueprint)

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import functools
-import threading
-import time
-from collections import deque
 
 from flask import current_app, g, request
 
@@ -51,36 +48,3 @@ def requires(*roles: str):
         return wrapper
 
     return decorate
-
-
-class AttemptLimiter:
-    """At most `limit` failed attempts per key within `window` seconds (login: per address and per
-    email); successful ones do not count, so a busy app behind one address is not locked out."""
-
-    def __init__(self, limit: int, window: float):
-        self.limit = limit
-        self.window = window
-        self._attempts: dict[str, deque[float]] = {}
-        self._lock = threading.Lock()
-
-    def check(self, *keys: str) -> None:
-        """Refuse (429) when any key has used up its failed attempts."""
-        now = time.monotonic()
-        with self._lock:
-            for key in keys:
-                attempts = self._attempts.get(key)
-                while attempts and attempts[0] < now - self.window:
-                    attempts.popleft()
-                if attempts and len(attempts) >= self.limit:
-                    retry = int(attempts[0] + self.window - now) + 1
-                    raise TooManyRequests(
-                        f"too many attempts; retry in {retry}s", details={"retryAfter": retry}
-                    )
-
-    def failed(self, *keys: str) -> None:
-        now = time.monotonic()
-        with self._lock:
-            if len(self._attempts) > 100_000:
-                self._attempts.clear()
-            for key in keys:
-                self._attempts.setdefault(key, deque()).append(now)

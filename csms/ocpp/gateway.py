@@ -17,12 +17,14 @@ from typing import Any
 from flask import Flask
 from sqlalchemy import select
 
+from csms.expiring_cache import ExpiringCache
 from csms.extensions import db
 from csms.models import ChargePoint, RegistrationStatus
 from csms.ocpp.group_commit import GroupCommit
 from csms.ocpp.registry import ConnectionRegistry
 from csms.ocpp.session import ChargerOffline, OcppSession
 from csms.ocpp.websocket import Keepalive
+from csms.offload import off_the_hub
 from csms.pipeline import addresses
 from csms.pipeline.handoff import Handoff, build_handoff
 from csms.services import chargers, commands, credentials, transactions
@@ -48,16 +50,6 @@ class HandshakeRefused(Exception):
         self.message = message
 
 
-def _off_the_hub(function, *args):
-    """Run a CPU-bound call that releases the GIL (PBKDF2) on gevent's thread pool when the process
-    is monkey-patched, so the hub keeps serving other chargers meanwhile; directly otherwise."""
-    from gevent import get_hub, monkey
-
-    if monkey.is_module_patched("threading"):
-        return get_hub().threadpool.apply(function, args)
-    return function(*args)
-
-
 class ChargerAuthenticator:
     """Security profile 1: HTTP Basic on the upgrade, user = chargePointId, password = its key.
 
@@ -66,12 +58,20 @@ class ChargerAuthenticator:
     charger added since is looked up on its own), and a successful check is remembered as (stored
     hash, SHA-256 of the presented key); a changed key or a different password goes through the full
     check again, off the gevent hub.
+
+    What unauthenticated clients can make it hold is bounded: a chargePointId that no charger can have
+    is refused without a lookup; an unknown one is remembered in an `ExpiringCache` (at most
+    `UNKNOWN_MAX` ids, each for `ttl`); the directory and the verified keys hold registered chargers
+    only, and each reload drops those deleted since.
     """
+
+    UNKNOWN_MAX = 10_000
 
     def __init__(self, ttl: float, auto_register: bool):
         self.ttl = ttl
         self.auto_register = auto_register
-        self._records: dict[str, tuple[float, ChargerRecord | None]] = {}
+        self._records: dict[str, tuple[float, ChargerRecord]] = {}
+        self._unknown = ExpiringCache(self.UNKNOWN_MAX, ttl)
         self._verified: dict[str, tuple[str, bytes]] = {}
         self._lock = threading.Lock()
 
@@ -86,6 +86,11 @@ class ChargerAuthenticator:
                 401, "unauthorized", "HTTP Basic credentials for this charge point required"
             )
         password = authorization.password
+        try:
+            chargers.validate_charge_point_id(charge_point_id)
+        except ServiceError as exc:  # no charger has it, and none can be registered with it
+            message = "no charge point has this id: 1 to 48 of A-Z a-z 0-9 . _ ~ -"
+            raise HandshakeRefused(404, "unknown_charge_point", message) from exc
         record = self._lookup(charge_point_id)
         if record is None:
             if not self.auto_register:
@@ -98,18 +103,21 @@ class ChargerAuthenticator:
         return record
 
     def forget(self, charge_point_id: str) -> None:
+        self._unknown.pop(charge_point_id)
         with self._lock:
             self._records.pop(charge_point_id, None)
             self._verified.pop(charge_point_id, None)
 
     def load_directory(self) -> int:
-        """(Re)load every charger's record in one query; returns how many there are."""
+        """(Re)load every charger's record in one query, in place of the previous directory; returns
+        how many there are."""
         expires = time.monotonic() + self.ttl
         rows = db.session.execute(self._QUERY).all()
         db.session.rollback()
         records = {row.charge_point_id: (expires, self._record(row)) for row in rows}
         with self._lock:
-            self._records.update(records)
+            self._records = records
+            self._verified = {cp: known for cp, known in self._verified.items() if cp in records}
         return len(records)
 
     _QUERY = select(
@@ -128,9 +136,16 @@ class ChargerAuthenticator:
         cached = self._records.get(charge_point_id)
         if cached is not None and cached[0] > now:
             return cached[1]
+        if cached is None and self._unknown.get(charge_point_id, False):
+            return None
         row = db.session.execute(self._QUERY.where(ChargePoint.charge_point_id == charge_point_id)).first()
         db.session.rollback()
-        record = None if row is None else self._record(row)
+        if row is None:
+            with self._lock:
+                self._records.pop(charge_point_id, None)
+            self._unknown.put(charge_point_id, True)
+            return None
+        record = self._record(row)
         with self._lock:
             self._records[charge_point_id] = (now + self.ttl, record)
         return record
@@ -140,7 +155,7 @@ class ChargerAuthenticator:
         known = self._verified.get(record.charge_point_id)
         if known is not None and known[0] == record.auth_key_hash and hmac.compare_digest(known[1], digest):
             return True
-        if not _off_the_hub(credentials.verify_key, password, record.auth_key_hash):
+        if not off_the_hub(credentials.verify_key, password, record.auth_key_hash):
             return False
         with self._lock:
             self._verified[record.charge_point_id] = (record.auth_key_hash or "", digest)

@@ -7,13 +7,12 @@ up within `ttl` seconds.
 
 from __future__ import annotations
 
-import threading
-import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from sqlalchemy import select
 
+from csms.expiring_cache import ExpiringCache
 from csms.extensions import db
 from csms.models import IdTag, IdTagStatus
 from csms.services.bounds import NUL
@@ -45,31 +44,35 @@ def decide(tag: IdTag | None, now: datetime) -> IdTagInfo:
 
 
 class IdTagCache:
+    """Decisions by idTag, each reused for `ttl` seconds. Known tags and unknown ones are kept apart,
+    each bounded in size: a charger sending ever-new idTags fills the small unknown side only, and
+    pushes no known tag out."""
+
+    UNKNOWN_MAX = 10_000
+
     def __init__(self, ttl: float = 60.0, max_entries: int = 100_000):
         self.ttl = ttl
-        self.max_entries = max_entries
-        self._entries: dict[str, tuple[float, IdTag | None]] = {}
-        self._lock = threading.Lock()
+        self._known = ExpiringCache(max_entries, ttl)
+        self._unknown = ExpiringCache(min(max_entries, self.UNKNOWN_MAX), ttl)
 
     def info(self, id_tag: str) -> IdTagInfo:
-        now = time.monotonic()
-        entry = self._entries.get(id_tag)
-        if entry is None or entry[0] < now:
-            tag = None
-            if NUL not in id_tag:  # no stored tag has one, and PostgreSQL refuses it in a query
-                tag = db.session.scalar(select(IdTag).where(IdTag.id_tag == id_tag))
-                if tag is not None:
-                    db.session.expunge(tag)
-                db.session.rollback()  # end the read transaction; sessions live as long as a connection
-            with self._lock:
-                if len(self._entries) >= self.max_entries:
-                    self._entries.clear()
-                self._entries[id_tag] = entry = (now + self.ttl, tag)
-        return decide(entry[1], datetime.now(UTC))
+        tag = self._known.get(id_tag)
+        # No stored tag holds NUL, and PostgreSQL refuses it in a query: such a tag is unknown.
+        if tag is None and NUL not in id_tag and not self._unknown.get(id_tag, False):
+            tag = db.session.scalar(select(IdTag).where(IdTag.id_tag == id_tag))
+            if tag is not None:
+                db.session.expunge(tag)
+            db.session.rollback()  # end the read transaction; sessions live as long as a connection
+            if tag is None:
+                self._unknown.put(id_tag, True)
+            else:
+                self._known.put(id_tag, tag)
+        return decide(tag, datetime.now(UTC))
 
     def invalidate(self, id_tag: str | None = None) -> None:
-        with self._lock:
-            if id_tag is None:
-                self._entries.clear()
-            else:
-                self._entries.pop(id_tag, None)
+        if id_tag is None:
+            self._known.clear()
+            self._unknown.clear()
+        else:
+            self._known.pop(id_tag)
+            self._unknown.pop(id_tag)
