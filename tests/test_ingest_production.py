@@ -129,6 +129,10 @@ def test_finding_1_an_answered_stop_transaction_always_settles(csms, customer, c
         "meterValue": [{"timestamp": f"{day}T08:30:00Z", "sampledValue": [{"value": "3000"}]}],
     }
     assert charger.call("MeterValues", meter)[0] == 3
+    # The reading is applied before the Stop is sent: metering and transactions are separate queues,
+    # and a Stop whose meterStop no meter reads is settled on the readings applied by then.
+    reading = "SELECT meter_last_wh FROM transactions WHERE id = :t"
+    assert wait_until(lambda: csms.scalar(reading, t=transaction_id) == 3000, timeout=30)
     stop = {
         "transactionId": transaction_id,
         "meterStop": 5000,

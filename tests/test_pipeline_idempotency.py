@@ -11,7 +11,7 @@ from decimal import Decimal
 
 import pytest
 from flask import Flask
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from actors.billing import settle_session
 from actors.cms import record_cms_events
@@ -33,7 +33,7 @@ from csms.models import (
     Transaction,
     Wallet,
 )
-from csms.services import sessions, transactions, users, wallet
+from csms.services import billing, metering, sessions, transactions, users, wallet
 from tests.builders import a_charge_point
 
 CP = "IDEM-1"
@@ -61,6 +61,10 @@ def exchange(action: str, request: dict, response: dict) -> dict:
 
 @pytest.fixture
 def world(any_db_app: Flask):
+    return make_world(any_db_app)
+
+
+def make_world(app: Flask) -> dict:
     """A charger, a tariff, a funded customer with an accepted session waiting on connector 1."""
     point = a_charge_point(charge_point_id=CP, connectors=2)
     db.session.add(
@@ -79,7 +83,7 @@ def world(any_db_app: Flask):
         [transactions.Start(point.id, 1, "IDEM-TAG", datetime(2026, 9, 1, 10, 0, tzinfo=UTC), 1000)]
     )
     return {
-        "app": any_db_app,
+        "app": app,
         "session_id": session.id,
         "transaction_id": transaction_id,
         "wallet_id": wallet_id,
@@ -278,3 +282,45 @@ def assert_billed_once(world, *, energy_wh: int, cost_minor: int) -> None:
     assert kinds == ["hold", "capture", "refund"]
     held = db.session.get(Wallet, world["wallet_id"])
     assert (held.available_minor, held.held_minor) == (10_000 - cost_minor, 0)
+
+
+@pytest.mark.postgres
+def test_a_late_reading_never_overwrites_a_settled_session(make_app, postgres_url):
+    """The metering actor refreshes a session's running figures while the billing actor settles it:
+    the settlement locks the session first, so the refresh waits for it and then leaves the
+    completed session alone (it used to write its running cost over the billed one)."""
+    app = make_app(DATABASE_URL=postgres_url)
+    with app.app_context():
+        world_ = make_world(app)
+        process_transaction_messages.fn([start_exchange(world_)])
+        db.session.remove()
+        process_transaction_messages.fn([stop_exchange(world_, meter_stop=2000)])  # 1,000 Wh
+        db.session.remove()
+        settling = billing.settle_in_transaction(world_["session_id"])  # holds the session's lock
+        assert settling.captured_minor == 25
+
+        refreshed: dict = {}
+
+        def late_reading() -> None:  # MeterValues of the same transaction, 3,000 Wh
+            with app.app_context():
+                try:
+                    db.session.execute(
+                        update(Transaction)
+                        .where(Transaction.id == world_["transaction_id"])
+                        .values(meter_last_wh=4000)
+                    )
+                    refreshed.update(metering.update_sessions([world_["transaction_id"]]))
+                    db.session.commit()
+                finally:
+                    db.session.remove()
+
+        thread = threading.Thread(target=late_reading)
+        thread.start()
+        thread.join(timeout=1)
+        assert thread.is_alive()  # waiting for the settlement's lock
+        db.session.commit()
+        thread.join(timeout=30)
+        assert refreshed == {}
+        db.session.expire_all()
+        session = db.session.get(ChargingSession, world_["session_id"])
+        assert (session.state, session.energy_wh, session.cost_minor) == ("completed", 1000, 25)

@@ -169,11 +169,18 @@ def update_sessions(transaction_ids: list[int]) -> dict[int, Progress]:
     matter). Returns the progress per transaction id that has such a session."""
     if not transaction_ids:
         return {}
+    # Locked, in id order: a settlement that completes one of them meanwhile (it locks the session
+    # too) is waited for, and the row then no longer matches, so a running figure never overwrites
+    # the billed one.
     sessions = db.session.scalars(
-        select(ChargingSession).where(
+        select(ChargingSession)
+        .where(
             any_of(db.session, ChargingSession.transaction_id, transaction_ids),
             ChargingSession.state.in_([SessionState.CHARGING, SessionState.STOPPING]),
         )
+        .order_by(ChargingSession.id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
     ).all()
     if not sessions:
         return {}
