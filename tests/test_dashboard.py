@@ -8,6 +8,7 @@ import re
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
+import dramatiq
 import pytest
 from sqlalchemy import func, select
 from werkzeug.datastructures import MultiDict
@@ -588,3 +589,19 @@ def test_stations_and_tariffs_are_created_edited_and_deleted_through_forms(site,
     assert events == []  # the embedded worker is not running here: the announcements wait in the outbox
     with site.app_context():
         assert db.session.scalar(select(func.count()).select_from(OutboxMessage)) >= 5
+
+
+def test_the_overview_alerts_on_dead_letters(site, operator):
+    broker = site.extensions["dramatiq"]
+    poison = dramatiq.Message(
+        queue_name="transactions",
+        actor_name="process_transaction_messages",
+        args=([],),
+        kwargs={},
+        options={},
+    )
+    broker.dead_letters_by_queue["transactions"].append(poison)
+    client = site.test_client()
+    sign_in(client, "ops@example.test")
+    html = client.get("/").data.decode()
+    assert "1 message(s) in <code>transactions.XQ</code>: they failed every retry" in html

@@ -8,10 +8,9 @@ from importlib.metadata import PackageNotFoundError, version
 from flask import Blueprint, current_app, jsonify
 from sqlalchemy import text
 
-from csms.broker import BrokerProbe, get_app_broker, is_embedded
+from csms.broker import BrokerProbe, is_embedded
 from csms.extensions import db
-from csms.pipeline import outbox
-from csms.pipeline.dead_letters import DeadLetterProbe, embedded_depths, warn_if_grown
+from csms.pipeline import dead_letters, outbox
 
 log = logging.getLogger(__name__)
 bp = Blueprint("health", __name__)
@@ -45,23 +44,6 @@ def _broker_status() -> str:
     return probe.status()
 
 
-def _dead_letters() -> dict[str, int] | None:
-    """Messages per queue that failed every retry (None: RabbitMQ cannot be asked); an alarm that
-    leaves the status alone (see `csms.pipeline.dead_letters`)."""
-    app = current_app._get_current_object()
-    if is_embedded(app):
-        depths = embedded_depths(get_app_broker(app))
-        warn_if_grown(app.extensions.get("dead_letter_depths"), depths)
-        app.extensions["dead_letter_depths"] = depths
-        return depths
-    probe = app.extensions.get("dead_letter_probe")
-    if probe is None:
-        probe = app.extensions["dead_letter_probe"] = DeadLetterProbe(
-            app.config["RABBITMQ_URL"], app.config["HEALTH_CACHE_SECONDS"]
-        )
-    return probe.depths()
-
-
 def _gateway_stats() -> dict:
     """This node's chargers and what it could not deliver yet, for dashboards and alerts."""
     gateway = current_app.extensions["ocpp"]
@@ -88,7 +70,7 @@ def healthz():
         "mode": "embedded" if is_embedded(current_app) else "production",
         "node": current_app.config["NODE_ID"],
         "version": VERSION,
-        "dead_letters": _dead_letters(),
+        "dead_letters": dead_letters.current_depths(current_app._get_current_object()),
         "gateway": _gateway_stats(),
     }
     return jsonify(body), 200 if healthy else 503

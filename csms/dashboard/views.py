@@ -27,7 +27,7 @@ from csms.api.remote import call_charger
 from csms.dashboard import csrf, forms, signin
 from csms.dashboard import records as record_pages
 from csms.models import Role
-from csms.pipeline import outbox
+from csms.pipeline import dead_letters, outbox
 from csms.services import analytics, customers, fleet, history, tokens
 from csms.services import overview as network
 from csms.services.errors import ServiceError
@@ -441,6 +441,11 @@ def _alerts() -> dict:
         "offline": network.offline_for(connected, minutes, now),
         "offline_minutes": minutes,
         "outbox": outbox.backlog(),
+        "dead_letters": {
+            queue: depth
+            for queue, depth in (dead_letters.current_depths(current_app._get_current_object()) or {}).items()
+            if depth
+        },
     }
 
 

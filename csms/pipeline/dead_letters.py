@@ -19,9 +19,10 @@ import time
 import dramatiq
 import pika
 from dramatiq.common import dq_name, xq_name
+from flask import Flask
 from pika.exceptions import ChannelClosedByBroker
 
-from csms.broker import QUEUES
+from csms.broker import QUEUES, get_app_broker, is_embedded
 
 log = logging.getLogger(__name__)
 
@@ -90,3 +91,19 @@ def warn_if_grown(before: dict[str, int] | None, after: dict[str, int] | None) -
     grown = {queue: depth for queue, depth in after.items() if depth > (before or {}).get(queue, 0)}
     if grown:
         log.error("dead-letter queues hold unapplied messages: %s", after)
+
+
+def current_depths(app: Flask) -> dict[str, int] | None:
+    """Messages per queue that failed every retry (None: RabbitMQ cannot be asked), for `/healthz`
+    and the dashboard's alerts; an error is logged when a depth grew."""
+    if is_embedded(app):
+        depths = embedded_depths(get_app_broker(app))
+        warn_if_grown(app.extensions.get("dead_letter_depths"), depths)
+        app.extensions["dead_letter_depths"] = depths
+        return depths
+    probe = app.extensions.get("dead_letter_probe")
+    if probe is None:
+        probe = app.extensions["dead_letter_probe"] = DeadLetterProbe(
+            app.config["RABBITMQ_URL"], app.config["HEALTH_CACHE_SECONDS"]
+        )
+    return probe.depths()
