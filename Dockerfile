@@ -2,7 +2,7 @@
 # The dashboard's front-end libraries come from npm in a build stage of their own.
 FROM node:20-slim AS assets
 WORKDIR /app
-COPY package.json package-lock.json ./
+COPY csms/dashboard/package.json csms/dashboard/package-lock.json ./
 RUN npm ci --no-audit --no-fund --ignore-scripts && npm run vendor
 
 FROM python:3.11-slim
@@ -10,7 +10,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
 WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY csms ./csms
-COPY --from=assets /app/csms/dashboard/static/vendor ./csms/dashboard/static/vendor
+COPY --from=assets /app/static/vendor ./csms/dashboard/static/vendor
 COPY actors ./actors
 COPY migrations ./migrations
 COPY wsgi.py .flaskenv ./

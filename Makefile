@@ -6,9 +6,10 @@ BIN := $(VENV)/bin
 FLASK := $(BIN)/flask --app wsgi
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
-# The dashboard's front-end libraries: installed from npm (package-lock.json), copied here by
-# package.json's `vendor` script.
-VENDOR := csms/dashboard/static/vendor
+# The dashboard's front-end libraries: installed from npm (csms/dashboard/package-lock.json), copied
+# into its static folder by package.json's `vendor` script.
+DASHBOARD := csms/dashboard
+VENDOR := $(DASHBOARD)/static/vendor
 
 .PHONY: run test lint format bench clean assets
 
@@ -23,10 +24,10 @@ $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $@ $(VENV)/.installed
 
-$(VENDOR)/.installed: package.json package-lock.json
+$(VENDOR)/.installed: $(DASHBOARD)/package.json $(DASHBOARD)/package-lock.json
 	@command -v npm >/dev/null || { echo "make: npm (Node.js 18+) is needed for the dashboard's front-end libraries; install it (Debian: apt-get install nodejs npm) and run make again" >&2; exit 1; }
-	npm ci --no-audit --no-fund --ignore-scripts --loglevel=error
-	npm run --silent vendor
+	npm ci --prefix $(DASHBOARD) --no-audit --no-fund --ignore-scripts --loglevel=error
+	npm run --prefix $(DASHBOARD) --silent vendor
 	touch $@
 
 assets: $(VENDOR)/.installed
@@ -52,4 +53,4 @@ bench: $(VENV)/.installed-dev
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache node_modules $(VENDOR)
+	rm -rf $(VENV) .pytest_cache .ruff_cache $(DASHBOARD)/node_modules $(VENDOR)
