@@ -46,7 +46,7 @@ var TransactionChart = (function () {
           { label: "Energy (Wh)", stroke: "#0b6bcb", width: 2, scale: "Wh", spanGaps: true },
           { label: "Power (W)", stroke: "#1b7f3b", width: 2, scale: "W", spanGaps: true },
         ],
-        axes: [{}, { scale: "Wh", label: "Wh" }, { scale: "W", side: 1, label: "W", grid: { show: false } }],
+        axes: [{}, { scale: "Wh", label: "Wh", size: 60 }, { scale: "W", side: 1, label: "W", size: 70, grid: { show: false } }],
       },
       data,
       element
