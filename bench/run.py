@@ -492,6 +492,14 @@ def scenario_flood(n: int, seconds: float, log_dir: Path) -> list[dict]:
     return rows
 
 
+def scenario_dashboard(n: int, seconds: float, log_dir: Path) -> list[dict]:
+    """The operator's pages with `n` chargers and a million samples, and the delay of a MeterValues
+    to a dashboard's Socket.IO client at 1,000 msg/s (bench/dashboard.py)."""
+    import dashboard
+
+    return dashboard.scenario(n, seconds, log_dir, csms, measure)
+
+
 SCENARIOS = {
     "gateway": (scenario_gateway, 1000, 20),
     "fixed-rate": (scenario_fixed_rate, 1000, 20),
@@ -500,6 +508,7 @@ SCENARIOS = {
     "cost-curve": (scenario_cost_curve, 10_000, 20),
     "stack-floor": (scenario_stack_floor, 1000, 20),
     "flood": (scenario_flood, 100, 20),
+    "dashboard": (scenario_dashboard, 10_000, 20),
 }
 
 

@@ -1,0 +1,216 @@
+"""The `dashboard` scenario: how fast the operator's pages answer with a large network in
+PostgreSQL, and how long a MeterValues takes from a charger to a dashboard's Socket.IO client.
+
+Pages: a fresh database with `chargers` registered gets a history written in SQL (a stopped
+transaction per charger over the last 30 days, 100 register samples each: a million samples, a
+running transaction with samples on one charger), then an operator signs in and asks for each page
+`REPEATS` times in turn; the figure is the time from request to the whole answer on loopback.
+
+Live events: 1,000 chargers send a MeterValues of their running transaction every second (1,000
+msg/s) while an operator's Socket.IO client listens; each `meter:values` event carries the sample's
+timestamp, which `csms-sim` sets when it sends, so the client's clock (the same machine's) gives the
+delay from charger to browser: gateway, hand-off, RabbitMQ, the metering actor, the notification
+actor, the Socket.IO message queue and the web process's relay.
+"""
+
+from __future__ import annotations
+
+import http.cookiejar
+import re
+import statistics
+import threading
+import time
+import urllib.parse
+import urllib.request
+from datetime import datetime
+from pathlib import Path
+
+import psycopg
+
+OPERATOR = ("bench-operator@example.test", "bench-operator-password")
+REPEATS = 20
+SAMPLES_PER_TRANSACTION = 100
+LIVE_CHARGERS = 1000
+
+
+def _pages(running_charger: str, transaction_id: int) -> dict[str, str]:
+    return {
+        "overview": "/",
+        "overview figures": "/dashboard/summary",
+        "chargers": "/chargers",
+        "chargers, search": "/chargers?q=B-0042",
+        "chargers, faulted": "/chargers?status=Faulted",
+        "charger page (running, chart)": f"/chargers/{running_charger}",
+        "transactions": "/transactions",
+        "transactions, by charger": f"/transactions?chargePointId={running_charger}",
+        "transaction page (samples)": f"/transactions/{transaction_id}",
+        "customers": "/customers",
+        "analytics per day": "/analytics?groupBy=day",
+        "analytics per charger": "/analytics?groupBy=chargePoint",
+        "stations": "/stations",
+    }
+
+
+def seed_history(database_url: str) -> tuple[str, int, int]:
+    """A month of history in SQL: returns the charger with a running transaction, that
+    transaction's id and how many samples there are."""
+    from werkzeug.security import generate_password_hash
+
+    with psycopg.connect(database_url, autocommit=True) as db:
+        db.execute(
+            "INSERT INTO users (email, password_hash, role, created_at) VALUES (%s, %s, 'operator', now())",
+            (OPERATOR[0], generate_password_hash(OPERATOR[1])),
+        )
+        db.execute(
+            "UPDATE connectors SET status = (ARRAY['Available', 'Charging', 'Faulted', 'Unavailable',"
+            " 'Available'])[1 + id % 5] WHERE connector_id > 0"
+        )
+        db.execute(
+            """INSERT INTO transactions (charge_point_id, connector_id, id_tag, state, meter_start_wh,
+                   meter_last_wh, meter_stop_wh, energy_wh, started_at, stopped_at, stop_reason,
+                   created_at, updated_at)
+               SELECT id, 1, 'TAG-' || id, 'stopped', 0, 10000, 10000, 10000,
+                      now() - (id % 30) * interval '1 day' - interval '2 hours',
+                      now() - (id % 30) * interval '1 day' - interval '1 hour', 'Local', now(), now()
+               FROM charge_points"""
+        )
+        running = db.execute(
+            """INSERT INTO transactions (charge_point_id, connector_id, id_tag, state, meter_start_wh,
+                   meter_last_wh, started_at, created_at, updated_at)
+               SELECT id, 1, 'TAG-RUNNING', 'started', 0, 5000, now() - interval '1 hour', now(), now()
+               FROM charge_points WHERE charge_point_id = 'B-00042' RETURNING id"""
+        ).fetchone()[0]
+        db.execute(
+            f"""INSERT INTO meter_samples (charge_point_id, connector_id, transaction_id, sampled_at,
+                   measurand, phase, location, context, unit, value, raw_value)
+               SELECT t.charge_point_id, 1, t.id, t.started_at + g * interval '36 seconds',
+                      'Energy.Active.Import.Register', '', '', '', 'Wh', g * 100, (g * 100)::text
+               FROM transactions t, generate_series(1, {SAMPLES_PER_TRANSACTION}) g"""
+        )
+        db.execute("ANALYZE")
+        count = db.execute("SELECT count(*) FROM meter_samples").fetchone()[0]
+    return "B-00042", running, count
+
+
+class Browser:
+    """An operator's browser as far as the server can tell: a cookie jar, a signed-in session."""
+
+    def __init__(self, base_url: str):
+        self.base_url = base_url
+        self.opener = urllib.request.build_opener(
+            urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar())
+        )
+
+    def get(self, path: str) -> tuple[int, bytes]:
+        with self.opener.open(self.base_url + path, timeout=60) as response:
+            return response.status, response.read()
+
+    def sign_in(self) -> None:
+        _, page = self.get("/login")
+        token = re.search(rb'name="csrf_token" value="([^"]+)"', page).group(1).decode()
+        body = urllib.parse.urlencode({"email": OPERATOR[0], "password": OPERATOR[1], "csrf_token": token})
+        with self.opener.open(self.base_url + "/login", data=body.encode(), timeout=60) as response:
+            assert response.status == 200 and b"Overview" in response.read(), "sign-in failed"
+
+
+def time_pages(base_url: str, pages: dict[str, str]) -> dict[str, dict[str, float]]:
+    browser = Browser(base_url)
+    browser.sign_in()
+    timings: dict[str, list[float]] = {name: [] for name in pages}
+    for _ in range(REPEATS):
+        for name, path in pages.items():
+            began = time.perf_counter()
+            status, _ = browser.get(path)
+            timings[name].append((time.perf_counter() - began) * 1000)
+            assert status == 200, (path, status)
+    return {
+        name: {
+            "p50_ms": round(statistics.median(values), 1),
+            "p95_ms": round(sorted(values)[int(len(values) * 0.95) - 1], 1),
+            "max_ms": round(max(values), 1),
+        }
+        for name, values in timings.items()
+    }
+
+
+def listen_for_meter_values(
+    base_url: str, token: str, delays: list[float], stop: threading.Event
+) -> threading.Thread:
+    """A Socket.IO client collecting, per `meter:values` event, seconds from the sample to now."""
+    import socketio
+
+    client = socketio.Client(reconnection=False)
+
+    def on_meter(event: dict) -> None:
+        now = time.time()
+        for sample in event.get("samples", [])[:1]:
+            sampled = datetime.fromisoformat(sample["timestamp"].replace("Z", "+00:00")).timestamp()
+            delays.append(now - sampled)
+
+    client.on("meter:values", on_meter)
+    client.connect(base_url, auth={"token": token}, transports=["websocket"], wait_timeout=10)
+
+    def wait() -> None:
+        stop.wait()
+        client.disconnect()
+
+    thread = threading.Thread(target=wait, daemon=True)
+    thread.start()
+    return thread
+
+
+def percentile(values: list[float], fraction: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return round(ordered[min(len(ordered) - 1, int(len(ordered) * fraction))] * 1000, 1)
+
+
+def scenario(n: int, seconds: float, log_dir: Path, csms, measure) -> list[dict]:
+    """`csms` and `measure` are bench/run.py's: a fresh production deployment and a driven load."""
+    rows = []
+    with csms(n, log_dir) as (web, _, url, database_url):
+        base = url.replace("ws://", "http://")
+        began = time.monotonic()
+        running_charger, transaction_id, samples = seed_history(database_url)
+        seeded = time.monotonic() - began
+        pages = time_pages(base, _pages(running_charger, transaction_id))
+        row = {"system": f"csms, {n:,} chargers, {samples:,} samples", "seed_s": round(seeded, 1)}
+        row |= {f"{name} p50/p95 ms": f"{t['p50_ms']}/{t['p95_ms']}" for name, t in pages.items()}
+        row["worst page p95 ms"] = max(t["p95_ms"] for t in pages.values())
+        rows.append(row)
+    # The worker at the web process's priority: its storage and notifications are what is measured.
+    with csms(LIVE_CHARGERS, log_dir, worker_niceness=0) as (web, _, url, database_url):
+        from datetime import timedelta
+
+        from csms.services import tokens
+
+        token = tokens.issue(
+            tokens.Identity(1, "operator"), "bench-secret-key-0123456789abcdef0123", timedelta(hours=1)
+        )
+        delays: list[float] = []
+        stop = threading.Event()
+        listener = listen_for_meter_values(url.replace("ws://", "http://"), token, delays, stop)
+        plan = {"mode": "rate", "rate": 1.0, "duration": seconds, "meter_every": 1, "timeout": 30.0}
+        result = measure(web.pid, url, LIVE_CHARGERS, plan, ramp=5)
+        deadline = time.monotonic() + 60  # the last events on their way, if the pipeline lags
+        while time.monotonic() < deadline:
+            seen = len(delays)
+            time.sleep(2)
+            if len(delays) == seen:
+                break
+        stop.set()
+        listener.join(timeout=10)
+        steady = delays[len(delays) // 10 :]  # past the connect ramp
+        rows.append(
+            {
+                "system": f"MeterValues to a dashboard, {LIVE_CHARGERS:,} msg/s",
+                "steady answered/s": result["steady"]["answered_per_second"],
+                "answered": result["answered"],
+                "events received": len(delays),
+                "delay p50 ms": percentile(steady, 0.50),
+                "delay p99 ms": percentile(steady, 0.99),
+                "delay max ms": percentile(steady, 1.0),
+            }
+        )
+    return rows
