@@ -3,7 +3,7 @@ announced as a `cms.*` event), and per-charger transactions and OCPP message log
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from flask import current_app, g
@@ -242,8 +242,7 @@ def list_messages(args):
 def analytics_report(args):
     """Energy (Wh), revenue, sessions and utilization per day, station or charger over a period."""
     now = datetime.now(UTC)
-    end = args.get("end") or now
-    start = args.get("start") or end - timedelta(days=30)
+    start, end = analytics.period(args.get("start"), args.get("end"), now)
     groups = analytics.report(start, end, args["group_by"], now)
     return {
         "start": start,

@@ -372,10 +372,13 @@ def analytics_page():
     first = _date_arg("from", today - timedelta(days=29))
     last = _date_arg("to", today)
     group_by = request.args.get("groupBy", "day")
-    start = datetime.combine(first, datetime.min.time(), UTC)
-    end = datetime.combine(last, datetime.min.time(), UTC) + timedelta(days=1)
     try:
-        groups = analytics.report(start, end, group_by, now)
+        start, end = analytics.period(
+            datetime.combine(first, datetime.min.time(), UTC),
+            datetime.combine(last, datetime.min.time(), UTC),
+            now,
+        )
+        groups = analytics.report(start, end + timedelta(days=1), group_by, now)  # `to` is a whole day
         problem = None
     except ServiceError as exc:
         groups, problem = [], exc.message
@@ -410,10 +413,13 @@ def _totals(groups: list) -> dict:
 
 
 def _date_arg(name: str, default):
+    """A day from the query string; a malformed one, or one outside the years records can have
+    (where date arithmetic would overflow), is the default."""
     try:
-        return date.fromisoformat(request.args.get(name, ""))
+        day = date.fromisoformat(request.args.get(name, ""))
     except ValueError:
         return default
+    return day if analytics.EARLIEST.date() <= day < analytics.LATEST.date() else default
 
 
 def _registry():

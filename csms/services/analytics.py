@@ -14,7 +14,7 @@ Computed in SQL on SQLite and PostgreSQL alike: timestamps become seconds since 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Float, String, case, cast, func, literal, select, union_all
 
@@ -25,6 +25,7 @@ from csms.services import sql
 from csms.services.errors import InvalidInput
 
 GROUPINGS = ("day", "station", "chargePoint")
+EARLIEST, LATEST = datetime(2000, 1, 1, tzinfo=UTC), datetime(2100, 1, 1, tzinfo=UTC)
 MAX_DAYS = 366
 UNASSIGNED = "unassigned"
 
@@ -44,6 +45,15 @@ class Group:
     def utilization(self) -> float:
         capacity = self.connectors * self.window_seconds
         return round(min(self.occupied_seconds / capacity, 1.0), 4) if capacity else 0.0
+
+
+def period(start: datetime | None, end: datetime | None, now: datetime) -> tuple[datetime, datetime]:
+    """[start, end) as asked: `end` defaults to now and `start` to 30 days before it. Both must lie
+    in 2000..2100 (a charging network's records; and no date arithmetic overflows there)."""
+    end = end or now
+    if not EARLIEST <= end <= LATEST or (start is not None and not EARLIEST <= start <= LATEST):
+        raise InvalidInput("`from` and `to` must lie between 2000 and 2100", code="invalid_period")
+    return start or end - timedelta(days=30), end
 
 
 def report(start: datetime, end: datetime, group_by: str, now: datetime) -> list[Group]:
