@@ -483,6 +483,7 @@ def test_the_transactions_page_and_its_csv_export(site, operator):
     page = client.get(f"/transactions/{paid_id}").data.decode()
     assert '<dd id="energy">7500 Wh</dd>' in page and "No sample was reported." in page
     assert client.get("/transactions/999999").status_code == 404
+    assert client.get(f"/transactions/{10**30}").status_code == 404  # beyond any id column, not a 500
     assert client.get("/transactions?from=0001-01-01&to=9999-12-31").status_code == 200  # ignored, not a 500
     assert client.get("/analytics?from=0001-01-01&to=9999-12-31").status_code == 200
 
@@ -517,6 +518,7 @@ def test_the_customer_pages(site, operator):
     assert '<dd id="available">12.50 EUR</dd>' in page
     assert "<td>topup</td><td>12.50 EUR</td>" in page
     assert client.get(f"/customers/{operator}").status_code == 404  # operators are not customers
+    assert client.get(f"/customers/{10**30}").status_code == 404
 
 
 def test_stations_and_tariffs_are_created_edited_and_deleted_through_forms(site, operator):

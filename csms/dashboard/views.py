@@ -28,6 +28,7 @@ from csms.dashboard import csrf, forms, signin
 from csms.dashboard import records as record_pages
 from csms.models import Role
 from csms.pipeline import dead_letters, outbox
+from csms.schemas.common import INT32_MAX
 from csms.services import analytics, customers, fleet, history, tokens
 from csms.services import overview as network
 from csms.services.errors import ServiceError
@@ -264,7 +265,7 @@ def transactions():
 @signin.operator_required
 def transaction(transaction_id: int):
     """One transaction: its figures and every meter sample, charted."""
-    found = history.one(transaction_id)
+    found = history.one(transaction_id) if 0 < transaction_id <= INT32_MAX else None
     if found is None:
         abort(404)
     samples = history.samples(transaction_id)
@@ -357,7 +358,7 @@ def customers_page():
 @signin.operator_required
 def customer_page(user_id: int):
     """One customer: wallet, ledger, id tags and sessions."""
-    found = customers.account(user_id)
+    found = customers.account(user_id) if 0 < user_id <= INT32_MAX else None
     if found is None or found.user.role != Role.CUSTOMER:
         abort(404)
     return render_template("dashboard/customer.html", account=found)
