@@ -17,7 +17,7 @@ from csms.models import ChargePoint, ChargingSession, OcppMessage, Station, Tari
 from csms.pipeline import announce as cms_events
 from csms.schemas import cms as schemas
 from csms.schemas.common import Error
-from csms.services import analytics, chargers, credentials, records
+from csms.services import analytics, credentials, records
 from csms.services.errors import NotFound
 from csms.services.money import format_minor
 
@@ -132,15 +132,7 @@ def list_points(args):
 @bp.alt_response(422, schema=Error)
 def create_point(body):
     """Register a charge point; its authorization key is generated unless given, and shown only here."""
-    records.check_references(body.get("station_id"), body.get("tariff_id"))
-    registration = chargers.register(
-        body["charge_point_id"],
-        body.get("auth_key"),
-        connectors=body["connectors"],
-        station_id=body.get("station_id"),
-        status=body["registration_status"],
-        tariff_id=body.get("tariff_id"),
-    )
+    registration = records.register_point(body)
     point = _point_or_404(registration.charge_point_id)
     announce("created", "point", point.charge_point_id, {"chargePointId": point.charge_point_id})
     _with_connection(point).auth_key = registration.auth_key

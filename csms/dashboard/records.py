@@ -17,7 +17,7 @@ from csms.extensions import db
 from csms.models import ChargePoint, RegistrationStatus, Station, Tariff
 from csms.pipeline.announce import announce
 from csms.schemas import cms as schemas
-from csms.services import chargers, records
+from csms.services import records
 from csms.services.errors import ServiceError
 
 
@@ -193,16 +193,7 @@ def _point_create():
     schema = schemas.PointCreate()
     data = form_data(schema, request.form)
     try:
-        body = schema.load(data)
-        records.check_references(body.get("station_id"), body.get("tariff_id"))
-        registration = chargers.register(
-            body["charge_point_id"],
-            body.get("auth_key"),
-            connectors=body["connectors"],
-            station_id=body.get("station_id"),
-            status=body["registration_status"],
-            tariff_id=body.get("tariff_id"),
-        )
+        registration = records.register_point(schema.load(data))
     except ValidationError as exc:
         return _point_form(errors=exc.messages, values=data, status=422)
     except ServiceError as exc:

@@ -10,6 +10,7 @@ from sqlalchemy.exc import IntegrityError
 from csms.extensions import db
 from csms.models import Station, Tariff
 from csms.schemas.common import INT32_MAX
+from csms.services import chargers
 from csms.services.errors import Conflict, NotFound
 
 
@@ -34,6 +35,20 @@ def check_references(station_id: int | None, tariff_id: int | None) -> None:
         get(Station, station_id)
     if tariff_id is not None:
         get(Tariff, tariff_id)
+
+
+def register_point(fields: dict[str, Any]) -> chargers.Registration:
+    """Register a charge point from the fields of the API's `PointCreate` schema (the dashboard's
+    form loads the same schema); its station and tariff, when named, must exist."""
+    check_references(fields.get("station_id"), fields.get("tariff_id"))
+    return chargers.register(
+        fields["charge_point_id"],
+        fields.get("auth_key"),
+        connectors=fields["connectors"],
+        station_id=fields.get("station_id"),
+        status=fields["registration_status"],
+        tariff_id=fields.get("tariff_id"),
+    )
 
 
 def create(model: Any, fields: dict[str, Any], entity_type: str) -> Any:
