@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import func, select
 
@@ -98,23 +99,17 @@ def summary(connected: Collection[str], day_start: datetime) -> Summary:
 
 def connectors(limit: int = 2000) -> list[ConnectorView]:
     """Every charger's connectors (connector 0, the charger itself, left out), by charger and number."""
-    rows = db.session.execute(
-        select(
-            ChargePoint.charge_point_id,
-            Connector.connector_id,
-            Connector.status,
-            Connector.error_code,
-            Connector.status_at,
-        )
-        .join(ChargePoint, ChargePoint.id == Connector.charge_point_id)
-        .where(Connector.connector_id > 0)
-        .order_by(ChargePoint.charge_point_id, Connector.connector_id)
-        .limit(limit)
+    return _connector_views(
+        Connector.connector_id > 0, (ChargePoint.charge_point_id, Connector.connector_id), limit
     )
-    return [ConnectorView(*row) for row in rows]
 
 
 def faulted_connectors(limit: int = 50) -> list[ConnectorView]:
+    """Faulted connectors (the charger itself too), the latest fault first."""
+    return _connector_views(Connector.status == FAULTED, (Connector.status_at.desc(),), limit)
+
+
+def _connector_views(where: Any, order_by: tuple, limit: int) -> list[ConnectorView]:
     rows = db.session.execute(
         select(
             ChargePoint.charge_point_id,
@@ -124,8 +119,8 @@ def faulted_connectors(limit: int = 50) -> list[ConnectorView]:
             Connector.status_at,
         )
         .join(ChargePoint, ChargePoint.id == Connector.charge_point_id)
-        .where(Connector.status == FAULTED)
-        .order_by(Connector.status_at.desc())
+        .where(where)
+        .order_by(*order_by)
         .limit(limit)
     )
     return [ConnectorView(*row) for row in rows]
