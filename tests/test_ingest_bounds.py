@@ -6,9 +6,9 @@ settles and frees the connector. The actors' code runs directly against SQLite a
 
 from __future__ import annotations
 
+import functools
 import logging
 import random
-import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -28,61 +28,27 @@ from csms.models import (
     MeterSample,
     OcppMessage,
     SessionState,
-    Tariff,
     Transaction,
-    Wallet,
 )
-from csms.services import bounds, metering, sessions, transactions, users, wallet
+from csms.services import bounds, metering, sessions, transactions
 from csms.services.clock import parse_utc
 from tests.builders import a_charge_point
+from tests.support import exchanges
 
 CP = "BOUNDS-1"
 BIG = 2**63  # one beyond BIGINT
 ABSURD_SAMPLES = ["1e17", "-1e17", "1e999999999", "NaN", "-Infinity", "sNaN", "12 kWh", "1\x00"]
 
 
-def frame(direction: str, message_type: int, action: str, payload: dict) -> dict:
-    return {
-        "event_id": str(uuid.uuid4()),
-        "direction": direction,
-        "message_type": message_type,
-        "unique_id": "u1",
-        "action": action,
-        "payload": payload,
-        "at": datetime.now(UTC).isoformat(),
-    }
-
-
-def exchange(action: str, request: dict, response: dict | None = None) -> dict:
-    return {
-        "charge_point_id": CP,
-        "node_id": "test",
-        "frames": [frame("in", 2, action, request), frame("out", 3, action, response or {})],
-    }
+exchange = functools.partial(exchanges.exchange, CP)
 
 
 @pytest.fixture
 def world(any_db_app: Flask):
     """A charger, a tariff (0.25/kWh), a customer charging on connector 1 with 30.00 prepaid, the
     transaction started at 1000 Wh and metered up to 3000 Wh."""
-    point = a_charge_point(charge_point_id=CP, connectors=2)
-    db.session.add(
-        Tariff(
-            name="T", currency="EUR", energy_price=Decimal("0.25"), tax_percent=Decimal(0), is_default=True
-        )
-    )
-    db.session.commit()
-    user = users.create_user("bounds@example.test", "password-123", id_tag="BOUNDS-TAG")
-    wallet_id = db.session.scalar(select(Wallet.id).where(Wallet.user_id == user.id))
-    wallet.top_up(wallet_id, 10_000, reference="seed")
-    session = sessions.open_session(user.id, CP, 1, 3000)
-    session.state = SessionState.ACCEPTED
-    db.session.commit()
-    user_id, session_id = user.id, session.id
-    started = datetime(2026, 9, 1, 10, 0, tzinfo=UTC)
-    [transaction_id] = transactions.allocate_transaction_ids(
-        [transactions.Start(point.id, 1, "BOUNDS-TAG", started, 1000)]
-    )
+    world = exchanges.a_customer_waiting(any_db_app, CP, "BOUNDS-TAG", "bounds@example.test")
+    transaction_id = world["transaction_id"]
     start = {"connectorId": 1, "idTag": "BOUNDS-TAG", "meterStart": 1000, "timestamp": "2026-09-01T10:00:00Z"}
     apply(
         process_transaction_messages,
@@ -91,7 +57,7 @@ def world(any_db_app: Flask):
         ),
     )
     apply(process_meter_values, meter_values(transaction_id, [{"value": "3000"}]))
-    return {"app": any_db_app, "user_id": user_id, "session_id": session_id, "transaction_id": transaction_id}
+    return world
 
 
 def apply(actor, *exchanges: dict) -> None:

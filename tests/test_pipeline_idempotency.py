@@ -4,10 +4,10 @@ end in one consistent record. Runs the actors' code directly against SQLite and 
 
 from __future__ import annotations
 
+import functools
 import threading
 import uuid
 from datetime import UTC, datetime
-from decimal import Decimal
 
 import pytest
 from flask import Flask
@@ -28,35 +28,16 @@ from csms.models import (
     LedgerEntry,
     MeterSample,
     OcppMessage,
-    SessionState,
-    Tariff,
     Transaction,
     Wallet,
 )
-from csms.services import billing, metering, sessions, transactions, users, wallet
-from tests.builders import a_charge_point
+from csms.services import billing, metering, transactions
+from tests.support import exchanges
 
 CP = "IDEM-1"
 
 
-def frame(direction: str, message_type: int, action: str, payload: dict, unique_id: str = "u1") -> dict:
-    return {
-        "event_id": str(uuid.uuid4()),
-        "direction": direction,
-        "message_type": message_type,
-        "unique_id": unique_id,
-        "action": action,
-        "payload": payload,
-        "at": datetime.now(UTC).isoformat(),
-    }
-
-
-def exchange(action: str, request: dict, response: dict) -> dict:
-    return {
-        "charge_point_id": CP,
-        "node_id": "test",
-        "frames": [frame("in", 2, action, request), frame("out", 3, action, response)],
-    }
+exchange = functools.partial(exchanges.exchange, CP)
 
 
 @pytest.fixture
@@ -65,29 +46,7 @@ def world(any_db_app: Flask):
 
 
 def make_world(app: Flask) -> dict:
-    """A charger, a tariff, a funded customer with an accepted session waiting on connector 1."""
-    point = a_charge_point(charge_point_id=CP, connectors=2)
-    db.session.add(
-        Tariff(
-            name="T", currency="EUR", energy_price=Decimal("0.25"), tax_percent=Decimal(0), is_default=True
-        )
-    )
-    db.session.commit()
-    user = users.create_user("idem@example.test", "password-123", id_tag="IDEM-TAG")
-    wallet_id = db.session.scalar(select(Wallet.id).where(Wallet.user_id == user.id))
-    wallet.top_up(wallet_id, 10_000, reference="seed")
-    session = sessions.open_session(user.id, CP, 1, 3000)
-    session.state = SessionState.ACCEPTED
-    db.session.commit()
-    [transaction_id] = transactions.allocate_transaction_ids(
-        [transactions.Start(point.id, 1, "IDEM-TAG", datetime(2026, 9, 1, 10, 0, tzinfo=UTC), 1000)]
-    )
-    return {
-        "app": app,
-        "session_id": session.id,
-        "transaction_id": transaction_id,
-        "wallet_id": wallet_id,
-    }
+    return exchanges.a_customer_waiting(app, CP, "IDEM-TAG", "idem@example.test")
 
 
 def run_twice(app: Flask, actor, *args) -> None:
@@ -243,8 +202,8 @@ def test_command_audit(world):
         "charge_point_id": CP,
         "node_id": "n",
         "frames": [
-            frame("out", 2, "Reset", {"type": "Soft"}, "c1"),
-            frame("in", 3, "Reset", {"status": "Accepted"}, "c1"),
+            exchanges.frame("out", 2, "Reset", {"type": "Soft"}, "c1"),
+            exchanges.frame("in", 3, "Reset", {"status": "Accepted"}, "c1"),
         ],
         "command": {
             "action": "Reset",
