@@ -609,3 +609,16 @@ def test_the_overview_alerts_on_dead_letters(site, operator):
     sign_in(client, "ops@example.test")
     html = client.get("/").data.decode()
     assert "1 message(s) in <code>transactions.XQ</code>: they failed every retry" in html
+
+
+def test_lists_page_through_their_matches(site, operator):
+    with site.app_context():
+        for n in range(51):
+            db.session.add(User(email=f"c{n:02d}@example.test", password_hash="x", role="customer"))
+        db.session.commit()
+    client = site.test_client()
+    sign_in(client, "ops@example.test")
+    first = client.get("/customers?q=example").data.decode()
+    assert "page 1 of 2" in first and 'href="/customers?q=example&amp;page=2">Next →</a>' in first
+    second = client.get("/customers?q=example&page=2").data.decode()
+    assert 'href="/customers?q=example&amp;page=1">← Previous</a>' in second and "Next →" not in second
