@@ -17,6 +17,7 @@ from csms.models import (
     SessionState,
     Wallet,
 )
+from csms.services import wallet as wallet_service
 from csms.services.errors import Conflict, InvalidInput, NotFound
 
 
@@ -50,15 +51,7 @@ def open_session(
     )
     if id_tag is None:
         raise Conflict("this account has no usable idTag", code="no_id_tag")
-    held = db.session.execute(
-        update(Wallet)
-        .where(Wallet.id == wallet.id, Wallet.available_minor >= prepaid_minor)
-        .values(
-            available_minor=Wallet.available_minor - prepaid_minor,
-            held_minor=Wallet.held_minor + prepaid_minor,
-        )
-    )
-    if held.rowcount != 1:
+    if not wallet_service.hold(wallet, prepaid_minor):
         db.session.rollback()
         raise Conflict("insufficient funds", code="insufficient_funds")
     session = ChargingSession(
@@ -76,15 +69,11 @@ def open_session(
     except IntegrityError:
         db.session.rollback()
         raise Conflict("the connector already has an active session", code="connector_busy") from None
-    db.session.add(
-        LedgerEntry(
-            wallet_id=wallet.id,
-            kind=LedgerKind.HOLD,
-            amount_minor=prepaid_minor,
-            currency=wallet.currency,
-            session_id=session.id,
-            description=f"Prepaid for session {session.id} at {charge_point_id}/{connector_id}",
-        )
+    wallet_service.record_hold(
+        wallet,
+        session.id,
+        prepaid_minor,
+        f"Prepaid for session {session.id} at {charge_point_id}/{connector_id}",
     )
     db.session.commit()
     return session

@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from sqlalchemy import and_, literal_column, select, update
+from sqlalchemy import and_, literal_column, select
 from sqlalchemy.orm import aliased
 
 from csms.extensions import db
@@ -30,8 +30,6 @@ from csms.models import (
     ChargePoint,
     ChargingSession,
     IdTag,
-    LedgerEntry,
-    LedgerKind,
     SessionState,
     Transaction,
     TransactionState,
@@ -39,6 +37,7 @@ from csms.models import (
 )
 from csms.models.charging import ACTIVE_SESSION_STATES
 from csms.services import billing, charging, commands
+from csms.services import wallet as wallet_service
 
 log = logging.getLogger(__name__)
 
@@ -212,12 +211,9 @@ def adopt(
         stop_reason, state = "the wallet cannot cover the hold", SessionState.STOPPING
     else:
         state = SessionState.CHARGING
-    taken = db.session.execute(
-        update(Wallet)
-        .where(Wallet.id == wallet.id, Wallet.available_minor >= held)
-        .values(available_minor=Wallet.available_minor - held, held_minor=Wallet.held_minor + held)
-    )
-    if taken.rowcount != 1:  # spent meanwhile (SQLite takes no row lock): the retry reads again
+    if not wallet_service.hold(
+        wallet, held
+    ):  # spent meanwhile (SQLite takes no row lock): the retry reads again
         raise RuntimeError(f"wallet {wallet.id} changed while holding for transaction {transaction.id}")
     session = ChargingSession(
         user_id=user_id,
@@ -236,18 +232,12 @@ def adopt(
     db.session.add(session)
     db.session.flush()
     origin = f"after session {given_up.id} gave up" if given_up is not None else "outside an app session"
-    db.session.add(
-        LedgerEntry(
-            wallet_id=wallet.id,
-            kind=LedgerKind.HOLD,
-            amount_minor=held,
-            currency=wallet.currency,
-            session_id=session.id,
-            description=(
-                f"Prepaid for session {session.id}: transaction {transaction.id} at {charge_point_id}/"
-                f"{transaction.connector_id} started {origin}"
-            )[:255],
-        )
+    wallet_service.record_hold(
+        wallet,
+        session.id,
+        held,
+        f"Prepaid for session {session.id}: transaction {transaction.id} at {charge_point_id}/"
+        f"{transaction.connector_id} started {origin}",
     )
     linked = charging.Linked(session.id, user_id, transaction.id, not running)
     if not running:

@@ -52,6 +52,34 @@ def top_up(wallet_id: int, amount_minor: int, *, reference: str, description: st
     return True
 
 
+def hold(wallet: Wallet, amount_minor: int) -> bool:
+    """Move `amount_minor` from available to held, only if available covers it: a conditional update,
+    so concurrent holds can never overdraw a wallet. False when it does not cover it."""
+    taken = db.session.execute(
+        update(Wallet)
+        .where(Wallet.id == wallet.id, Wallet.available_minor >= amount_minor)
+        .values(
+            available_minor=Wallet.available_minor - amount_minor,
+            held_minor=Wallet.held_minor + amount_minor,
+        )
+    )
+    return taken.rowcount == 1
+
+
+def record_hold(wallet: Wallet, session_id: int, amount_minor: int, description: str) -> None:
+    """The ledger entry of a session's hold (in the caller's transaction)."""
+    db.session.add(
+        LedgerEntry(
+            wallet_id=wallet.id,
+            kind=LedgerKind.HOLD,
+            amount_minor=amount_minor,
+            currency=wallet.currency,
+            session_id=session_id,
+            description=description[:255],
+        )
+    )
+
+
 def _credited(reference: str) -> LedgerEntry | None:
     return db.session.scalar(select(LedgerEntry).where(LedgerEntry.reference == reference))
 
