@@ -69,6 +69,16 @@ def messages(ws: Any, send_lock: threading.Lock, pacer: Pacer | None = None) -> 
     sleep = _sleeper(ws.sock)
     delay = pacer.delay if pacer is not None else _no_delay
     splitter = FrameSplitter(ws.max_message_size, enabled=plain_frames(ws))
+    turn_taken = True
+
+    def take_turn() -> None:
+        """Wait for the pacer, or let the hub go round when this read's turn is used up."""
+        nonlocal turn_taken
+        pause = delay()
+        if pause or not turn_taken:
+            sleep(pause or _NEXT_TURN)
+        turn_taken = False
+
     while ws.connected:
         try:
             wait_readable()
@@ -81,10 +91,7 @@ def messages(ws: Any, send_lock: threading.Lock, pacer: Pacer | None = None) -> 
         turn_taken = True
         for message, wire in splitter.feed(data):
             if wire is None:
-                pause = delay()
-                if pause or not turn_taken:
-                    sleep(pause or _NEXT_TURN)
-                turn_taken = False
+                take_turn()
             if not ws.connected:
                 break
             if wire is None:
@@ -97,10 +104,7 @@ def messages(ws: Any, send_lock: threading.Lock, pacer: Pacer | None = None) -> 
                 except (OSError, LocalProtocolError):
                     ws.connected = False
             while buffered:
-                pause = delay()
-                if pause or not turn_taken:
-                    sleep(pause or _NEXT_TURN)
-                turn_taken = False
+                take_turn()
                 yield buffered.pop(0)
     raise ConnectionClosed(ws.close_reason, ws.close_message)
 
