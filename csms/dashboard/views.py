@@ -120,12 +120,13 @@ def logout():
 @signin.operator_required
 def overview():
     """The network at a glance, with a live grid of every connector."""
+    online = _registry().ids()  # one copy of this node's connected ids for the whole page
     return render_template(
         "dashboard/overview.html",
-        summary=_summary(),
-        alerts=_alerts(),
+        summary=_summary(online),
+        alerts=_alerts(online),
         connectors=network.connectors(),
-        online=_registry().ids(),
+        online=online,
         token=_socket_token(),
         node=current_app.config["NODE_ID"],
     )
@@ -135,7 +136,8 @@ def overview():
 @signin.operator_required
 def summary_fragment():
     """The overview's figures and alerts, refreshed by the page every few seconds."""
-    return render_template("dashboard/_summary.html", summary=_summary(), alerts=_alerts())
+    online = _registry().ids()
+    return render_template("dashboard/_summary.html", summary=_summary(online), alerts=_alerts(online))
 
 
 @bp.get("/chargers")
@@ -143,8 +145,9 @@ def summary_fragment():
 def chargers():
     """Every charger, searchable and filtered by connection, registration and connector status."""
     args = request.args
+    online = _registry().ids()
     page = fleet.search(
-        _registry().ids(),
+        online,
         q=args.get("q", "").strip()[:100],
         connection=args.get("connection", ""),
         registration=args.get("registration", ""),
@@ -156,7 +159,7 @@ def chargers():
         "dashboard/chargers.html",
         page=page,
         args=args,
-        online=_registry().ids(),
+        online=online,
         statuses=CONNECTOR_STATUSES,
         registrations=fleet.REGISTRATION_FILTERS,
     )
@@ -434,14 +437,13 @@ def _positive_int(text: str | None, default: int) -> int:
         return default
 
 
-def _summary() -> network.Summary:
+def _summary(connected: set[str]) -> network.Summary:
     today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-    return network.summary(_registry().ids(), today)
+    return network.summary(connected, today)
 
 
-def _alerts() -> dict:
+def _alerts(connected: set[str]) -> dict:
     now = datetime.now(UTC)
-    connected = _registry().ids()
     minutes = current_app.config["OFFLINE_ALERT_MINUTES"]
     return {
         "faulted": network.faulted_connectors(),
