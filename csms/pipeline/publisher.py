@@ -85,7 +85,9 @@ class AmqpPublisher:
         while not self._stopping:
             try:
                 self._connect()
-            except Exception as exc:  # any failure to connect: retry with backoff
+            # Any failure to connect: retry with backoff. A wait that timed out raises gevent.Timeout,
+            # a BaseException: uncaught it ended this greenlet, and the node never published again.
+            except (Exception, gevent.Timeout) as exc:
                 log.warning("RabbitMQ publisher cannot connect (%s); retrying in %.1fs", exc, backoff)
                 self._close_quietly()
                 gevent.sleep(backoff)
