@@ -211,6 +211,7 @@ def test_charge_point_lifecycle(client, operator):
     assert body["connection"] == {
         "connected": False,
         "node": None,
+        "since": None,
         "connectedSince": None,
         "lastMessageAt": None,
     }

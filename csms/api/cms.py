@@ -12,6 +12,7 @@ from sqlalchemy import select
 
 from csms.api.pagination import paginate
 from csms.api.security import requires
+from csms.cluster import presence
 from csms.extensions import db
 from csms.models import ChargePoint, ChargingSession, OcppMessage, Station, Tariff, Transaction
 from csms.pipeline import announce as cms_events
@@ -92,15 +93,26 @@ _register_crud("tariffs", Tariff, schemas.Tariff, schemas.TariffPage, "tariff", 
 # --- charge points ---------------------------------------------------------------------------------
 
 
+def _with_connections(points: list[ChargePoint]) -> list[ChargePoint]:
+    """Each point's connection as the whole cluster sees it (one query for the lot); the time of its
+    last message where this node holds it."""
+    held = presence.connections(db.session, [p.charge_point_id for p in points])
+    registry = current_app.extensions["ocpp"].registry
+    for point in points:
+        where = held.get(point.charge_point_id)
+        local = registry.info(point.charge_point_id)
+        point.connection = {
+            "connected": where is not None,
+            "node": where.node_id if where else None,
+            "since": where.since if where else None,
+            "connected_since": where.since if where else None,
+            "last_message_at": local.last_message_at if local and where else None,
+        }
+    return points
+
+
 def _with_connection(point: ChargePoint) -> ChargePoint:
-    info = current_app.extensions["ocpp"].registry.info(point.charge_point_id)
-    point.connection = {
-        "connected": info is not None,
-        "node": info.node_id if info else None,
-        "connected_since": info.connected_since if info else None,
-        "last_message_at": info.last_message_at if info else None,
-    }
-    return point
+    return _with_connections([point])[0]
 
 
 def _point_or_404(charge_point_id: str) -> ChargePoint:
@@ -112,15 +124,18 @@ def _point_or_404(charge_point_id: str) -> ChargePoint:
 
 @bp.get("/points")
 @requires("operator")
-@bp.arguments(schemas.ListArgs, location="query")
+@bp.arguments(schemas.PointListArgs, location="query")
 @bp.response(200, schemas.PointPage)
 def list_points(args):
-    """Charge points with their status, connectors, last seen and connection state."""
+    """Charge points with their status, connectors, last seen and connection state (cluster-wide);
+    `connected=true|false` keeps those connected to any node, or to none."""
     query = select(ChargePoint)
     if args.get("q"):
         query = query.where(ChargePoint.charge_point_id.ilike(f"%{args['q']}%"))
+    if "connected" in args:
+        query = query.where(presence.connected_filter(ChargePoint.charge_point_id, args["connected"]))
     page = paginate(query, ChargePoint.id, args)
-    page["items"] = [_with_connection(p) for p in page["items"]]
+    page["items"] = _with_connections(page["items"])
     return page
 
 

@@ -9,6 +9,7 @@ from csms.models.charging import (
     Transaction,
     TransactionState,
 )
+from csms.models.cluster import ChargerConnection, ClusterNode
 from csms.models.logs import CmsEvent, CommandAudit, CommandRequest, OcppMessage
 from csms.models.network import ChargePoint, Connector, RegistrationStatus, Station
 from csms.models.outbox import OutboxMessage
@@ -20,7 +21,9 @@ __all__ = [
     "ACTIVE_SESSION_STATES",
     "Base",
     "ChargePoint",
+    "ChargerConnection",
     "ChargingSession",
+    "ClusterNode",
     "CmsEvent",
     "CommandAudit",
     "CommandRequest",

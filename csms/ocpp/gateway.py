@@ -15,14 +15,17 @@ from datetime import UTC, datetime
 from typing import Any
 
 from flask import Flask
+from gevent import monkey
 from sqlalchemy import select
 
+from csms.broker import is_embedded
+from csms.cluster.node import Node
 from csms.expiring_cache import ExpiringCache
 from csms.extensions import db
 from csms.models import ChargePoint, RegistrationStatus
 from csms.ocpp.group_commit import GroupCommit
 from csms.ocpp.registry import ConnectionRegistry
-from csms.ocpp.session import ChargerOffline, OcppSession
+from csms.ocpp.session import OcppSession
 from csms.ocpp.websocket import Keepalive
 from csms.offload import off_the_hub
 from csms.pipeline import addresses
@@ -195,6 +198,7 @@ class Gateway:
         self.config = config
         self.node_id = config["NODE_ID"]
         self.registry = ConnectionRegistry(self.node_id)
+        self.node = Node(app, self.node_id, self.registry)
         self.id_tags = IdTagCache(ttl=config["AUTH_CACHE_SECONDS"])
         self.authenticator = ChargerAuthenticator(config["AUTH_CACHE_SECONDS"], config["AUTO_REGISTER"])
         self.boot_configuration = parse_boot_configuration(config["BOOT_CONFIGURATION"])
@@ -228,16 +232,18 @@ class Gateway:
         *,
         requested_by: int | None = None,
     ) -> dict[str, Any]:
-        """Send `action` to a charger connected to this node and return its CALLRESULT payload.
+        """Send `action` to a charger, on this node or on whichever node holds it (csms.cluster), and
+        return its CALLRESULT payload.
 
         Raises `csms.ocpp.errors.OcppError` (invalid payload: nothing was sent), `ChargerOffline`,
         `CallTimeout` or `CallFailed`.
         """
+        timeout = timeout or self.config["CALL_TIMEOUT"]
+        command = {"requested_by": requested_by, "requested_at": datetime.now(UTC).isoformat()}
         session = self.registry.get(charge_point_id)
         if session is None:
-            raise ChargerOffline(charge_point_id)
-        command = {"requested_by": requested_by, "requested_at": datetime.now(UTC).isoformat()}
-        return session.call(action, payload, timeout or self.config["CALL_TIMEOUT"], command=command)
+            return self.node.route(charge_point_id, action, payload, timeout, command)
+        return session.call(action, payload, timeout, command=command)
 
     # --- calls requested by the workers ------------------------------------------------------------
 
@@ -248,6 +254,7 @@ class Gateway:
         self._dispatching.set()
         self.transaction_ids.start()
         self.keepalive.start()
+        self.node.start(with_bus=not is_embedded(self.app) and monkey.is_module_patched("socket"))
         self._reload_directory()
         threading.Thread(target=self._directory_loop, name="charger-directory", daemon=True).start()
         threading.Thread(target=self._dispatch_loop, name="command-dispatch", daemon=True).start()
@@ -271,6 +278,7 @@ class Gateway:
             self._dispatching.clear()
         self.keepalive.stop()
         self.transaction_ids.stop()
+        self.node.stop()
 
     def _dispatch_loop(self) -> None:
         interval = self.config["DISPATCH_INTERVAL"]

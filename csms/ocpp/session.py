@@ -109,6 +109,7 @@ class OcppSession:
         self.registration_status = charger.registration_status
         self.remote_address = remote_address
         self.connected_since = datetime.now(UTC)
+        self.connection_id = secrets.token_hex(8)  # tells this connection from a later one, cluster-wide
         self.open_transactions = OpenTransactions()
         self.last_message_at: str | None = None  # ISO 8601
         self.closed = False
@@ -133,6 +134,7 @@ class OcppSession:
 
     def run(self) -> None:
         previous = self.gateway.registry.add(self)
+        self.gateway.node.opened(self)
         if previous is not None:
             previous.close(1000, "replaced by a newer connection")
         log.info("%s connected from %s", self.charge_point_id, self.remote_address)
@@ -144,6 +146,7 @@ class OcppSession:
         finally:
             self.closed = True
             self.gateway.registry.remove(self)
+            self.gateway.node.closed(self)
             pending = self._pending
             if pending is not None:
                 pending.done.set()

@@ -44,10 +44,19 @@ class Connector(Schema):
 
 
 class Connection(Schema):
+    """Cluster-wide: the same whichever node answers (csms.cluster.presence)."""
+
     connected = fields.Boolean()
-    node = fields.String(allow_none=True)
-    connected_since = fields.DateTime(data_key="connectedSince", allow_none=True)
-    last_message_at = fields.DateTime(data_key="lastMessageAt", allow_none=True)
+    node = fields.String(allow_none=True, metadata={"description": "the web node holding the WebSocket"})
+    since = fields.DateTime(allow_none=True)
+    connected_since = fields.DateTime(
+        data_key="connectedSince", allow_none=True, metadata={"description": "the same as `since`"}
+    )
+    last_message_at = fields.DateTime(
+        data_key="lastMessageAt",
+        allow_none=True,
+        metadata={"description": "known to the node holding the charger; null on other nodes"},
+    )
 
 
 STATUSES = validate.OneOf([s.value for s in RegistrationStatus])
@@ -100,6 +109,10 @@ class ListArgs(Schema):
     page = fields.Integer(load_default=1, validate=validate.Range(min=1, max=1_000_000))
     per_page = fields.Integer(data_key="perPage", load_default=50, validate=validate.Range(min=1, max=500))
     q = fields.String(validate=validate.Length(max=100), metadata={"description": "name / id contains"})
+
+
+class PointListArgs(ListArgs):
+    connected = fields.Boolean(metadata={"description": "only chargers connected (true) or not (false)"})
 
 
 class ByChargePoint(Schema):

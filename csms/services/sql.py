@@ -11,7 +11,7 @@ executemany.
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -73,6 +73,30 @@ def insert_skipping_conflicts(session: Session, model: Any, conflict_columns: li
     """The backend's `INSERT … ON CONFLICT (conflict_columns) DO NOTHING` for `model`'s table."""
     module = postgresql if _dialect(session) == "postgresql" else sqlite
     return module.insert(model.__table__).on_conflict_do_nothing(index_elements=conflict_columns)
+
+
+def upsert(
+    session: Session,
+    model: Any,
+    rows: list[dict[str, Any]],
+    conflict_columns: list[str],
+    *,
+    only_if: Callable[[Table, Any], ColumnElement[bool]] | None = None,
+) -> None:
+    """INSERT rows (all with the same keys), or where one collides on `conflict_columns` set its other
+    columns; `only_if(table, excluded)` limits the update to the records it holds true for (a newer
+    row wins over an older one, never the reverse)."""
+    if not rows:
+        return
+    module = postgresql if _dialect(session) == "postgresql" else sqlite
+    statement = module.insert(model.__table__)
+    excluded = statement.excluded
+    statement = statement.on_conflict_do_update(
+        index_elements=conflict_columns,
+        set_={name: excluded[name] for name in rows[0] if name not in conflict_columns},
+        where=only_if(model.__table__, excluded) if only_if is not None else None,
+    )
+    session.execute(statement, rows)
 
 
 def update_if_lower(session: Session, model: Any, key: str, column: str, rows: list[dict[str, Any]]) -> None:

@@ -1,0 +1,215 @@
+"""This web process as a member of the cluster: its lease and presence writes (csms.cluster.presence),
+its queue (csms.cluster.bus), its ear for announcements (csms.cluster.broadcast), and the routing of
+a CSMS-initiated call to whichever node holds the charger.
+
+The gateway calls a charger it holds itself; for any other charger it asks `route()`, which looks up
+the holder in PostgreSQL and sends the call to that node's queue. The holder sends it through the
+charger's session (one outstanding call per charger, in arrival order, audited there and only
+there) and replies with the charger's answer or the failure, which `route()` raises here as the
+same exception a local call would: REST answers are the same whichever node serves the request.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import threading
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import gevent
+
+from csms.cluster import presence
+from csms.cluster.broadcast import Listener
+from csms.extensions import db
+from csms.ocpp import validation
+from csms.ocpp.errors import OcppError
+from csms.ocpp.session import CallFailed, CallTimeout, ChargerOffline
+
+if TYPE_CHECKING:
+    from flask import Flask
+
+    from csms.cluster.bus import NodeBus
+    from csms.ocpp.registry import ConnectionRegistry
+    from csms.ocpp.session import OcppSession
+
+log = logging.getLogger(__name__)
+
+# What a routed call may take beyond the charger's own timeout: two hops through RabbitMQ.
+ROUTE_MARGIN = 2.0
+
+
+def new_connection_id() -> str:
+    return secrets.token_hex(8)
+
+
+class Node:
+    def __init__(self, app: Flask, node_id: str, registry: ConnectionRegistry):
+        self.app = app
+        self.node_id = node_id
+        self.registry = registry
+        self.lease = presence.lease_seconds(app.config["PING_INTERVAL"])
+        self.listener = Listener(app)
+        self.writer = presence.PresenceWriter(app, node_id, self.lease)
+        self.bus: NodeBus | None = None
+        self._running = threading.Event()
+        self.listener.subscribe(presence.CONNECTED, self._on_connected_elsewhere)
+
+    # --- lifecycle ------------------------------------------------------------------------------
+
+    def start(self, *, with_bus: bool) -> None:
+        """Join the cluster: the node's queue (production mode), its lease, its ear."""
+        if with_bus:
+            from csms.cluster.bus import NodeBus
+
+            self.bus = NodeBus(self.app.config["RABBITMQ_URL"], self.node_id, self._on_call).start()
+        with self.app.app_context():
+            try:
+                presence.join(db.session, self.node_id, self.bus.queue if self.bus else None, self.lease)
+            finally:
+                db.session.remove()
+        self.listener.start()
+        self._running.set()
+        threading.Thread(target=self._keep_presence, name="cluster-presence", daemon=True).start()
+
+    def stop(self) -> None:
+        """Leave the cluster: this node's chargers stop counting as connected at once."""
+        if not self._running.is_set():
+            return
+        self._running.clear()
+        self.listener.stop()
+        with self.app.app_context():
+            try:
+                presence.leave(db.session, self.node_id)
+            except Exception:
+                log.exception("leaving the cluster failed; the lease lapses instead")
+            finally:
+                db.session.remove()
+        if self.bus is not None:
+            self.bus.stop()
+
+    def _keep_presence(self) -> None:
+        renew_every = self.lease / 3
+        next_renewal = time.monotonic() + renew_every
+        while self._running.is_set():
+            time.sleep(self.writer.interval)
+            try:
+                self.writer.flush()
+                if time.monotonic() >= next_renewal:
+                    next_renewal = time.monotonic() + renew_every
+                    self._renew()
+            except Exception:
+                log.exception("writing this node's presence failed; retrying")
+
+    def _renew(self) -> None:
+        with self.app.app_context():
+            try:
+                held = presence.renew(db.session, self.node_id, self.lease)
+            finally:
+                db.session.remove()
+        if not held:  # the lease lapsed (database down a while): claim the node and its chargers again
+            log.warning("this node's lease had lapsed; writing its %d connections again", len(self.registry))
+            with self.app.app_context():
+                try:
+                    presence.join(db.session, self.node_id, self.bus.queue if self.bus else None, self.lease)
+                finally:
+                    db.session.remove()
+            for session in self.registry.sessions():
+                self.opened(session)
+
+    # --- connections ----------------------------------------------------------------------------
+
+    def opened(self, session: OcppSession) -> None:
+        self.writer.opened(
+            presence.Connected(
+                session.charge_point_id,
+                session.connection_id,
+                session.connected_since,
+                session.remote_address,
+            )
+        )
+
+    def closed(self, session: OcppSession) -> None:
+        self.writer.closed(session.charge_point_id, session.connection_id)
+
+    def _on_connected_elsewhere(self, key: str) -> None:
+        """A newer connection of a charger this node holds, on another node (or a later one here),
+        wins: the older one is closed."""
+        for charge_point_id, node_id, connection_id, since in presence.parse_announcement(key):
+            session = self.registry.get(charge_point_id)
+            if session is None or session.connection_id == connection_id:
+                continue
+            if (session.connected_since, session.connection_id) < (since, connection_id):
+                self.registry.counters["replaced_connections"] += 1
+                log.info("%s reconnected on node %s; closing this older connection", charge_point_id, node_id)
+                reason = f"replaced by a newer connection on {node_id}"[:120]
+                threading.Thread(target=session.close, args=(1000, reason), daemon=True).start()
+
+    # --- routing ----------------------------------------------------------------------------------
+
+    def route(
+        self, charge_point_id: str, action: str, payload: dict[str, Any], timeout: float, command: dict
+    ):
+        """Send a call to the node holding `charge_point_id` and return the charger's answer, raising
+        what a local call raises (`OcppError`, `ChargerOffline`, `CallTimeout`, `CallFailed`)."""
+        if action not in validation.CSMS_ACTIONS:
+            raise OcppError("NotSupported", f"{action} is not a Central System action")
+        validation.validate_request(action, payload)  # invalid: refused here, nothing sent
+        with self.app.app_context():  # its own session: callers may hold none, or one in a transaction
+            try:
+                holder = presence.where(db.session, charge_point_id)
+            finally:
+                db.session.remove()
+        if holder is None or holder.node_id == self.node_id or holder.queue is None or self.bus is None:
+            raise ChargerOffline(charge_point_id)
+        body = {"chargePointId": charge_point_id, "action": action, "payload": payload}
+        body |= {"timeout": timeout, "command": command}
+        result = self.bus.request(holder.queue, body, timeout)
+        try:
+            answer = result.get(timeout=timeout + ROUTE_MARGIN)
+        except gevent.Timeout:
+            self.bus.forget(result)
+            raise CallTimeout(f"node {holder.node_id} did not answer for {charge_point_id} in time") from None
+        except Exception as exc:  # Unreachable: the node died, its charger is no longer connected
+            raise ChargerOffline(charge_point_id) from exc
+        return _raise_or_return(answer)
+
+    def _on_call(self, body: dict[str, Any], reply: Callable[[dict[str, Any]], None]) -> None:
+        """A call routed here by another node: sent through the charger's session if it is still here."""
+        session = self.registry.get(body["chargePointId"])
+        if session is None:
+            reply({"error": "offline"})
+            return
+        try:
+            answer = session.call(body["action"], body["payload"], body["timeout"], command=body["command"])
+        except OcppError as exc:
+            reply(
+                {"error": "invalid", "code": exc.code, "description": exc.description, "details": exc.details}
+            )
+        except ChargerOffline:
+            reply({"error": "offline"})
+        except CallTimeout as exc:
+            reply({"error": "timeout", "description": str(exc)})
+        except CallFailed as exc:
+            reply(
+                {"error": "failed", "code": exc.code, "description": exc.description, "details": exc.details}
+            )
+        except Exception:
+            log.exception("%s: a routed %s failed", body["chargePointId"], body["action"])
+            reply({"error": "failed", "code": "InternalError", "description": "the node failed to send it"})
+        else:
+            reply({"result": answer})
+
+
+def _raise_or_return(answer: dict[str, Any]) -> dict[str, Any]:
+    error = answer.get("error")
+    if error is None:
+        return answer["result"]
+    if error == "offline":
+        raise ChargerOffline("the charger disconnected")
+    if error == "timeout":
+        raise CallTimeout(answer.get("description") or "the charger did not answer in time")
+    if error == "invalid":
+        raise OcppError(answer["code"], answer["description"], answer.get("details"))
+    raise CallFailed(answer["code"], answer["description"], answer.get("details"))

@@ -1,0 +1,277 @@
+"""Who holds which charger, cluster-wide: the node lease and the connection rows (csms.models.cluster).
+
+The node that accepts a charger's WebSocket writes its row; the row counts only while that node's
+lease (`cluster_nodes.expires_at`) runs, and the node renews it every third of the lease. A node
+killed outright renews nothing: its chargers stop counting as connected when its lease lapses, and
+any node's renewal deletes the rows of nodes whose lease has lapsed.
+
+Connections and disconnections are written in batches (`PresenceWriter`): a reconnect storm of
+thousands of chargers costs a few transactions, not one each. Each batch announces its new
+connections (csms.cluster.broadcast), so the node holding an older connection of the same charger
+closes it within moments.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, delete, or_, select, update
+from sqlalchemy.orm import Session
+
+from csms.cluster import broadcast
+from csms.models import ChargerConnection, ClusterNode
+from csms.services.sql import upsert
+
+log = logging.getLogger(__name__)
+
+CONNECTED = "connected"  # the announcement of a new connection: "<cp> <node> <connection id> <since>"
+
+
+@dataclass(frozen=True)
+class Presence:
+    """Where a charger is connected, as any node sees it."""
+
+    charge_point_id: str
+    node_id: str
+    since: datetime
+    queue: str | None
+
+
+def lease_seconds(ping_interval: float) -> float:
+    """A node's lease: a node that died stops counting within two ping intervals (the issue's
+    bound), and a lease survives one missed renewal (renewals come every third of it)."""
+    return max(1.5 * ping_interval, 3.0) if ping_interval > 0 else 45.0
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _live(now: datetime):
+    return select(ClusterNode.node_id).where(ClusterNode.expires_at > now)
+
+
+def where(session: Session, charge_point_id: str) -> Presence | None:
+    """The live connection of one charger, with the queue of the node holding it."""
+    now = _now()
+    row = session.execute(
+        select(ChargerConnection.node_id, ChargerConnection.since, ClusterNode.queue)
+        .join(ClusterNode, ClusterNode.node_id == ChargerConnection.node_id)
+        .where(ChargerConnection.charge_point_id == charge_point_id, ClusterNode.expires_at > now)
+    ).first()
+    return None if row is None else Presence(charge_point_id, row.node_id, row.since, row.queue)
+
+
+def connections(session: Session, charge_point_ids: list[str]) -> dict[str, Presence]:
+    """The live connections among `charge_point_ids` (one query for a page of chargers)."""
+    if not charge_point_ids:
+        return {}
+    now = _now()
+    rows = session.execute(
+        select(ChargerConnection.charge_point_id, ChargerConnection.node_id, ChargerConnection.since).where(
+            ChargerConnection.charge_point_id.in_(charge_point_ids),
+            ChargerConnection.node_id.in_(_live(now)),
+        )
+    )
+    return {r.charge_point_id: Presence(r.charge_point_id, r.node_id, r.since, None) for r in rows}
+
+
+def connected_filter(column: Any, connected: bool) -> Any:
+    """A WHERE clause keeping the chargers (by their `charge_point_id` column) that are connected,
+    or not, anywhere in the cluster."""
+    live = select(ChargerConnection.charge_point_id).where(ChargerConnection.node_id.in_(_live(_now())))
+    return column.in_(live) if connected else column.not_in(live)
+
+
+def count_connected(session: Session) -> int:
+    from sqlalchemy import func
+
+    return session.scalar(
+        select(func.count())
+        .select_from(ChargerConnection)
+        .where(ChargerConnection.node_id.in_(_live(_now())))
+    )
+
+
+# --- the node's side ----------------------------------------------------------------------------
+
+
+def join(session: Session, node_id: str, queue: str | None, lease: float) -> None:
+    """Start (or restart) as `node_id`: a restarted node holds none of its old connections."""
+    now = _now()
+    session.execute(delete(ChargerConnection).where(ChargerConnection.node_id == node_id))
+    upsert(
+        session,
+        ClusterNode,
+        [
+            {
+                "node_id": node_id,
+                "queue": queue,
+                "started_at": now,
+                "renewed_at": now,
+                "expires_at": now + timedelta(seconds=lease),
+            }
+        ],
+        ["node_id"],
+    )
+    session.commit()
+
+
+def renew(session: Session, node_id: str, lease: float) -> bool:
+    """Extend this node's lease and sweep the rows of nodes whose lease lapsed; False when the
+    lease had lapsed (or the row was swept) meanwhile: the caller writes its connections again."""
+    now = _now()
+    renewed = session.execute(
+        update(ClusterNode)
+        .where(ClusterNode.node_id == node_id, ClusterNode.expires_at > now)
+        .values(renewed_at=now, expires_at=now + timedelta(seconds=lease))
+    ).rowcount
+    session.execute(
+        delete(ChargerConnection).where(
+            ChargerConnection.node_id.not_in(_live(now)), ChargerConnection.node_id != node_id
+        )
+    )
+    session.execute(delete(ClusterNode).where(ClusterNode.expires_at < now - timedelta(days=1)))
+    session.commit()
+    return renewed == 1
+
+
+def leave(session: Session, node_id: str) -> None:
+    """A clean stop: this node's chargers stop counting at once, not when its lease lapses."""
+    session.execute(delete(ChargerConnection).where(ChargerConnection.node_id == node_id))
+    session.execute(delete(ClusterNode).where(ClusterNode.node_id == node_id))
+    session.commit()
+
+
+@dataclass(frozen=True)
+class Connected:
+    charge_point_id: str
+    connection_id: str
+    since: datetime
+    remote_address: str | None
+
+
+def write(
+    session: Session, node_id: str, lease: float, opened: list[Connected], closed: list[tuple[str, str]]
+) -> None:
+    """Record connections opened and closed on this node (with its lease, re-made if it lapsed) and
+    announce the opened ones. A row is replaced only by a newer connection; a closed connection
+    removes its own row only."""
+    now = _now()
+    if opened:
+        upsert(
+            session,
+            ClusterNode,
+            [{"node_id": node_id, "renewed_at": now, "expires_at": now + timedelta(seconds=lease)}],
+            ["node_id"],
+        )
+        upsert(
+            session,
+            ChargerConnection,
+            [
+                {
+                    "charge_point_id": c.charge_point_id,
+                    "node_id": node_id,
+                    "connection_id": c.connection_id,
+                    "since": c.since,
+                    "remote_address": (c.remote_address or "")[:64] or None,
+                }
+                for c in opened
+            ],
+            ["charge_point_id"],
+            only_if=lambda table, excluded: or_(
+                table.c.since < excluded.since,
+                and_(table.c.since == excluded.since, table.c.connection_id < excluded.connection_id),
+            ),
+        )
+    for charge_point_id, connection_id in closed:
+        session.execute(
+            delete(ChargerConnection).where(
+                ChargerConnection.charge_point_id == charge_point_id,
+                ChargerConnection.connection_id == connection_id,
+            )
+        )
+    for chunk in _announcements(node_id, opened):
+        broadcast.announce(CONNECTED, chunk, session)
+    session.commit()
+
+
+def _announcements(node_id: str, opened: list[Connected]) -> list[str]:
+    """The opened connections as `CONNECTED` keys, several per announcement within its size."""
+    chunks, lines, size = [], [], 0
+    for c in opened:
+        line = f"{c.charge_point_id} {node_id} {c.connection_id} {c.since.isoformat()}"
+        if size + len(line) + 1 > broadcast.MAX_KEY and lines:
+            chunks.append("\n".join(lines))
+            lines, size = [], 0
+        lines.append(line)
+        size += len(line) + 1
+    if lines:
+        chunks.append("\n".join(lines))
+    return chunks
+
+
+def parse_announcement(key: str) -> list[tuple[str, str, str, datetime]]:
+    """`(charge_point_id, node_id, connection_id, since)` of each connection a `CONNECTED` names."""
+    parsed = []
+    for line in key.split("\n"):
+        charge_point_id, node_id, connection_id, since = line.split(" ")
+        parsed.append((charge_point_id, node_id, connection_id, datetime.fromisoformat(since)))
+    return parsed
+
+
+class PresenceWriter:
+    """Collects this node's connects and disconnects and writes them every `interval` seconds (see
+    `write`); renews the lease every third of it. `flush()` writes at once (tests, a clean stop)."""
+
+    def __init__(self, app, node_id: str, lease: float, interval: float = 0.1):
+        self.app = app
+        self.node_id = node_id
+        self.lease = lease
+        self.interval = interval
+        self._opened: dict[str, Connected] = {}
+        self._closed: list[tuple[str, str]] = []
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._running = threading.Event()
+        self._all_connections = lambda: []  # set by the gateway: its current connections
+        self.lapsed = False
+
+    def opened(self, connection: Connected) -> None:
+        with self._lock:
+            self._opened[connection.charge_point_id] = connection
+        self._wake.set()
+
+    def closed(self, charge_point_id: str, connection_id: str) -> None:
+        with self._lock:
+            pending = self._opened.get(charge_point_id)
+            if pending is not None and pending.connection_id == connection_id:
+                del self._opened[charge_point_id]  # opened and closed before anyone saw it
+            else:
+                self._closed.append((charge_point_id, connection_id))
+        self._wake.set()
+
+    def flush(self) -> None:
+        with self._lock:
+            opened, self._opened = list(self._opened.values()), {}
+            closed, self._closed = self._closed, []
+        if not opened and not closed:
+            return
+        from csms.extensions import db
+
+        with self.app.app_context():
+            try:
+                write(db.session, self.node_id, self.lease, opened, closed)
+            except Exception:
+                db.session.rollback()
+                with self._lock:  # kept for the next try; newer news of the same charger wins
+                    for c in opened:
+                        self._opened.setdefault(c.charge_point_id, c)
+                    self._closed[:0] = closed
+                raise
+            finally:
+                db.session.remove()
