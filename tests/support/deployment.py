@@ -35,6 +35,7 @@ class Deployment:
     web: Running
     worker: Running | None
     engine: Engine = field(repr=False)
+    nodes: list[Running] = field(default_factory=list)  # every web node; `web` is the first
 
     @property
     def ws_url(self) -> str:
@@ -109,10 +110,13 @@ def deployment(
     web_rabbitmq_url: str | None = None,
     env: dict[str, str] | None = None,
     with_worker: bool = True,
+    web_nodes: int = 1,
     **seed_args: Any,
 ) -> Iterator[Deployment]:
     """Start a CSMS in `mode` ("embedded" or "production"). `web_rabbitmq_url` lets the web process
-    reach RabbitMQ through a different address (a fault-injecting proxy) than the worker."""
+    reach RabbitMQ through a different address (a fault-injecting proxy) than the worker. With
+    `web_nodes` > 1 (production), that many web processes form a cluster, node ids `<mode>-test-1`,
+    `-2`…, each on its own port: `nodes[i]`."""
     workdir.mkdir(parents=True, exist_ok=True)
     if mode == "embedded":
         assert sqlite_template is not None
@@ -135,7 +139,13 @@ def deployment(
             if with_worker:
                 worker = stack.enter_context(worker_process(worker_env, workdir))
             base_env["CSMS_RABBITMQ_URL"] = web_rabbitmq_url or rabbitmq_url
-        web = stack.enter_context(web_process(base_env, workdir))
+        if web_nodes == 1:
+            nodes = [stack.enter_context(web_process(base_env, workdir))]
+        else:
+            nodes = [
+                stack.enter_context(web_process({**base_env, "CSMS_NODE_ID": f"{mode}-test-{i}"}, workdir))
+                for i in range(1, web_nodes + 1)
+            ]
         engine = create_engine(normalize_database_url(database_url))
         stack.callback(engine.dispose)
-        yield Deployment(mode, database_url, base_env, web, worker, engine)
+        yield Deployment(mode, database_url, base_env, nodes[0], worker, engine, nodes)
