@@ -1,6 +1,7 @@
-"""The customer story and the operator commands over HTTP against a real web process, a real charger
-and (in production mode) RabbitMQ, a `dramatiq csms.worker actors` worker and PostgreSQL; and issue #14's
-finding 3 (energy delivered but never billed) reproduced the same way."""
+"""The customer story and the operator commands over HTTP against two real web nodes (REST on one,
+the charger on the other), a real charger and (in production mode) RabbitMQ, a `dramatiq
+csms.worker actors` worker and PostgreSQL; and issue #14's finding 3 (energy delivered but never
+billed) reproduced the same way."""
 
 from __future__ import annotations
 
@@ -69,6 +70,7 @@ def csms(tmp_path_factory, postgres_databases, rabbitmq_url):
         },
         charge_points={f"API-CP-{n}": AUTH_KEY for n in range(1, 11)},
         tariff=TARIFF,
+        web_nodes=2,
     ) as running:
         operator = running.app()
         with operator.app_context():
@@ -78,8 +80,14 @@ def csms(tmp_path_factory, postgres_databases, rabbitmq_url):
         yield running
 
 
+def rest_url(csms) -> str:
+    """REST requests go to the second web node, chargers connect to the first (`csms.ws_url`): every
+    story here crosses nodes, as behind a load balancer (issue #15)."""
+    return csms.nodes[-1].base_url
+
+
 def customer(csms, email: str, funds: str = "50.00") -> Http:
-    http = Http(csms.web.base_url)
+    http = Http(rest_url(csms))
     status, body = http("POST", "/api/auth/register", {"email": email, "password": "password-123"})
     assert status == 201, body
     http.token = body["access_token"]
@@ -269,7 +277,7 @@ def test_start_refusals_without_the_charger(csms):
     ],
 )
 def test_operator_commands_round_trip_and_are_audited(csms, path, body, action, sent):
-    http = Http(csms.web.base_url).login("operator@example.test")
+    http = Http(rest_url(csms)).login("operator@example.test")
     answers = {
         action: {"GetLocalListVersion": {"listVersion": 3}, "UnlockConnector": {"status": "Unlocked"}}.get(
             action, {"status": "Accepted"}
@@ -305,7 +313,7 @@ def test_operator_commands_round_trip_and_are_audited(csms, path, body, action, 
     ],
 )
 def test_invalid_command_payloads_never_reach_the_charger(csms, path, body):
-    http = Http(csms.web.base_url).login("operator@example.test")
+    http = Http(rest_url(csms)).login("operator@example.test")
     with RawCharger(csms.ws_url, "API-CP-7", AUTH_KEY) as cp:
         cp.boot()
         status, reply = http("POST", path, {"deviceId": "API-CP-7", **body})
@@ -315,7 +323,7 @@ def test_invalid_command_payloads_never_reach_the_charger(csms, path, body):
 
 
 def test_command_errors(csms):
-    http = Http(csms.web.base_url).login("operator@example.test")
+    http = Http(rest_url(csms)).login("operator@example.test")
     assert http("POST", "/api/charger/reset", {"deviceId": "UNKNOWN"})[0] == 404
     assert (
         http("POST", "/api/charger/reset", {"deviceId": "API-CP-5"})[1]["error"]["code"] == "charger_offline"
@@ -323,7 +331,7 @@ def test_command_errors(csms):
 
 
 def test_customers_see_only_their_own(csms):
-    ada = Http(csms.web.base_url).login("ada@example.test")
+    ada = Http(rest_url(csms)).login("ada@example.test")
     eve = customer(csms, "eve@example.test")
     ada_session = ada("GET", "/api/user/charging/sessions")[1]["items"][0]["id"]
     assert eve("GET", f"/api/user/charging/sessions/{ada_session}")[0] == 404
@@ -336,15 +344,15 @@ def test_customers_see_only_their_own(csms):
     clients = []
     for name, token in (
         ("eve", eve.token),
-        ("operator", Http(csms.web.base_url).login("operator@example.test").token),
+        ("operator", Http(rest_url(csms)).login("operator@example.test").token),
     ):
         client = socketio.Client(reconnection=False)
         client.on("notification", lambda data, n=name: heard[n].append(data))
-        client.connect(csms.web.base_url, auth={"token": token}, wait_timeout=10)
+        client.connect(rest_url(csms), auth={"token": token}, wait_timeout=10)
         clients.append(client)
     try:
         second_session_of(csms, ada)
-        operator = Http(csms.web.base_url).login("operator@example.test")
+        operator = Http(rest_url(csms)).login("operator@example.test")
         assert operator("POST", "/api/cms/stations", {"name": "Live"})[0] == 201
         assert wait_until(lambda: any(e["event"] == "cms:changed" for e in heard["operator"]), timeout=30)
         assert wait_until(
@@ -547,8 +555,8 @@ def test_a_customer_tag_without_the_app_and_a_wallet_short_of_the_hold(csms):
         users.create_user("rfid@example.test", "password-123", id_tag="RFID-TAG")
         users.create_user("short@example.test", "password-123", id_tag="SHORT-TAG")
     rfid, poor = (
-        Http(csms.web.base_url).login("rfid@example.test"),
-        Http(csms.web.base_url).login("short@example.test"),
+        Http(rest_url(csms)).login("rfid@example.test"),
+        Http(rest_url(csms)).login("short@example.test"),
     )
     assert rfid("POST", "/api/user/wallet/topup", {"amount": "30.00"})[0] == 200
     assert poor("POST", "/api/user/wallet/topup", {"amount": "3.00"})[0] == 200

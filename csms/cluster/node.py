@@ -93,7 +93,7 @@ class Node:
         renew_every = self.lease / 3
         next_renewal = time.monotonic() + renew_every
         while self._running.is_set():
-            time.sleep(self.writer.interval)
+            self.writer.wait(max(0.0, next_renewal - time.monotonic()))
             try:
                 self.writer.flush()
                 if time.monotonic() >= next_renewal:
@@ -101,6 +101,7 @@ class Node:
                     self._renew()
             except Exception:
                 log.exception("writing this node's presence failed; retrying")
+                time.sleep(1.0)
 
     def _renew(self) -> None:
         with self.app.app_context():
@@ -116,19 +117,18 @@ class Node:
                 finally:
                     db.session.remove()
             for session in self.registry.sessions():
-                self.opened(session)
+                self.writer.opened(_connected(session))
 
     # --- connections ----------------------------------------------------------------------------
 
+    # A new connection is served once the cluster can see it (a REST call on another node right
+    # after the charger's BootNotification finds it), or after this long if the database is slow.
+    VISIBLE_WITHIN = 2.0
+
     def opened(self, session: OcppSession) -> None:
-        self.writer.opened(
-            presence.Connected(
-                session.charge_point_id,
-                session.connection_id,
-                session.connected_since,
-                session.remote_address,
-            )
-        )
+        written = self.writer.opened(_connected(session))
+        if self._running.is_set():
+            written.wait(self.VISIBLE_WITHIN)
 
     def closed(self, session: OcppSession) -> None:
         self.writer.closed(session.charge_point_id, session.connection_id)
@@ -200,6 +200,12 @@ class Node:
             reply({"error": "failed", "code": "InternalError", "description": "the node failed to send it"})
         else:
             reply({"result": answer})
+
+
+def _connected(session: OcppSession) -> presence.Connected:
+    return presence.Connected(
+        session.charge_point_id, session.connection_id, session.connected_since, session.remote_address
+    )
 
 
 def _raise_or_return(answer: dict[str, Any]) -> dict[str, Any]:

@@ -225,26 +225,29 @@ def parse_announcement(key: str) -> list[tuple[str, str, str, datetime]]:
 
 
 class PresenceWriter:
-    """Collects this node's connects and disconnects and writes them every `interval` seconds (see
-    `write`); renews the lease every third of it. `flush()` writes at once (tests, a clean stop)."""
+    """Collects this node's connects and disconnects and writes them at once, as a group: whatever
+    arrives while one batch is being written goes in the next (see `write`), so a lone connect is
+    written in a few milliseconds and a storm of them in a few transactions."""
 
-    def __init__(self, app, node_id: str, lease: float, interval: float = 0.1):
+    def __init__(self, app, node_id: str, lease: float):
         self.app = app
         self.node_id = node_id
         self.lease = lease
-        self.interval = interval
         self._opened: dict[str, Connected] = {}
         self._closed: list[tuple[str, str]] = []
+        self._written: list[threading.Event] = []
         self._lock = threading.Lock()
         self._wake = threading.Event()
-        self._running = threading.Event()
-        self._all_connections = lambda: []  # set by the gateway: its current connections
-        self.lapsed = False
 
-    def opened(self, connection: Connected) -> None:
+    def opened(self, connection: Connected) -> threading.Event:
+        """Queue a new connection; the event is set once it is written (or its batch failed: nobody
+        waits for a database that is down)."""
+        written = threading.Event()
         with self._lock:
             self._opened[connection.charge_point_id] = connection
+            self._written.append(written)
         self._wake.set()
+        return written
 
     def closed(self, charge_point_id: str, connection_id: str) -> None:
         with self._lock:
@@ -255,23 +258,33 @@ class PresenceWriter:
                 self._closed.append((charge_point_id, connection_id))
         self._wake.set()
 
+    def wait(self, timeout: float) -> None:
+        """Until there is something to write, or `timeout` seconds."""
+        self._wake.wait(timeout)
+        self._wake.clear()
+
     def flush(self) -> None:
         with self._lock:
             opened, self._opened = list(self._opened.values()), {}
             closed, self._closed = self._closed, []
+            written, self._written = self._written, []
         if not opened and not closed:
             return
         from csms.extensions import db
 
-        with self.app.app_context():
-            try:
-                write(db.session, self.node_id, self.lease, opened, closed)
-            except Exception:
-                db.session.rollback()
-                with self._lock:  # kept for the next try; newer news of the same charger wins
-                    for c in opened:
-                        self._opened.setdefault(c.charge_point_id, c)
-                    self._closed[:0] = closed
-                raise
-            finally:
-                db.session.remove()
+        try:
+            with self.app.app_context():
+                try:
+                    write(db.session, self.node_id, self.lease, opened, closed)
+                except Exception:
+                    db.session.rollback()
+                    with self._lock:  # kept for the next try; newer news of the same charger wins
+                        for c in opened:
+                            self._opened.setdefault(c.charge_point_id, c)
+                        self._closed[:0] = closed
+                    raise
+                finally:
+                    db.session.remove()
+        finally:
+            for event in written:
+                event.set()
