@@ -131,6 +131,10 @@ def test_presence_is_the_same_on_every_node(cluster):
             assert all(p["connection"]["connected"] for p in connected)
             assert not any(p["connection"]["connected"] for p in offline)
         assert on_a("GET", "/api/cms/points?connected=maybe")[0] == 422
+        health = [Http(node.base_url)("GET", "/healthz")[1] for node in cluster.nodes]
+        assert [h["node"] for h in health] == ["production-test-1", "production-test-2"]
+        assert [(h["cluster"]["bus"], h["cluster"]["announcements"]) for h in health] == [("ok", "ok")] * 2
+        assert health[0]["cluster"]["queue"] != health[1]["cluster"]["queue"]
     assert wait_until(lambda: not connection(on_a, "CL-2")["connected"], timeout=10)
     assert connection(on_b, "CL-2") == {
         "connected": False,
@@ -199,6 +203,12 @@ def test_a_killed_node_fails_calls_in_flight_at_their_timeout_and_lets_go_of_its
         json.loads(silent.ws.recv(timeout=10))  # the call reached the charger on A: it is in flight
         node_a.kill_hard()
         killed = time.monotonic()
+        # a new call meanwhile finds the node's queue gone with it (RabbitMQ saw its connection drop):
+        # offline at once, not at a timeout
+        time.sleep(0.5)
+        status, body = on_b("POST", "/api/charger/reset", {"deviceId": "CL-1"})
+        assert (status, body["error"]["code"]) == (409, "charger_offline")
+        assert time.monotonic() - killed < 2
         thread.join(timeout=CALL_TIMEOUT + 10)
         assert not thread.is_alive()
         status, body = result["value"]

@@ -32,6 +32,14 @@ def test_embedded_with_worker_running(app, worker):
         "handoff": {"items": 0, "batches": 0},
         "transaction_ids": {"items": 0, "batches": 0},
     }
+    assert body["cluster"] == {  # one node, no RabbitMQ: nothing to route, announcements in-process
+        "lease_seconds": 45.0,
+        "queue": None,
+        "bus": None,
+        "bus_counters": None,
+        "announcements": "ok",
+        "announcement_counters": {"announcements": 0, "resyncs": 0},
+    }
 
 
 def test_embedded_without_worker_is_unhealthy(app):
@@ -54,7 +62,8 @@ def test_production_mode_with_real_services(make_app, postgres_url, rabbitmq_url
     response = app.test_client().get("/healthz")
     assert response.status_code == 200, response.get_json()
     body = response.get_json()
-    assert body | {"node": None, "version": None, "gateway": None, "dead_letters": None} == {
+    assert body["cluster"]["bus"] is None  # not serving: this app never joined the cluster
+    assert body | {"node": None, "version": None, "gateway": None, "dead_letters": None, "cluster": None} == {
         "status": "ok",
         "db": "ok",
         "broker": "ok",
@@ -63,6 +72,7 @@ def test_production_mode_with_real_services(make_app, postgres_url, rabbitmq_url
         "version": None,
         "gateway": None,
         "dead_letters": None,
+        "cluster": None,
     }
     # this run's RabbitMQ vhost may hold other tests' dead letters: a count per queue
     assert {queue: type(depth) for queue, depth in body["dead_letters"].items()} == dict.fromkeys(

@@ -72,5 +72,6 @@ def healthz():
         "version": VERSION,
         "dead_letters": dead_letters.current_depths(current_app._get_current_object()),
         "gateway": _gateway_stats(),
+        "cluster": current_app.extensions["ocpp"].node.status(),
     }
     return jsonify(body), 200 if healthy else 503

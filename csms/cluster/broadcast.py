@@ -87,6 +87,9 @@ class Listener:
         self._running = threading.Event()
         self.listening = threading.Event()
         self.counters = {"announcements": 0, "resyncs": 0}
+        self.in_process = not app.config["SQLALCHEMY_DATABASE_URI"].startswith("postgresql")
+        if self.in_process:  # SQLite: delivered after each commit, nothing to listen to
+            self.listening.set()
         app.extensions["broadcasts"] = self
 
     def subscribe(self, kind: str, handler: Handler) -> None:
@@ -107,11 +110,10 @@ class Listener:
 
     def start(self) -> Listener:
         """Listen on PostgreSQL; on SQLite announcements arrive through `deliver` and nothing runs."""
+        if self.in_process:
+            return self
         with self.app.app_context():
             url = db.engine.url
-        if url.get_backend_name() != "postgresql":
-            self.listening.set()
-            return self
         self._running.set()
         conninfo = url.set(drivername="postgresql").render_as_string(hide_password=False)
         threading.Thread(target=self._listen, args=(conninfo,), name="broadcasts", daemon=True).start()

@@ -89,6 +89,17 @@ class Node:
         if self.bus is not None:
             self.bus.stop()
 
+    def status(self) -> dict[str, Any]:
+        """For `/healthz`: whether this node can route calls and hear announcements."""
+        return {
+            "lease_seconds": self.lease,
+            "queue": self.bus.queue if self.bus else None,
+            "bus": None if self.bus is None else ("ok" if self.bus.connected.is_set() else "down"),
+            "bus_counters": dict(self.bus.counters) if self.bus else None,
+            "announcements": "ok" if self.listener.listening.is_set() else "down",
+            "announcement_counters": dict(self.listener.counters),
+        }
+
     def _keep_presence(self) -> None:
         renew_every = self.lease / 3
         next_renewal = time.monotonic() + renew_every
