@@ -15,6 +15,7 @@ from csms import create_app  # noqa: E402
 from csms.broker import is_embedded  # noqa: E402
 from csms.extensions import socketio  # noqa: E402
 from csms.gc_policy import freeze_survivors  # noqa: E402
+from csms.http_server import NoDelayHandler  # noqa: E402
 from csms.runtime import start_background  # noqa: E402
 
 app = create_app()
@@ -50,7 +51,14 @@ def main() -> None:
         descriptors // 2 - 50,  # the rest: database, broker and HTTP clients
     )
     try:
-        socketio.run(app, host=app.config["HOST"], port=app.config["PORT"], log_output=False, **ssl)
+        socketio.run(
+            app,
+            host=app.config["HOST"],
+            port=app.config["PORT"],
+            log_output=False,
+            handler_class=NoDelayHandler,
+            **ssl,
+        )
     finally:
         stop_background()
 

@@ -113,6 +113,22 @@ def process(args: list[str], env: dict[str, str], log: Path, port: int | None = 
             os.killpg(proc.pid, 9)
 
 
+SECRET_KEY = "bench-secret-key-0123456789abcdef0123"
+
+
+def csms_env(url: str, port: int, log_dir: Path, settings: dict[str, str] | None = None) -> dict[str, str]:
+    """The CSMS_* settings of a bench process on database `url` (a web node listens on `port`)."""
+    return {
+        "CSMS_DATABASE_URL": url,
+        "CSMS_RABBITMQ_URL": RABBITMQ,
+        "CSMS_PORT": str(port),
+        "CSMS_INSTANCE_PATH": str(log_dir),
+        "CSMS_BOOT_CONFIGURATION": "",  # the baseline pushes nothing either
+        "CSMS_SECRET_KEY": SECRET_KEY,
+        **(settings or {}),
+    }
+
+
 @contextmanager
 def csms(chargers: int, log_dir: Path, worker_niceness: int = 10, settings: dict[str, str] | None = None):
     """A fresh database with `chargers` registered, the web process and a worker, by default at a
@@ -130,15 +146,7 @@ def csms(chargers: int, log_dir: Path, worker_niceness: int = 10, settings: dict
             connection.channel().queue_delete(queue + suffix)
     connection.close()
     port = free_port()
-    env = {
-        "CSMS_DATABASE_URL": url,
-        "CSMS_RABBITMQ_URL": RABBITMQ,
-        "CSMS_PORT": str(port),
-        "CSMS_INSTANCE_PATH": str(log_dir),
-        "CSMS_BOOT_CONFIGURATION": "",  # the baseline pushes nothing either
-        "CSMS_SECRET_KEY": "bench-secret-key-0123456789abcdef0123",
-        **(settings or {}),
-    }
+    env = csms_env(url, port, log_dir, settings)
     flask = [PYTHON, "-m", "flask", "--app", "wsgi"]
     subprocess.run(
         [*flask, "db", "upgrade"], cwd=ROOT, env={**os.environ, **env}, check=True, capture_output=True
@@ -500,6 +508,14 @@ def scenario_dashboard(n: int, seconds: float, log_dir: Path) -> list[dict]:
     return dashboard.scenario(n, seconds, log_dir, csms, measure)
 
 
+def scenario_routing(n: int, seconds: float, log_dir: Path) -> list[dict]:
+    """A command's REST round trip when the request lands on the node holding the charger and when
+    it lands on another node (bench/command_routing.py)."""
+    import command_routing
+
+    return command_routing.round_trips(log_dir, sys.modules[__name__])
+
+
 SCENARIOS = {
     "gateway": (scenario_gateway, 1000, 20),
     "fixed-rate": (scenario_fixed_rate, 1000, 20),
@@ -509,6 +525,7 @@ SCENARIOS = {
     "stack-floor": (scenario_stack_floor, 1000, 20),
     "flood": (scenario_flood, 100, 20),
     "dashboard": (scenario_dashboard, 10_000, 20),
+    "routing": (scenario_routing, 1, 0),
 }
 
 

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import gevent
+from flask import has_app_context
 
 from csms.cluster import presence
 from csms.cluster.broadcast import Listener
@@ -167,11 +168,7 @@ class Node:
         if action not in validation.CSMS_ACTIONS:
             raise OcppError("NotSupported", f"{action} is not a Central System action")
         validation.validate_request(action, payload)  # invalid: refused here, nothing sent
-        with self.app.app_context():  # its own session: callers may hold none, or one in a transaction
-            try:
-                holder = presence.where(db.session, charge_point_id)
-            finally:
-                db.session.remove()
+        holder = self._holder(charge_point_id)
         if holder is None or holder.node_id == self.node_id or holder.queue is None or self.bus is None:
             raise ChargerOffline(charge_point_id)
         body = {"chargePointId": charge_point_id, "action": action, "payload": payload}
@@ -185,6 +182,20 @@ class Node:
         except Exception as exc:  # Unreachable: the node died, its charger is no longer connected
             raise ChargerOffline(charge_point_id) from exc
         return _raise_or_return(answer)
+
+    def _holder(self, charge_point_id: str) -> presence.Presence | None:
+        """Look the holder up on the caller's database session, ending its transaction (nobody may
+        hold one open while waiting for a charger), or on a session of its own outside a request."""
+        if has_app_context():
+            try:
+                return presence.where(db.session, charge_point_id)
+            finally:
+                db.session.rollback()
+        with self.app.app_context():
+            try:
+                return presence.where(db.session, charge_point_id)
+            finally:
+                db.session.remove()
 
     def _on_call(self, body: dict[str, Any], reply: Callable[[dict[str, Any]], None]) -> None:
         """A call routed here by another node: sent through the charger's session if it is still here."""
