@@ -43,6 +43,7 @@ def announce(kind: str, key: str, session: Session | None = None) -> None:
     if session.get_bind().dialect.name == "postgresql":
         session.execute(select(func.pg_notify(CHANNEL, f"{kind} {key}")))
     else:
+        session.connection()  # a transaction, so that its commit or rollback decides (events below)
         session.info.setdefault(_PENDING, []).append((kind, key))
 
 

@@ -30,8 +30,17 @@ CALL, REPLY = "call", "reply"
 
 
 class Unreachable(Exception):
-    """The node a call was meant for is gone (its queue no longer exists), or this node has no
-    connection to RabbitMQ at the moment."""
+    """The call could not be sent: the node it was meant for is gone (`gone`: its queue no longer
+    exists, so its chargers are not connected), or this node has no connection to RabbitMQ."""
+
+    def __init__(self, message: str, *, gone: bool = False):
+        super().__init__(message)
+        self.gone = gone
+
+
+class Lost(Exception):
+    """This node lost its connection to RabbitMQ while the call was on its way: it may or may not
+    have reached the charger."""
 
 
 Reply = Callable[[dict[str, Any]], None]
@@ -116,7 +125,7 @@ class NodeBus:
             self.connected.clear()
             self._close_quietly()
             for result in self._pending.values():
-                result.set_exception(Unreachable("this node lost its connection to RabbitMQ"))
+                result.set_exception(Lost("this node lost its connection to RabbitMQ"))
             self._pending.clear()
             if not self._stopping:
                 log.warning("cluster bus lost its connection; reconnecting")
@@ -189,4 +198,4 @@ class NodeBus:
         self.counters["unroutable"] += 1
         result = self._pending.pop(properties.correlation_id or "", None)
         if result is not None:
-            result.set_exception(Unreachable("the node holding the charger is gone"))
+            result.set_exception(Unreachable("the node holding the charger is gone", gone=True))

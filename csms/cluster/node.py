@@ -23,6 +23,7 @@ from flask import has_app_context
 
 from csms.cluster import presence
 from csms.cluster.broadcast import Listener
+from csms.cluster.bus import Lost, NodeBus, Unreachable
 from csms.extensions import db
 from csms.ocpp import validation
 from csms.ocpp.errors import OcppError
@@ -31,7 +32,6 @@ from csms.ocpp.session import CallFailed, CallTimeout, ChargerOffline
 if TYPE_CHECKING:
     from flask import Flask
 
-    from csms.cluster.bus import NodeBus
     from csms.ocpp.registry import ConnectionRegistry
     from csms.ocpp.session import OcppSession
 
@@ -62,8 +62,6 @@ class Node:
     def start(self, *, with_bus: bool) -> None:
         """Join the cluster: the node's queue (production mode), its lease, its ear."""
         if with_bus:
-            from csms.cluster.bus import NodeBus
-
             self.bus = NodeBus(self.app.config["RABBITMQ_URL"], self.node_id, self._on_call).start()
         with self.app.app_context():
             try:
@@ -179,8 +177,12 @@ class Node:
         except gevent.Timeout:
             self.bus.forget(result)
             raise CallTimeout(f"node {holder.node_id} did not answer for {charge_point_id} in time") from None
-        except Exception as exc:  # Unreachable: the node died, its charger is no longer connected
-            raise ChargerOffline(charge_point_id) from exc
+        except Unreachable as exc:
+            if exc.gone:  # the node died: its chargers are no longer connected
+                raise ChargerOffline(charge_point_id) from exc
+            raise CallTimeout(f"{charge_point_id}: {exc}") from exc
+        except Lost as exc:  # sent, maybe answered: unknown, as a timeout
+            raise CallTimeout(f"{charge_point_id}: {exc}") from exc
         return _raise_or_return(answer)
 
     def _holder(self, charge_point_id: str) -> presence.Presence | None:
