@@ -68,9 +68,16 @@ def test_renewal_extends_the_lease_and_sweeps_dead_nodes(any_db_app):
         .values(expires_at=datetime.now(UTC) - timedelta(seconds=1))
     )
     db.session.commit()
-    assert presence.renew(db.session, "alive", 30) is True
+    assert presence.renew(db.session, "alive", "q1", 30) == presence.RENEWED
     assert rows() == {"CP-A": ("alive", "a")}
-    assert presence.renew(db.session, "dead", 30) is False  # it lapsed: it must claim its chargers again
+    assert presence.renew(db.session, "dead", "q2", 30) == presence.LAPSED  # it claims its chargers again
+
+
+def test_a_second_process_under_the_same_node_id_is_told_apart(any_db_app):
+    presence.join(db.session, "node-a", "first-queue", lease=30)
+    presence.join(db.session, "node-a", "second-queue", lease=30)  # misconfigured: the same id
+    assert presence.renew(db.session, "node-a", "first-queue", 30) == presence.TAKEN
+    assert presence.renew(db.session, "node-a", "second-queue", 30) == presence.RENEWED
 
 
 def test_a_restarted_node_holds_none_of_its_old_connections_and_a_clean_stop_lets_go_at_once(any_db_app):

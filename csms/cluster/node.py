@@ -114,16 +114,24 @@ class Node:
                 time.sleep(1.0)
 
     def _renew(self) -> None:
+        queue = self.bus.queue if self.bus else None
         with self.app.app_context():
             try:
-                held = presence.renew(db.session, self.node_id, self.lease)
+                outcome = presence.renew(db.session, self.node_id, queue, self.lease)
             finally:
                 db.session.remove()
-        if not held:  # the lease lapsed (database down a while): claim the node and its chargers again
+        if outcome == presence.TAKEN:
+            log.error(
+                "another process joined the cluster as node %r: give each web process its own "
+                "CSMS_NODE_ID (csms-web --processes numbers them); this one's chargers are unreachable "
+                "from other nodes meanwhile",
+                self.node_id,
+            )
+        elif outcome == presence.LAPSED:  # the database was out of reach: claim node and chargers again
             log.warning("this node's lease had lapsed; writing its %d connections again", len(self.registry))
             with self.app.app_context():
                 try:
-                    presence.join(db.session, self.node_id, self.bus.queue if self.bus else None, self.lease)
+                    presence.join(db.session, self.node_id, queue, self.lease)
                 finally:
                     db.session.remove()
             for session in self.registry.sessions():

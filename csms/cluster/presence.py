@@ -121,15 +121,30 @@ def join(session: Session, node_id: str, queue: str | None, lease: float) -> Non
     session.commit()
 
 
-def renew(session: Session, node_id: str, lease: float) -> bool:
-    """Extend this node's lease and sweep the rows of nodes whose lease lapsed; False when the
-    lease had lapsed (or the row was swept) meanwhile: the caller writes its connections again."""
+RENEWED, LAPSED, TAKEN = "renewed", "lapsed", "taken"
+
+
+def renew(session: Session, node_id: str, queue: str | None, lease: float) -> str:
+    """Extend this node's lease and sweep the rows of nodes whose lease lapsed. `LAPSED`: the lease
+    ran out meanwhile (the database was out of reach a while): the caller claims its node and
+    chargers again. `TAKEN`: another live process joined under this node id since, a configuration
+    error (two processes with one CSMS_NODE_ID) that the caller reports rather than fights."""
     now = _now()
     renewed = session.execute(
         update(ClusterNode)
-        .where(ClusterNode.node_id == node_id, ClusterNode.expires_at > now)
+        .where(
+            ClusterNode.node_id == node_id,
+            ClusterNode.expires_at > now,
+            ClusterNode.queue.is_not_distinct_from(queue),
+        )
         .values(renewed_at=now, expires_at=now + timedelta(seconds=lease))
     ).rowcount
+    outcome = RENEWED
+    if renewed != 1:
+        other = session.execute(
+            select(ClusterNode.queue).where(ClusterNode.node_id == node_id, ClusterNode.expires_at > now)
+        ).first()
+        outcome = TAKEN if other is not None else LAPSED
     session.execute(
         delete(ChargerConnection).where(
             ChargerConnection.node_id.not_in(_live(now)), ChargerConnection.node_id != node_id
@@ -137,7 +152,7 @@ def renew(session: Session, node_id: str, lease: float) -> bool:
     )
     session.execute(delete(ClusterNode).where(ClusterNode.expires_at < now - timedelta(days=1)))
     session.commit()
-    return renewed == 1
+    return outcome
 
 
 def leave(session: Session, node_id: str) -> None:
