@@ -227,3 +227,31 @@ def test_without_a_holder_or_a_bus_a_call_is_offline_and_an_invalid_one_refused_
     assert invalid.value.code == "PropertyConstraintViolation"
     with pytest.raises(ChargerOffline):
         node.route("CP-1", "Reset", {"type": "Soft"}, 1.0, {})
+
+
+def test_the_writer_batches_keeps_what_failed_and_drops_what_a_newer_connection_made_moot(app, monkeypatch):
+    presence.join(db.session, "node-a", "q", lease=30)
+    writer = presence.PresenceWriter(app, "node-a", lease=30)
+    first = writer.opened(opened("CP-1", "c1"))
+    writer.opened(opened("CP-2", "c2"))
+    writer.flush()
+    assert first.is_set() and rows() == {"CP-1": ("node-a", "c1"), "CP-2": ("node-a", "c2")}
+
+    def database_down(*args, **kwargs):
+        raise RuntimeError("database down")
+
+    monkeypatch.setattr(presence, "write", database_down)
+    writer.closed("CP-1", "c1")
+    writer.closed("CP-2", "c2")
+    waiting = writer.opened(opened("CP-3", "c3"))
+    with pytest.raises(RuntimeError):
+        writer.flush()
+    assert waiting.is_set()  # nobody waits for a database that is down
+    writer.opened(opened("CP-2", "c2-again", seconds=5))  # CP-2 is back: its old row's removal is moot
+    monkeypatch.undo()
+    writer.flush()
+    assert rows() == {"CP-2": ("node-a", "c2-again"), "CP-3": ("node-a", "c3")}
+    writer.opened(opened("CP-4", "c4"))
+    writer.closed("CP-4", "c4")  # opened and closed between two writes: nothing to write
+    writer.flush()
+    assert "CP-4" not in rows()

@@ -249,7 +249,7 @@ class PresenceWriter:
         self.node_id = node_id
         self.lease = lease
         self._opened: dict[str, Connected] = {}
-        self._closed: list[tuple[str, str]] = []
+        self._closed: dict[str, list[str]] = {}  # charger → its connections that ended
         self._written: list[threading.Event] = []
         self._lock = threading.Lock()
         self._wake = threading.Event()
@@ -260,6 +260,8 @@ class PresenceWriter:
         written = threading.Event()
         with self._lock:
             self._opened[connection.charge_point_id] = connection
+            # a newer connection's row replaces any older one: their removals are moot
+            self._closed.pop(connection.charge_point_id, None)
             self._written.append(written)
         self._wake.set()
         return written
@@ -269,8 +271,8 @@ class PresenceWriter:
             pending = self._opened.get(charge_point_id)
             if pending is not None and pending.connection_id == connection_id:
                 del self._opened[charge_point_id]  # opened and closed before anyone saw it
-            else:
-                self._closed.append((charge_point_id, connection_id))
+            elif pending is None:
+                self._closed.setdefault(charge_point_id, []).append(connection_id)
         self._wake.set()
 
     def wait(self, timeout: float) -> None:
@@ -281,7 +283,8 @@ class PresenceWriter:
     def flush(self) -> None:
         with self._lock:
             opened, self._opened = list(self._opened.values()), {}
-            closed, self._closed = self._closed, []
+            closed = [(cp, connection) for cp, ended in self._closed.items() for connection in ended]
+            self._closed = {}
             written, self._written = self._written, []
         if not opened and not closed:
             return
@@ -296,7 +299,9 @@ class PresenceWriter:
                     with self._lock:  # kept for the next try; newer news of the same charger wins
                         for c in opened:
                             self._opened.setdefault(c.charge_point_id, c)
-                        self._closed[:0] = closed
+                        for cp, connection in closed:
+                            if cp not in self._opened:
+                                self._closed.setdefault(cp, []).insert(0, connection)
                     raise
                 finally:
                     db.session.remove()
