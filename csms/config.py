@@ -85,7 +85,8 @@ class Config:
     PENDING_INTERVAL = 60  # BootNotification retry interval for Pending/Rejected chargers
     TOKEN_TTL_SECONDS = 12 * 3600  # lifetime of bearer tokens
     PAYMENT_PROVIDER: str | None = None  # None: "development" in embedded mode, none in production
-    DISPATCH_INTERVAL = 1.0  # seconds between looks for calls the workers asked this node to send
+    DISPATCH_INTERVAL = 1.0  # seconds between sweeps of the command queue (csms.ocpp.command_delivery)
+    QUEUE_BOOT_WAIT = 5.0  # a reconnected charger silent this long gets its queued commands unbooted
     OFFLINE_ALERT_MINUTES = 15  # the dashboard warns of chargers silent for longer
     DASHBOARD_SESSION_SECONDS = 12 * 3600  # a dashboard sign-in lasts this long
     SECURE_COOKIES: bool | None = None  # None: Secure cookies when the process serves TLS itself
@@ -116,7 +117,8 @@ _CASTS: dict[str, Any] = {
     "PING_INTERVAL": int,
     "AUTH_CACHE_SECONDS": float,
     "PENDING_INTERVAL": int,
-    "DISPATCH_INTERVAL": float,
+    "DISPATCH_INTERVAL": _at_least(float, 0.05),
+    "QUEUE_BOOT_WAIT": _at_least(float, 0),
     "TOKEN_TTL_SECONDS": int,
     "OFFLINE_ALERT_MINUTES": int,
     "DASHBOARD_SESSION_SECONDS": int,

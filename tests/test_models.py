@@ -15,11 +15,11 @@ from csms.models import (
     ChargingSession,
     CmsEvent,
     CommandAudit,
-    CommandRequest,
     LedgerEntry,
     MeterSample,
     OcppMessage,
     OutboxMessage,
+    QueuedCommand,
     Transaction,
     Wallet,
 )
@@ -146,14 +146,18 @@ def test_logs_and_outbox(any_db_app):
     _assert_round_trip(event, type="cms.station.created")
     outbox = OutboxMessage(message_id="m-1", queue_name="ocpp_messages", body=b"\x00{}")
     _assert_round_trip(outbox, body=b"\x00{}")
-    request = CommandRequest(
-        dedup_key="session:1:remote-stop",
+    queued = QueuedCommand(
+        command_id="6f1c2a4e-0000-4000-8000-000000000001",
         charge_point_id="CP-1",
         action="RemoteStopTransaction",
         payload={"transactionId": 5},
         reason="prepaid amount used up",
+        dedup_key="session:1:remote-stop",
+        expires_at=datetime(2026, 7, 1, 12, tzinfo=UTC),
     )
-    _assert_round_trip(request, payload={"transactionId": 5}, dispatched_at=None)
+    _assert_round_trip(
+        queued, payload={"transactionId": 5}, state="queued", sent_at=None, response=None, error=None
+    )
 
 
 def test_times_come_back_as_aware_utc(any_db_app):

@@ -17,9 +17,9 @@ from actors.transactions import process_transaction_messages
 from csms.extensions import db
 from csms.models import (
     ChargingSession,
-    CommandRequest,
     IdTag,
     LedgerEntry,
+    QueuedCommand,
     SessionState,
     Tariff,
     Transaction,
@@ -90,8 +90,8 @@ def balance(world) -> tuple[int, int]:
 
 def stop_requests() -> list[tuple[str, dict, str]]:
     rows = db.session.execute(
-        select(CommandRequest.dedup_key, CommandRequest.payload, CommandRequest.reason).order_by(
-            CommandRequest.id
+        select(QueuedCommand.dedup_key, QueuedCommand.payload, QueuedCommand.reason).order_by(
+            QueuedCommand.id
         )
     )
     return [tuple(row) for row in rows]

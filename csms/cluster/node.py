@@ -27,7 +27,7 @@ from csms.cluster.bus import Lost, NodeBus, Unreachable
 from csms.extensions import db
 from csms.ocpp import validation
 from csms.ocpp.errors import OcppError
-from csms.ocpp.session import CallFailed, CallTimeout, ChargerOffline
+from csms.ocpp.session import CallFailed, CallTimeout, ChargerOffline, NotConnected
 
 if TYPE_CHECKING:
     from flask import Flask
@@ -176,7 +176,7 @@ class Node:
         validation.validate_request(action, payload)  # invalid: refused here, nothing sent
         holder = self._holder(charge_point_id)
         if holder is None or holder.node_id == self.node_id or holder.queue is None or self.bus is None:
-            raise ChargerOffline(charge_point_id)
+            raise NotConnected(charge_point_id)
         body = {"chargePointId": charge_point_id, "action": action, "payload": payload}
         body |= {"timeout": timeout, "command": command}
         result = self.bus.request(holder.queue, body, timeout)
@@ -211,7 +211,7 @@ class Node:
         """A call routed here by another node: sent through the charger's session if it is still here."""
         session = self.registry.get(body["chargePointId"])
         if session is None:
-            reply({"error": "offline"})
+            reply({"error": "not_connected"})
             return
         try:
             answer = session.call(body["action"], body["payload"], body["timeout"], command=body["command"])
@@ -219,6 +219,8 @@ class Node:
             reply(
                 {"error": "invalid", "code": exc.code, "description": exc.description, "details": exc.details}
             )
+        except NotConnected:
+            reply({"error": "not_connected"})
         except ChargerOffline:
             reply({"error": "offline"})
         except CallTimeout as exc:
@@ -244,6 +246,8 @@ def _raise_or_return(answer: dict[str, Any]) -> dict[str, Any]:
     error = answer.get("error")
     if error is None:
         return answer["result"]
+    if error == "not_connected":
+        raise NotConnected("the charger disconnected before the call was sent")
     if error == "offline":
         raise ChargerOffline("the charger disconnected")
     if error == "timeout":

@@ -10,7 +10,8 @@ from csms.models.charging import (
     TransactionState,
 )
 from csms.models.cluster import ChargerConnection, ClusterNode
-from csms.models.logs import CmsEvent, CommandAudit, CommandRequest, OcppMessage
+from csms.models.command_queue import CommandState, QueuedCommand
+from csms.models.logs import CmsEvent, CommandAudit, OcppMessage
 from csms.models.network import ChargePoint, Connector, RegistrationStatus, Station
 from csms.models.outbox import OutboxMessage
 from csms.models.tariff import Tariff
@@ -26,7 +27,7 @@ __all__ = [
     "ClusterNode",
     "CmsEvent",
     "CommandAudit",
-    "CommandRequest",
+    "CommandState",
     "Connector",
     "IdTag",
     "IdTagStatus",
@@ -35,6 +36,7 @@ __all__ = [
     "MeterSample",
     "OcppMessage",
     "OutboxMessage",
+    "QueuedCommand",
     "RegistrationStatus",
     "Role",
     "SessionState",

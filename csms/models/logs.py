@@ -80,24 +80,3 @@ class CmsEvent(Base):
     payload: Mapped[dict | None] = mapped_column(JsonDoc)
     actor_user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     occurred_at: Mapped[datetime] = mapped_column(default=utcnow)
-
-
-class CommandRequest(Base):
-    """A CSMS-initiated call the workers want sent (e.g. RemoteStopTransaction when a prepaid session
-    runs out). Workers cannot reach a charger's WebSocket, so they leave the request here and the web
-    node holding that charger's connection sends it. `dedup_key` makes the request exist once however
-    often the message that caused it is redelivered."""
-
-    __tablename__ = "command_requests"
-    __table_args__ = (Index("ix_command_requests_pending", "dispatched_at", "id"),)
-
-    id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    dedup_key: Mapped[str] = mapped_column(String(100), unique=True)
-    charge_point_id: Mapped[str] = mapped_column(String(48))
-    action: Mapped[str] = mapped_column(String(40))
-    payload: Mapped[dict] = mapped_column(JsonDoc)
-    reason: Mapped[str | None] = mapped_column(String(100))
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
-    dispatched_at: Mapped[datetime | None]
-    node_id: Mapped[str | None] = mapped_column(String(64))
-    outcome: Mapped[str | None] = mapped_column(String(255))

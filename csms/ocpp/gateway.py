@@ -1,6 +1,7 @@
 """The gateway of one web node: who may connect, who is connected, and how their messages leave.
 
-REST views use `call()` to reach a charger connected to this node.
+REST views use `call()` to reach a charger, on this node or any other; the command queue
+(csms.ocpp.command_delivery) sends what waited for the chargers held here.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from csms.cluster.node import Node
 from csms.expiring_cache import ExpiringCache
 from csms.extensions import db
 from csms.models import ChargePoint, RegistrationStatus
+from csms.ocpp.command_delivery import CommandDelivery
 from csms.ocpp.group_commit import GroupCommit
 from csms.ocpp.registry import ConnectionRegistry
 from csms.ocpp.session import OcppSession
@@ -30,7 +32,7 @@ from csms.ocpp.websocket import Keepalive
 from csms.offload import off_the_hub
 from csms.pipeline import addresses
 from csms.pipeline.handoff import Handoff, build_handoff
-from csms.services import chargers, commands, credentials, transactions
+from csms.services import chargers, credentials, transactions
 from csms.services.authorization import IdTagCache
 from csms.services.errors import ServiceError
 
@@ -205,6 +207,7 @@ class Gateway:
         self.handoff: Handoff = build_handoff(app)
         self.transaction_ids = GroupCommit(app, transactions.allocate_transaction_ids)
         self.keepalive = Keepalive(config["PING_INTERVAL"], self.registry.sessions)
+        self.delivery = CommandDelivery(self)
 
     # --- hand-off -------------------------------------------------------------------------------
 
@@ -245,22 +248,22 @@ class Gateway:
             return self.node.route(charge_point_id, action, payload, timeout, command)
         return session.call(action, payload, timeout, command=command)
 
-    # --- calls requested by the workers ------------------------------------------------------------
+    # --- background work ----------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Load the charger directory, keep it fresh, and start sending the calls workers request
-        (see `csms.services.commands.request`)."""
-        self._dispatching = threading.Event()
-        self._dispatching.set()
+        """Load the charger directory and keep it fresh; join the cluster; send queued commands
+        (csms.ocpp.command_delivery)."""
+        self._running = threading.Event()
+        self._running.set()
         self.transaction_ids.start()
         self.keepalive.start()
         self.node.start(with_bus=not is_embedded(self.app) and monkey.is_module_patched("socket"))
+        self.delivery.start()
         self._reload_directory()
         threading.Thread(target=self._directory_loop, name="charger-directory", daemon=True).start()
-        threading.Thread(target=self._dispatch_loop, name="command-dispatch", daemon=True).start()
 
     def _directory_loop(self) -> None:
-        while self._dispatching.is_set():
+        while self._running.is_set():
             time.sleep(max(self.authenticator.ttl / 2, 1.0))
             self._reload_directory()
 
@@ -274,53 +277,25 @@ class Gateway:
                 db.session.remove()
 
     def stop(self) -> None:
-        if getattr(self, "_dispatching", None) is not None:
-            self._dispatching.clear()
+        if getattr(self, "_running", None) is not None:
+            self._running.clear()
+        self.delivery.stop()
         self.keepalive.stop()
         self.transaction_ids.stop()
         self.node.stop()
 
-    def _dispatch_loop(self) -> None:
-        interval = self.config["DISPATCH_INTERVAL"]
-        while self._dispatching.is_set():
-            time.sleep(interval)
-            try:
-                self._dispatch_once()
-            except Exception:
-                log.exception("dispatching requested commands failed")
-
-    def _dispatch_once(self) -> None:
-        if not len(self.registry):
-            return
-        with self.app.app_context():
-            try:
-                claimed = commands.claim_pending(self.registry.ids(), self.node_id)
-                jobs = [(r.id, r.charge_point_id, r.action, r.payload, r.reason) for r in claimed]
-            finally:
-                db.session.remove()
-        for job in jobs:
-            threading.Thread(target=self._send_requested, args=job, daemon=True).start()
-
-    def _send_requested(
-        self, request_id: int, charge_point_id: str, action: str, payload: dict, reason: str
-    ) -> None:
-        try:
-            answer = self.call(charge_point_id, action, payload)
-            outcome = f"answered: {answer.get('status', 'ok')}"
-        except Exception as exc:  # offline, timeout, refused: recorded, the audit has the details
-            outcome = f"{type(exc).__name__}: {exc}"
-        log.info("%s: %s (%s) → %s", charge_point_id, action, reason, outcome)
-        with self.app.app_context():
-            try:
-                commands.record_outcome(request_id, outcome)
-            finally:
-                db.session.remove()
-
     def after_accepted_boot(self, session: OcppSession) -> None:
-        """Push the boot profile (e.g. MeterValueSampleInterval) once the charger is accepted, in the
-        background so the charger's own messages keep flowing meanwhile."""
+        """Push the boot profile (e.g. MeterValueSampleInterval) once the charger is accepted, then
+        its queued commands, in the background so the charger's own messages keep flowing meanwhile."""
         if self.boot_configuration:
-            threading.Thread(target=self._push_boot_configuration, args=(session,), daemon=True).start()
+            threading.Thread(target=self._configure_then_deliver, args=(session,), daemon=True).start()
+        else:
+            self.delivery.ready(session)
+
+    def _configure_then_deliver(self, session: OcppSession) -> None:
+        self._push_boot_configuration(session)
+        if not session.closed:
+            self.delivery.ready(session)
 
     def _push_boot_configuration(self, session: OcppSession) -> None:
         for key, value in self.boot_configuration:

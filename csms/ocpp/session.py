@@ -100,6 +100,11 @@ class ChargerOffline(Exception):
     """The charger is not connected to this node, or disconnected while the call was pending."""
 
 
+class NotConnected(ChargerOffline):
+    """No node holds the charger: the call was not sent (unlike a disconnection while it was under
+    way), so it may be queued for the charger's return without any risk of it arriving twice."""
+
+
 class OcppSession:
     def __init__(self, gateway: Gateway, ws: Any, charger: ChargerRecord, remote_address: str | None):
         self.gateway = gateway
@@ -120,6 +125,11 @@ class OcppSession:
         self.next_ping = time.monotonic() + gateway.keepalive.interval
         self._call_lock = threading.Lock()
         self._pending: _PendingCall | None = None
+        # the command queue (csms.ocpp.command_delivery): may its queued commands go out yet?
+        self.connected_at = time.monotonic()
+        self.queue_ready = False
+        self.boot_seen = False
+        self._first_call = True
 
     def info(self) -> ConnectionInfo:
         return ConnectionInfo(
@@ -191,6 +201,9 @@ class OcppSession:
 
     def _on_call(self, call: frames.Call, received_at: str, raw: str | bytes) -> None:
         action = call.action
+        first, self._first_call = self._first_call, False
+        if action == "BootNotification":
+            self.boot_seen = True
         request = self._frame("in", frames.CALL, call.unique_id, action, call.payload, received_at)
         try:
             response = self._decide(call)
@@ -209,6 +222,8 @@ class OcppSession:
         self._answer(request, call.unique_id, action, response, durable=durable)
         if action == "BootNotification" and response.get("status") == "Accepted":
             self.gateway.after_accepted_boot(self)
+        elif first and action != "BootNotification" and self.registration_status == "Accepted":
+            self.gateway.delivery.ready(self)  # reconnected without booting: its queue may go out
 
     def _decide(self, call: frames.Call) -> dict[str, Any]:
         action = call.action
@@ -305,7 +320,7 @@ class OcppSession:
             raise CallTimeout(f"{self.charge_point_id} stayed busy with an earlier call for {timeout:g}s")
         try:
             if self.closed:
-                raise ChargerOffline(self.charge_point_id)
+                raise NotConnected(self.charge_point_id)
             pending = _PendingCall(str(uuid.uuid4()), action)
             self._pending = pending
             sent_at = utc_now_iso()

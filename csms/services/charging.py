@@ -15,7 +15,7 @@ from sqlalchemy import select, update
 
 from csms.extensions import db
 from csms.models import ChargingSession, SessionState, Transaction, TransactionState
-from csms.services import bounds, commands, metering
+from csms.services import bounds, command_queue, metering
 from csms.services.clock import parse_utc
 
 log = logging.getLogger(__name__)
@@ -129,8 +129,8 @@ def stop(charge_point_pk: int | None, payload: dict[str, Any], notes: list[str] 
 
 
 def request_remote_stop(session_id: int, charge_point_id: str, transaction_id: int, reason: str) -> bool:
-    """Ask the web node that holds the charger to send RemoteStopTransaction (once per session)."""
-    return commands.request(
+    """Queue RemoteStopTransaction for the charger (once per session): the node holding it sends it."""
+    return command_queue.request(
         f"session:{session_id}:remote-stop",
         charge_point_id,
         "RemoteStopTransaction",

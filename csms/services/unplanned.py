@@ -36,7 +36,7 @@ from csms.models import (
     Wallet,
 )
 from csms.models.charging import ACTIVE_SESSION_STATES
-from csms.services import billing, charging, commands
+from csms.services import billing, charging, command_queue
 from csms.services import wallet as wallet_service
 
 log = logging.getLogger(__name__)
@@ -253,7 +253,7 @@ def _stop_unbilled(transaction: Transaction, charge_point_id: str, reason: str) 
     if transaction.state != TransactionState.STARTED:
         return
     log.warning("transaction %s cannot be billed (%s): asking for a stop", transaction.id, reason)
-    commands.request(
+    command_queue.request(
         f"transaction:{transaction.id}:remote-stop",
         charge_point_id,
         "RemoteStopTransaction",
