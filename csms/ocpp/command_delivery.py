@@ -67,7 +67,7 @@ class CommandDelivery:
         if session.queue_ready:
             return True
         silent_since_connecting = (
-            not session.booting
+            not session.boot_seen
             and session.registration_status == RegistrationStatus.ACCEPTED
             and time.monotonic() - session.connected_at >= self.boot_wait
         )
