@@ -201,27 +201,37 @@ def test_queued_commands_survive_the_sigkill_of_a_node_and_go_out_when_the_charg
         node_a, node_b = csms.nodes
         on_a, on_b = operator_on(node_a), operator_on(node_b)
         first = queue(on_a, "/api/charger/reset", {"deviceId": "CQ-4", "type": "Soft"})
+        unanswered = queue(on_a, "/api/charger/remote-stop", {"deviceId": "CQ-6", "transactionId": 6})
 
-        with RawCharger(node_a.ws_url, "CQ-5", AUTH_KEY, answers=ANSWERS) as charger:
+        with (
+            RawCharger(node_a.ws_url, "CQ-5", AUTH_KEY, answers=ANSWERS) as charger,
+            RawCharger(node_a.ws_url, "CQ-6", AUTH_KEY, answers=ANSWERS) as silent,
+        ):
             charger.boot()
+            silent.boot()  # node A sends it the queued RemoteStop, which it never answers
+            assert in_state(on_b, unanswered["commandId"], "sent", timeout=5)["sentAt"] is not None
             assert wait_until(
                 lambda: on_b("GET", "/api/cms/points/CQ-5")[1]["connection"]["connected"], timeout=5
             )
             node_a.kill_hard()
-            # the killed node's lease lapses: its charger is offline for the cluster
+            # the killed node's lease lapses: its chargers are offline for the cluster
             assert wait_until(
                 lambda: not on_b("GET", "/api/cms/points/CQ-5")[1]["connection"]["connected"],
                 timeout=3 * PING,
             )
+        lost = in_state(on_b, unanswered["commandId"], "failed", timeout=3 * PING)
+        assert (lost["error"]["code"], lost["response"]) == ("NodeLost", None)
         second = queue(on_b, "/api/charger/remote-start", {"deviceId": "CQ-5", "idTag": "T5"})
 
         with (
             RawCharger(node_b.ws_url, "CQ-4", AUTH_KEY, answers=ANSWERS) as back_4,
             RawCharger(node_b.ws_url, "CQ-5", AUTH_KEY, answers=ANSWERS) as back_5,
+            RawCharger(node_b.ws_url, "CQ-6", AUTH_KEY, answers=ANSWERS) as back_6,
         ):
-            back_4.boot()
-            back_5.boot()
+            for back in (back_4, back_5, back_6):
+                back.boot()
             assert calls_within(back_4, 1, 5) == [["Reset", {"type": "Soft"}]]
             assert calls_within(back_5, 1, 5) == [["RemoteStartTransaction", {"idTag": "T5"}]]
+            assert calls_within(back_6, 1, 1.5) == []  # at most once: what the dead node sent is not resent
         assert in_state(on_b, first["commandId"], "answered")["response"] == {"status": "Accepted"}
         assert in_state(on_b, second["commandId"], "answered")["response"] == {"status": "Accepted"}

@@ -46,7 +46,6 @@ class CommandDelivery:
         self._lock = threading.Lock()
         self._draining: dict[str, bool] = {}  # charge point id → woken again while draining
         self._running = threading.Event()
-        self.counters = {"answered": 0, "failed": 0}
         gateway.node.listener.subscribe(command_queue.QUEUED, self.wake)
 
     def start(self) -> None:
@@ -140,7 +139,6 @@ class CommandDelivery:
         log.info(
             "%s: queued %s %s → %s", session.charge_point_id, claimed.action, claimed.command_id, outcome
         )
-        self.counters["failed" if failure else "answered"] += 1
         with self.app.app_context():
             try:
                 if failure is None:
