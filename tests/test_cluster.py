@@ -107,8 +107,9 @@ def test_every_command_route_on_another_node_returns_the_charger_reply(cluster):
     assert [c[2] for c in cp.received_calls] == [action for _, _, action in COMMANDS] + ["ClearCache"]
 
     def audited() -> list:
+        """In the order requested: workers store audits in batches, not in id order."""
         items = http("GET", "/api/charger/commands?chargePointId=CL-1&perPage=50")[1]["items"]
-        return [(i["action"], i["outcome"]) for i in reversed(items)]
+        return [(i["action"], i["outcome"]) for i in sorted(items, key=lambda i: i["requestedAt"])]
 
     expected = [(action, "answered") for _, _, action in COMMANDS] + [("ClearCache", "invalid")]
     assert wait_until(lambda: audited() == expected, timeout=20), audited()  # each audited once
