@@ -186,8 +186,8 @@ class Node:
             self.bus.forget(result)
             raise CallTimeout(f"node {holder.node_id} did not answer for {charge_point_id} in time") from None
         except Unreachable as exc:
-            if exc.gone:  # the node died: its chargers are no longer connected
-                raise ChargerOffline(charge_point_id) from exc
+            if exc.gone:  # the node died, its queue with it: nothing was sent, the charger is gone
+                raise NotConnected(charge_point_id) from exc
             raise CallTimeout(f"{charge_point_id}: {exc}") from exc
         except Lost as exc:  # sent, maybe answered: unknown, as a timeout
             raise CallTimeout(f"{charge_point_id}: {exc}") from exc
