@@ -16,7 +16,7 @@ from csms.services.errors import Conflict, NotFound
 from tests.builders import a_charge_point
 from tests.test_api import auth, error_of, token_for
 
-NOW = datetime.now(UTC)
+NOW = datetime.now(UTC)  # at import: leases below run for a day, so a slow run never outlives them
 
 
 def state_of(command_id: str) -> str:
@@ -123,7 +123,7 @@ def test_the_csms_requests_a_call_once_per_key(any_db_app):
 
 
 def test_a_node_sweeps_only_the_chargers_it_holds(any_db_app):
-    db.session.add(ClusterNode(node_id="node-1", expires_at=NOW + timedelta(minutes=1)))
+    db.session.add(ClusterNode(node_id="node-1", expires_at=NOW + timedelta(days=1)))
     db.session.add(
         ChargerConnection(charge_point_id="CP-HERE", node_id="node-1", connection_id="c1", since=NOW)
     )
@@ -140,7 +140,7 @@ def test_a_node_sweeps_only_the_chargers_it_holds(any_db_app):
 def test_a_command_sent_by_a_node_that_died_or_restarted_fails_and_is_never_sent_again(any_db_app):
     db.session.add(
         ClusterNode(
-            node_id="alive", started_at=NOW - timedelta(hours=1), expires_at=NOW + timedelta(minutes=1)
+            node_id="alive", started_at=NOW - timedelta(hours=1), expires_at=NOW + timedelta(days=1)
         )
     )
     db.session.add(
@@ -148,7 +148,7 @@ def test_a_command_sent_by_a_node_that_died_or_restarted_fails_and_is_never_sent
             node_id="dead", started_at=NOW - timedelta(hours=1), expires_at=NOW - timedelta(seconds=1)
         )
     )
-    db.session.add(ClusterNode(node_id="restarted", started_at=NOW, expires_at=NOW + timedelta(minutes=1)))
+    db.session.add(ClusterNode(node_id="restarted", started_at=NOW, expires_at=NOW + timedelta(days=1)))
     db.session.commit()
     sent = {}
     for node in ("alive", "dead", "restarted"):
