@@ -10,6 +10,7 @@ from csms.models.charging import (
     TransactionState,
 )
 from csms.models.cluster import ChargerConnection, ClusterNode
+from csms.models.login import LoginFailure
 from csms.models.logs import CmsEvent, CommandAudit, CommandRequest, OcppMessage
 from csms.models.network import ChargePoint, Connector, RegistrationStatus, Station
 from csms.models.outbox import OutboxMessage
@@ -32,6 +33,7 @@ __all__ = [
     "IdTagStatus",
     "LedgerEntry",
     "LedgerKind",
+    "LoginFailure",
     "MeterSample",
     "OcppMessage",
     "OutboxMessage",
