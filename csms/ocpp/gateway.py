@@ -175,7 +175,7 @@ class ChargerAuthenticator:
         db.session.rollback()
         record = None if row is None else self._record(row)
         with self._lock:
-            if generation != self._generation:  # a change came in while reading: trust it, not the row
+            if generation != self._generation:  # a change came in while reading: answer, cache nothing
                 return record
             if record is None:
                 self._records.pop(charge_point_id, None)
