@@ -1,4 +1,4 @@
-"""The Flask CLI: `flask seed-demo`, `flask charger add|import`, `flask user add`.
+"""The Flask CLI: `flask seed-demo`, `flask charger add|import`, `flask user add`, `flask idtag set`.
 
 Each command reports a bad argument as a one-line error and exits non-zero (click's usage errors
 exit 2, refused input exits 1), so scripts can rely on the status.
@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import csv
 import io
+from datetime import datetime
 from pathlib import Path
 
 import click
 from flask import Flask, current_app
 
 from csms.extensions import db
-from csms.services import chargers, demo, users
+from csms.services import chargers, demo, id_tags, users
 from csms.services.errors import ServiceError
 
 
@@ -118,6 +119,26 @@ def user_add(email: str, password: str, role: str, id_tag: str | None) -> None:
     )
 
 
+idtag_cli = click.Group("idtag", help="Manage id tags.")
+
+
+@idtag_cli.command("set")
+@click.argument("id_tag")
+@click.option("--status", type=click.Choice(id_tags.STATUSES), help="Accepted, Blocked, Expired or Invalid.")
+@click.option("--expires", type=datetime.fromisoformat, help="Expiry date, ISO 8601 with a time zone.")
+def idtag_set(id_tag: str, status: str | None, expires: datetime | None) -> None:
+    """Block, accept or expire an issued idTag; every web node decides by it at once."""
+    if status is None and expires is None:
+        raise click.UsageError("nothing to set: give --status and/or --expires")
+    try:
+        tag = id_tags.update(id_tag, status=status, expiry_date=expires)
+    except ServiceError as exc:
+        db.session.rollback()
+        raise _fail(exc) from exc
+    expiry = tag.expiry_date.isoformat() if tag.expiry_date else "none"
+    click.echo(f"idTag {tag.id_tag}: {tag.status}, expires {expiry}")
+
+
 def init_app(app: Flask) -> None:
-    for command in (seed_demo, charger_cli, user_cli):
+    for command in (seed_demo, charger_cli, user_cli, idtag_cli):
         app.cli.add_command(command)

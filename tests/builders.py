@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+from csms.cluster import presence
 from csms.extensions import db
 from csms.models import ChargePoint, Connector, IdTag, Station, Tariff, Transaction, User, Wallet
 from csms.services import credentials
@@ -60,3 +61,10 @@ def a_transaction(point: ChargePoint | None = None, **overrides: Any) -> Transac
         "started_at": datetime(2026, 1, 1, 12, 0, tzinfo=UTC),
     }
     return _save(Transaction(**{**fields, **overrides}))
+
+
+def connections(*charge_point_ids: str, node_id: str = "node-b", since: datetime | None = None) -> None:
+    """These chargers held by a live node, as that node's presence writer records them."""
+    since = since or datetime.now(UTC)
+    opened = [presence.Connected(cp, f"conn-{next(_seq)}", since, "192.0.2.1") for cp in charge_point_ids]
+    presence.write(db.session, node_id, 60, opened, [])

@@ -231,3 +231,39 @@ def test_user_add_refuses_duplicates(cli):
     )
     assert tag_taken.exit_code == 1 and "already issued" in tag_taken.output
     assert _count(User) == 1
+
+
+# --- flask idtag set ---------------------------------------------------------------------------
+
+
+def test_idtag_set_blocks_and_expires_a_tag_and_every_node_decides_by_it(app, cli):
+    cli.invoke(args=["user", "add", "ada@example.test", "--password", "password-123", "--id-tag", "RFID-1"])
+    cache = app.extensions["ocpp"].id_tags
+    assert cache.info("RFID-1").status == "Accepted"
+    result = cli.invoke(args=["idtag", "set", "RFID-1", "--status", "Blocked"])
+    assert (result.exit_code, result.output) == (0, "idTag RFID-1: Blocked, expires none\n")
+    assert cache.info("RFID-1").status == "Blocked"
+    result = cli.invoke(
+        args=["idtag", "set", "RFID-1", "--status", "Accepted", "--expires", "2030-01-01T00:00:00Z"]
+    )
+    assert (result.exit_code, result.output) == (
+        0,
+        "idTag RFID-1: Accepted, expires 2030-01-01T00:00:00+00:00\n",
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (["idtag", "set", "RFID-1"], 2, "nothing to set: give --status and/or --expires"),
+        (["idtag", "set", "RFID-1", "--status", "Lost"], 2, "'Lost' is not one of"),
+        (["idtag", "set", "RFID-1", "--expires", "tomorrow"], 2, "Invalid value for '--expires'"),
+        (["idtag", "set", "RFID-1", "--expires", "2030-01-01T00:00:00"], 1, "expiryDate needs a time zone"),
+        (["idtag", "set", "NOPE", "--status", "Blocked"], 1, "no idTag 'NOPE'"),
+    ],
+)
+def test_idtag_set_refuses_bad_input(cli, args, code, message):
+    cli.invoke(args=["user", "add", "ada@example.test", "--password", "password-123", "--id-tag", "RFID-1"])
+    result = cli.invoke(args=args)
+    assert result.exit_code == code and message in result.output, result.output
+    assert db.session.scalar(select(IdTag.status).where(IdTag.id_tag == "RFID-1")) == "Accepted"

@@ -139,9 +139,7 @@ def test_a_node_sweeps_only_the_chargers_it_holds(any_db_app):
 
 def test_a_command_sent_by_a_node_that_died_or_restarted_fails_and_is_never_sent_again(any_db_app):
     db.session.add(
-        ClusterNode(
-            node_id="alive", started_at=NOW - timedelta(hours=1), expires_at=NOW + timedelta(days=1)
-        )
+        ClusterNode(node_id="alive", started_at=NOW - timedelta(hours=1), expires_at=NOW + timedelta(days=1))
     )
     db.session.add(
         ClusterNode(

@@ -20,7 +20,7 @@ from csms.models import ChargingSession, CmsEvent, LedgerEntry, OutboxMessage, S
 from csms.ocpp.validation import request_schema, validate_request
 from csms.services import credentials, customers, fleet, history, overview, users, wallet
 from csms.services.errors import InvalidInput
-from tests.builders import a_charge_point, a_transaction, a_wallet
+from tests.builders import a_charge_point, a_transaction, a_wallet, connections
 
 PASSWORD = "operator-password"
 
@@ -167,7 +167,8 @@ def test_the_overview_counts_the_network(any_db_app):
     )
     db.session.commit()
 
-    summary = overview.summary({"CP-ON", "CP-UNKNOWN"}, today)
+    connections("CP-ON", "CP-UNKNOWN")  # connected to another node; one no longer registered
+    summary = overview.summary(today)
     assert summary == overview.Summary(
         chargers=3,
         online=1,
@@ -178,7 +179,7 @@ def test_the_overview_counts_the_network(any_db_app):
         revenue_today_minor={"EUR": 1234},
     )
     assert summary.offline == 2
-    offline = overview.offline_for({"CP-ON"}, 15, now)
+    offline = overview.offline_for(15, now)
     assert [c.charge_point_id for c in offline] == ["CP-OFF", "CP-FAULT"]  # never seen comes last
     assert [(c.charge_point_id, c.connector_id) for c in overview.faulted_connectors()] == [("CP-FAULT", 1)]
 
@@ -251,8 +252,11 @@ def test_the_charger_list_searches_and_filters(any_db_app):
     fast.connectors[2].status = "Faulted"
     db.session.commit()
 
+    assert fleet.search(connection="online").total == 0  # nobody connected
+    connections("CP-FAST-1")
+
     def ids(**filters) -> list[str]:
-        page = fleet.search({"CP-FAST-1"}, **filters)
+        page = fleet.search(**filters)
         assert page.total == len(page.items)
         return [point.charge_point_id for point in page.items]
 
@@ -264,9 +268,8 @@ def test_the_charger_list_searches_and_filters(any_db_app):
     assert ids(registration="Pending") == ["CP-NEW"]
     assert ids(status="Faulted") == ["CP-FAST-1"]
     assert ids(q="cp-", status="Available") == []  # connectors start Unavailable
-    paged = fleet.search(set(), page=2, per_page=2)
+    paged = fleet.search(page=2, per_page=2)
     assert ([p.charge_point_id for p in paged.items], paged.total, paged.pages) == (["CP-SLOW-1"], 3, 2)
-    assert fleet.search(set(), connection="online").total == 0  # nobody connected
 
 
 def test_the_charger_pages_render(site, operator):
@@ -287,6 +290,38 @@ def test_the_charger_pages_render(site, operator):
     fragment = client.get("/chargers/CP-PAGE/command-form?action=Reset").data.decode()
     assert '<select id="field-type" name="type" required>' in fragment
     assert "<option>Hard</option>" in fragment and "<option>Soft</option>" in fragment
+
+
+def test_the_pages_show_chargers_connected_to_other_nodes(site, operator):
+    """The cluster's presence, not this node's: the charger's WebSocket is held by node-b."""
+    with site.app_context():
+        a_charge_point(
+            charge_point_id="CP-THERE", connectors=1, last_seen_at=datetime(2026, 1, 1, tzinfo=UTC)
+        )
+        a_charge_point(
+            charge_point_id="CP-NOWHERE", connectors=1, last_seen_at=datetime(2026, 1, 1, tzinfo=UTC)
+        )
+        connections("CP-THERE", node_id="node-b", since=datetime(2026, 7, 1, 10, 0, tzinfo=UTC))
+    client = site.test_client()
+    sign_in(client, "ops@example.test")
+    page = client.get("/chargers/CP-THERE").data.decode()
+    assert (
+        '<dd id="connection"><span class="dot on"></span> online since 2026-07-01 10:00:00 UTC on node-b'
+        in page
+    )
+    assert 'data-charger="CP-THERE" data-connector="1"' in page
+    assert (
+        '<dd id="connection"><span class="dot"></span> offline'
+        in client.get("/chargers/CP-NOWHERE").data.decode()
+    )
+    listing = client.get("/chargers?connection=online").data.decode()
+    assert 'href="/chargers/CP-THERE"' in listing and "CP-NOWHERE" not in listing
+    assert '<span class="dot on"></span> online' in listing
+    overview = client.get("/").data.decode()
+    assert re.search(r'class="connector status-Unavailable online"\s+data-charger="CP-THERE"', overview)
+    assert re.search(r'class="connector status-Unavailable offline"\s+data-charger="CP-NOWHERE"', overview)
+    assert '<span class="value" data-figure="online">1</span><span class="of">of 2</span>' in overview
+    assert "<b>CP-NOWHERE</b> offline for more than" in overview and "<b>CP-THERE</b> offline" not in overview
 
 
 def test_a_command_to_an_offline_charger_shows_why(site, operator):

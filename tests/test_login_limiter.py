@@ -11,15 +11,17 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from datetime import UTC, datetime, timedelta
 
 import pytest
+from sqlalchemy import select
 from werkzeug.security import generate_password_hash
 
 from csms import create_app
 from csms.api import login_limiter
-from csms.api.login_limiter import LocalLoginLimiter
+from csms.api.login_limiter import LocalLoginLimiter, SharedLoginLimiter
 from csms.extensions import db
-from csms.models import User
+from csms.models import LoginFailure, User
 from csms.proxies import client_address, parse_networks
 from csms.services import users
 from tests.support.processes import web_process
@@ -34,11 +36,26 @@ class FakeClock:
     def __call__(self) -> float:
         return self.now
 
+    def as_datetime(self) -> datetime:
+        return datetime(2026, 7, 1, tzinfo=UTC) + timedelta(seconds=self.now)
+
+
+def limiter(kind: str, clock: FakeClock, **options):
+    """The embedded mode's limiter, or the cluster's (here on the test's SQLite database), on `clock`."""
+    if kind == "local":
+        return LocalLoginLimiter(clock=clock, **options)
+    return SharedLoginLimiter(clock=clock.as_datetime, **options)
+
+
+@pytest.fixture(params=["local", "shared"])
+def kind(request):
+    return request.param
+
 
 @pytest.fixture
-def clock(app):
+def clock(app, kind):
     clock = FakeClock()
-    app.extensions["login_limiter"] = LocalLoginLimiter(clock=clock)
+    app.extensions["login_limiter"] = limiter(kind, clock)
     return clock
 
 
@@ -84,7 +101,7 @@ def test_failures_from_an_address_do_not_lock_its_other_accounts(client, clock):
     assert response.status_code == 200 and response.get_json()["role"] == "customer"
 
 
-def test_failures_against_an_account_do_not_lock_its_owner_out(client):
+def test_failures_against_an_account_do_not_lock_its_owner_out(client, clock):
     """Finding 5: ten wrong passwords for one email locked its owner out from everywhere."""
     for n in range(10):
         response = login(client, "owner@example.test", "wrong-password", address=f"198.51.100.{n}")
@@ -108,9 +125,9 @@ def test_a_sender_of_failures_waits_longer_and_longer(client, clock):
     assert login(client, "owner@example.test", "wrong-password").status_code == 401
 
 
-def test_the_address_ceiling_counts_failures_only(app, client):
+def test_the_address_ceiling_counts_failures_only(app, client, kind):
     clock = FakeClock()
-    app.extensions["login_limiter"] = LocalLoginLimiter(address_failures=6, clock=clock)
+    app.extensions["login_limiter"] = limiter(kind, clock, address_failures=6)
     for _ in range(8):  # a busy address whose users know their passwords never reaches it
         assert login(client, "owner@example.test", PASSWORD).status_code == 200
     for n in range(6):
@@ -128,7 +145,32 @@ def test_the_configured_ceiling_reaches_the_limiter(make_app):
     assert make_app(LOGIN_FAILURES_PER_ADDRESS=7).extensions["login_limiter"].address_failures == 7
 
 
-def test_an_ipv6_sender_is_its_slash_64(client):
+def test_one_process_counts_in_memory_and_a_cluster_in_the_database(make_app):
+    embedded = make_app().extensions["login_limiter"]
+    production = make_app(RABBITMQ_URL="amqp://guest:guest@127.0.0.1:1/%2F", LOGIN_FAILURES_PER_ADDRESS=7)
+    limiter = production.extensions["login_limiter"]
+    assert (type(embedded), type(limiter), limiter.address_failures) == (
+        LocalLoginLimiter,
+        SharedLoginLimiter,
+        7,
+    )
+
+
+def test_the_shared_count_keeps_no_email_and_sweeps_what_lapsed(app):
+    clock = FakeClock()
+    shared = SharedLoginLimiter(clock=clock.as_datetime, window=100)
+    shared.SWEEP_EVERY = 0
+    shared.failed("10.0.0.1", "owner@example.test")
+    shared.failed("10.0.0.1", "owner@example.test")
+    rows = db.session.execute(select(LoginFailure.key, LoginFailure.failures).order_by(LoginFailure.failures))
+    assert [(len(key), failures) for key, failures in rows] == [(64, 2), (64, 2)]  # pair, address
+    assert not any("example" in key for key in db.session.scalars(select(LoginFailure.key)))
+    clock.now += 100
+    shared.failed("10.0.0.2", "other@example.test")  # the lapsed rows go; the new pair and address stay
+    assert db.session.scalars(select(LoginFailure.failures)).all() == [1, 1]
+
+
+def test_an_ipv6_sender_is_its_slash_64(client, clock):
     for n in range(5):
         response = login(client, "owner@example.test", "wrong-password", address=f"2001:db8:0:1::{n + 1}")
         assert response.status_code == 401

@@ -15,7 +15,7 @@ from csms.extensions import db
 from csms.models import ChargerConnection, ClusterNode
 from csms.ocpp.errors import OcppError
 from csms.ocpp.registry import ConnectionRegistry
-from csms.ocpp.session import CallFailed, CallTimeout, ChargerOffline
+from csms.ocpp.session import CallFailed, CallTimeout, ChargerOffline, NotConnected
 
 T0 = datetime(2026, 12, 1, 10, 0, tzinfo=UTC)
 
@@ -208,15 +208,15 @@ def test_a_routed_call_travels_back_as_the_exception_a_local_call_raises(node, o
         assert _raise_or_return(replies[0]) == outcome
 
 
-def test_a_call_for_a_charger_no_longer_here_is_answered_offline(node):
+def test_a_call_for_a_charger_no_longer_here_is_answered_not_connected(node):
     node, _ = node
     replies: list = []
     node._on_call(
         {"chargePointId": "CP-9", "action": "Reset", "payload": {}, "timeout": 1, "command": {}},
         replies.append,
     )
-    assert replies == [{"error": "offline"}]
-    with pytest.raises(ChargerOffline):
+    assert replies == [{"error": "not_connected"}]  # nothing was sent: queueable
+    with pytest.raises(NotConnected):
         _raise_or_return(replies[0])
 
 
@@ -225,7 +225,7 @@ def test_without_a_holder_or_a_bus_a_call_is_offline_and_an_invalid_one_refused_
     with pytest.raises(OcppError) as invalid:
         node.route("CP-1", "Reset", {"type": "Sideways"}, 1.0, {})
     assert invalid.value.code == "PropertyConstraintViolation"
-    with pytest.raises(ChargerOffline):
+    with pytest.raises(NotConnected):
         node.route("CP-1", "Reset", {"type": "Soft"}, 1.0, {})
 
 

@@ -11,6 +11,7 @@ from flask_smorest import Api
 from marshmallow import Schema
 from werkzeug.exceptions import HTTPException
 
+from csms.broker import is_embedded
 from csms.errors import error_response
 from csms.schemas.common import DecimalString, Error, Money
 
@@ -67,11 +68,11 @@ def init_app(app: Flask) -> None:
     api.register_field(Money, "string", None)
     api.register_field(DecimalString, "string", "decimal")
     from csms.api import auth, charger, cms, user
-    from csms.api.login_limiter import LocalLoginLimiter
+    from csms.api.login_limiter import LocalLoginLimiter, SharedLoginLimiter
 
-    app.extensions["login_limiter"] = LocalLoginLimiter(
-        address_failures=app.config["LOGIN_FAILURES_PER_ADDRESS"]
-    )
+    # One process counts in memory; a cluster's nodes count together, in the database.
+    limiter = LocalLoginLimiter if is_embedded(app) else SharedLoginLimiter
+    app.extensions["login_limiter"] = limiter(address_failures=app.config["LOGIN_FAILURES_PER_ADDRESS"])
 
     for blueprint in (auth.bp, user.bp, charger.bp, cms.bp):
         api.register_blueprint(blueprint)

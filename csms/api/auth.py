@@ -46,7 +46,6 @@ def register(body):
         id_tag=id_tag,
         currency=current_app.config["CURRENCY"],
     )
-    current_app.extensions["ocpp"].id_tags.invalidate(id_tag)  # no stale "Invalid" for the new tag
     return _token_for(user)
 
 

@@ -18,7 +18,7 @@ from csms.models import ChargePoint, ChargingSession, OcppMessage, Station, Tari
 from csms.pipeline import announce as cms_events
 from csms.schemas import cms as schemas
 from csms.schemas.common import Error
-from csms.services import analytics, credentials, records
+from csms.services import analytics, records
 from csms.services.errors import NotFound
 from csms.services.money import format_minor
 
@@ -171,14 +171,7 @@ def get_point(charge_point_id: str):
 def update_point(body, charge_point_id: str):
     """Change station, tariff, registration status (accept a Pending charger) or rotate its key."""
     point = _point_or_404(charge_point_id)
-    records.check_references(body.get("station_id"), body.get("tariff_id"))
-    for field in ("station_id", "tariff_id", "registration_status"):
-        if field in body:
-            setattr(point, field, body[field])
-    if "auth_key" in body:
-        point.auth_key_hash = credentials.hash_key(credentials.validate_key(body["auth_key"]))
-    db.session.commit()
-    current_app.extensions["ocpp"].authenticator.forget(charge_point_id)
+    records.update_point(point, body)
     changed = sorted(k for k in body if k != "auth_key") + (["authKey"] if "auth_key" in body else [])
     announce("updated", "point", charge_point_id, {"changed": changed})
     return _with_connection(point)
@@ -191,9 +184,7 @@ def update_point(body, charge_point_id: str):
 @bp.alt_response(409, schema=Error, description="it has transactions")
 def delete_point(charge_point_id: str):
     """Delete a charge point that never had a transaction; one that had is kept for the records."""
-    db.session.delete(_point_or_404(charge_point_id))
-    records.commit_or_conflict("a charge point with transactions cannot be deleted")
-    current_app.extensions["ocpp"].authenticator.forget(charge_point_id)
+    records.delete_point(_point_or_404(charge_point_id))
     announce("deleted", "point", charge_point_id, None)
 
 

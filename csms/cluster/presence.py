@@ -87,14 +87,18 @@ def connected_filter(column: Any, connected: bool) -> Any:
     return column.in_(live) if connected else column.not_in(live)
 
 
-def count_connected(session: Session) -> int:
+def count_connected(session: Session, *, except_node: str | None = None) -> int:
+    """Chargers connected to any live node (but `except_node`, whose own count its caller knows)."""
     from sqlalchemy import func
 
-    return session.scalar(
+    query = (
         select(func.count())
         .select_from(ChargerConnection)
         .where(ChargerConnection.node_id.in_(_live(_now())))
     )
+    if except_node is not None:
+        query = query.where(ChargerConnection.node_id != except_node)
+    return session.scalar(query)
 
 
 # --- the node's side ----------------------------------------------------------------------------

@@ -3,6 +3,12 @@
 The gateway's registry collects the changes; this feed emits them to operators as one
 `charger:connection:changed` event per second at most (and as `notification`, like every event), so
 a storm of 10,000 reconnections costs a handful of emits, not 10,000.
+
+Each node emits for its own chargers, and the Socket.IO message queue (production mode) carries the
+event to the dashboards of every node. What the event says is the cluster's view: `online` counts
+the chargers connected to any node (this node's from its registry, the others' from
+csms.cluster.presence), and a charger that left this node because it reconnected to another is not
+reported offline (the other node reports it online).
 """
 
 from __future__ import annotations
@@ -14,7 +20,8 @@ from datetime import UTC, datetime
 
 from flask import Flask
 
-from csms.extensions import socketio
+from csms.cluster import presence
+from csms.extensions import db, socketio
 from csms.realtime import OPERATORS
 
 log = logging.getLogger(__name__)
@@ -24,6 +31,7 @@ EVENT = "charger:connection:changed"
 
 class PresenceFeed:
     def __init__(self, app: Flask, interval: float = 1.0) -> None:
+        self.app = app
         self.registry = app.extensions["ocpp"].registry
         self.node_id = app.config["NODE_ID"]
         self.interval = interval
@@ -49,11 +57,22 @@ class PresenceFeed:
         changes = self.registry.drain_changes()
         if not changes:
             return
+        left = sorted(cp for cp, connected in changes.items() if not connected)
+        with self.app.app_context():
+            try:
+                held = presence.connections(db.session, left)
+                elsewhere = presence.count_connected(db.session, except_node=self.node_id)
+            finally:
+                db.session.remove()
+        moved = {cp for cp, where in held.items() if where.node_id != self.node_id}
+        reported = [(cp, connected) for cp, connected in changes.items() if cp not in moved]
+        if not reported:
+            return
         data = {
             "node": self.node_id,
-            "online": len(self.registry),
+            "online": elsewhere + len(self.registry),
             "at": datetime.now(UTC).isoformat(),
-            "changes": [{"chargePointId": cp, "connected": connected} for cp, connected in changes.items()],
+            "changes": [{"chargePointId": cp, "connected": connected} for cp, connected in reported],
         }
         socketio.emit(EVENT, data, to=OPERATORS, namespace="/")
         socketio.emit("notification", {"event": EVENT, "data": data}, to=OPERATORS, namespace="/")

@@ -24,8 +24,10 @@ from flask_wtf.csrf import CSRFError
 
 from csms.api.auth import authenticate
 from csms.api.remote import call_charger
+from csms.cluster import presence
 from csms.dashboard import csrf, forms, signin
 from csms.dashboard import records as record_pages
+from csms.extensions import db
 from csms.models import Role
 from csms.pipeline import dead_letters, outbox
 from csms.schemas.common import INT32_MAX
@@ -120,13 +122,13 @@ def logout():
 @signin.operator_required
 def overview():
     """The network at a glance, with a live grid of every connector."""
-    online = _registry().ids()  # one copy of this node's connected ids for the whole page
+    connectors = network.connectors()
     return render_template(
         "dashboard/overview.html",
-        summary=_summary(online),
-        alerts=_alerts(online),
-        connectors=network.connectors(),
-        online=online,
+        summary=_summary(),
+        alerts=_alerts(),
+        connectors=connectors,
+        online=_connected({c.charge_point_id for c in connectors}),
         token=_socket_token(),
         node=current_app.config["NODE_ID"],
     )
@@ -136,8 +138,7 @@ def overview():
 @signin.operator_required
 def summary_fragment():
     """The overview's figures and alerts, refreshed by the page every few seconds."""
-    online = _registry().ids()
-    return render_template("dashboard/_summary.html", summary=_summary(online), alerts=_alerts(online))
+    return render_template("dashboard/_summary.html", summary=_summary(), alerts=_alerts())
 
 
 @bp.get("/chargers")
@@ -145,9 +146,7 @@ def summary_fragment():
 def chargers():
     """Every charger, searchable and filtered by connection, registration and connector status."""
     args = request.args
-    online = _registry().ids()
     page = fleet.search(
-        online,
         q=args.get("q", "").strip()[:100],
         connection=args.get("connection", ""),
         registration=args.get("registration", ""),
@@ -159,7 +158,7 @@ def chargers():
         "dashboard/chargers.html",
         page=page,
         args=args,
-        online=online,
+        online=_connected({point.charge_point_id for point in page.items}),
         statuses=CONNECTOR_STATUSES,
         registrations=fleet.REGISTRATION_FILTERS,
     )
@@ -174,7 +173,7 @@ def charger(charge_point_id: str):
     return render_template(
         "dashboard/charger.html",
         point=point,
-        connection=_registry().info(charge_point_id),
+        connection=presence.where(db.session, charge_point_id),
         **_running(point),
         transactions=fleet.recent_transactions(point),
         messages=fleet.recent_messages(charge_point_id),
@@ -426,8 +425,9 @@ def _date_arg(name: str, default):
     return day if analytics.EARLIEST.date() <= day < analytics.LATEST.date() else default
 
 
-def _registry():
-    return current_app.extensions["ocpp"].registry
+def _connected(charge_point_ids: set[str]) -> set[str]:
+    """Those of `charge_point_ids` connected to any node of the cluster."""
+    return set(presence.connections(db.session, sorted(charge_point_ids)))
 
 
 def _positive_int(text: str | None, default: int) -> int:
@@ -437,17 +437,17 @@ def _positive_int(text: str | None, default: int) -> int:
         return default
 
 
-def _summary(connected: set[str]) -> network.Summary:
+def _summary() -> network.Summary:
     today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-    return network.summary(connected, today)
+    return network.summary(today)
 
 
-def _alerts(connected: set[str]) -> dict:
+def _alerts() -> dict:
     now = datetime.now(UTC)
     minutes = current_app.config["OFFLINE_ALERT_MINUTES"]
     return {
         "faulted": network.faulted_connectors(),
-        "offline": network.offline_for(connected, minutes, now),
+        "offline": network.offline_for(minutes, now),
         "offline_minutes": minutes,
         "outbox": outbox.backlog(),
         "dead_letters": {

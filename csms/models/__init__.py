@@ -11,6 +11,7 @@ from csms.models.charging import (
 )
 from csms.models.cluster import ChargerConnection, ClusterNode
 from csms.models.command_queue import CommandState, QueuedCommand
+from csms.models.login import LoginFailure
 from csms.models.logs import CmsEvent, CommandAudit, OcppMessage
 from csms.models.network import ChargePoint, Connector, RegistrationStatus, Station
 from csms.models.outbox import OutboxMessage
@@ -33,6 +34,7 @@ __all__ = [
     "IdTagStatus",
     "LedgerEntry",
     "LedgerKind",
+    "LoginFailure",
     "MeterSample",
     "OcppMessage",
     "OutboxMessage",

@@ -20,6 +20,7 @@ from gevent import monkey
 from sqlalchemy import select
 
 from csms.broker import is_embedded
+from csms.cluster.broadcast import Listener
 from csms.cluster.node import Node
 from csms.expiring_cache import ExpiringCache
 from csms.extensions import db
@@ -32,7 +33,7 @@ from csms.ocpp.websocket import Keepalive
 from csms.offload import off_the_hub
 from csms.pipeline import addresses
 from csms.pipeline.handoff import Handoff, build_handoff
-from csms.services import chargers, credentials, transactions
+from csms.services import chargers, credentials, id_tags, transactions
 from csms.services.authorization import IdTagCache
 from csms.services.errors import ServiceError
 
@@ -68,6 +69,12 @@ class ChargerAuthenticator:
     is refused without a lookup; an unknown one is remembered in an `ExpiringCache` (at most
     `UNKNOWN_MAX` ids, each for `ttl`); the directory and the verified keys hold registered chargers
     only, and each reload drops those deleted since.
+
+    A charger created, changed or deleted anywhere in the cluster is announced (csms.services.chargers)
+    and the gateway calls `forget` (one charger) or `reload` (a fleet import) on every node, so the
+    change holds at once, not after `ttl`. A lookup or a load that was reading while such a change
+    came in keeps what it read out of the cache (it may predate the change): `_generation` counts
+    the changes, and what was read is cached only if none came in meanwhile.
     """
 
     UNKNOWN_MAX = 10_000
@@ -79,6 +86,8 @@ class ChargerAuthenticator:
         self._unknown = ExpiringCache(self.UNKNOWN_MAX, ttl)
         self._verified: dict[str, tuple[str, bytes]] = {}
         self._lock = threading.Lock()
+        self._generation = 0  # changes heard of so far; see the class docstring
+        self._loading = threading.Lock()  # one load at a time: a later load never loses to an earlier one
 
     def authenticate(self, charge_point_id: str, authorization: Any) -> ChargerRecord:
         if (
@@ -108,22 +117,42 @@ class ChargerAuthenticator:
         return record
 
     def forget(self, charge_point_id: str) -> None:
-        self._unknown.pop(charge_point_id)
+        """Drop what is known of one charger: its next connection reads its record again."""
         with self._lock:
+            self._generation += 1
             self._records.pop(charge_point_id, None)
             self._verified.pop(charge_point_id, None)
+        self._unknown.pop(charge_point_id)
+
+    def reload(self) -> int:
+        """Drop every record and unknown id (many chargers changed, or changes may have been missed),
+        then load the directory again."""
+        with self._lock:
+            self._generation += 1
+            self._records = {}
+        self._unknown.clear()
+        return self.load_directory()
+
+    LOAD_ATTEMPTS = 3
 
     def load_directory(self) -> int:
         """(Re)load every charger's record in one query, in place of the previous directory; returns
-        how many there are."""
-        expires = time.monotonic() + self.ttl
-        rows = db.session.execute(self._QUERY).all()
-        db.session.rollback()
-        records = {row.charge_point_id: (expires, self._record(row)) for row in rows}
-        with self._lock:
-            self._records = records
-            self._verified = {cp: known for cp, known in self._verified.items() if cp in records}
-        return len(records)
+        how many there are. A load that a change overtook is read again (at most `LOAD_ATTEMPTS`
+        times; then the previous directory stays, less what changed, and lookups fill it in)."""
+        with self._loading:
+            for _ in range(self.LOAD_ATTEMPTS):
+                generation = self._generation
+                expires = time.monotonic() + self.ttl
+                rows = db.session.execute(self._QUERY).all()
+                db.session.rollback()
+                records = {row.charge_point_id: (expires, self._record(row)) for row in rows}
+                with self._lock:
+                    if generation == self._generation:
+                        self._records = records
+                        self._verified = {cp: known for cp, known in self._verified.items() if cp in records}
+                        return len(records)
+            log.info("the charger directory kept changing while it loaded; looking chargers up one by one")
+            return len(records)
 
     _QUERY = select(
         ChargePoint.id,
@@ -143,16 +172,18 @@ class ChargerAuthenticator:
             return cached[1]
         if cached is None and self._unknown.get(charge_point_id, False):
             return None
+        generation = self._generation
         row = db.session.execute(self._QUERY.where(ChargePoint.charge_point_id == charge_point_id)).first()
         db.session.rollback()
-        if row is None:
-            with self._lock:
-                self._records.pop(charge_point_id, None)
-            self._unknown.put(charge_point_id, True)
-            return None
-        record = self._record(row)
+        record = None if row is None else self._record(row)
         with self._lock:
-            self._records[charge_point_id] = (now + self.ttl, record)
+            if generation != self._generation:  # a change came in while reading: answer, cache nothing
+                return record
+            if record is None:
+                self._records.pop(charge_point_id, None)
+                self._unknown.put(charge_point_id, True)
+            else:
+                self._records[charge_point_id] = (now + self.ttl, record)
         return record
 
     def _verify(self, record: ChargerRecord, password: str) -> bool:
@@ -208,6 +239,19 @@ class Gateway:
         self.transaction_ids = GroupCommit(app, transactions.allocate_transaction_ids)
         self.keepalive = Keepalive(config["PING_INTERVAL"], self.registry.sessions)
         self.delivery = CommandDelivery(self)
+        self._follow_changes(self.node.listener)
+
+    def _follow_changes(self, listener: Listener) -> None:
+        """Keep the charger directory and the idTag decisions true to changes made on any node."""
+        listener.subscribe(chargers.CHANGED, self.authenticator.forget)
+        listener.subscribe(chargers.MANY_CHANGED, lambda _count: self._reload_directory(everything=True))
+        listener.subscribe(id_tags.CHANGED, self.id_tags.invalidate)
+        listener.on_resync(self._resync)
+
+    def _resync(self) -> None:
+        """Announcements may have been missed: nothing cached can be trusted."""
+        self.id_tags.invalidate()
+        self._reload_directory(everything=True)
 
     # --- hand-off -------------------------------------------------------------------------------
 
@@ -267,10 +311,14 @@ class Gateway:
             time.sleep(max(self.authenticator.ttl / 2, 1.0))
             self._reload_directory()
 
-    def _reload_directory(self) -> None:
+    def _reload_directory(self, *, everything: bool = False) -> None:
+        """Load the charger directory again; `everything`: forget every record and unknown id first."""
         with self.app.app_context():
             try:
-                self.authenticator.load_directory()
+                if everything:
+                    self.authenticator.reload()
+                else:
+                    self.authenticator.load_directory()
             except Exception:  # the database may be down: lookups fall back to one query each
                 log.exception("loading the charger directory failed")
             finally:

@@ -1,12 +1,13 @@
 """Authorization of id tags (OCPP 1.6 Authorize, StartTransaction, StopTransaction).
 
 Charger calls are answered on the hot path, so decisions come from a small in-process cache. A
-change made through this process invalidates it at once; changes made on another node are picked
-up within `ttl` seconds.
+change to an idTag anywhere in the cluster is announced (csms.services.id_tags) and every node's
+cache drops the tag when it commits; `ttl` bounds what a missed announcement could leave behind.
 """
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -54,22 +55,32 @@ class IdTagCache:
         self.ttl = ttl
         self._known = ExpiringCache(max_entries, ttl)
         self._unknown = ExpiringCache(min(max_entries, self.UNKNOWN_MAX), ttl)
+        # Invalidations so far: a decision read while one came in is used once, not cached (the
+        # row may predate the change).
+        self._generation = 0
+        self._lock = threading.Lock()
 
     def info(self, id_tag: str) -> IdTagInfo:
         tag = self._known.get(id_tag)
         # No stored tag holds NUL, and PostgreSQL refuses it in a query: such a tag is unknown.
         if tag is None and NUL not in id_tag and not self._unknown.get(id_tag, False):
+            generation = self._generation
             tag = db.session.scalar(select(IdTag).where(IdTag.id_tag == id_tag))
             if tag is not None:
                 db.session.expunge(tag)
             db.session.rollback()  # end the read transaction; sessions live as long as a connection
-            if tag is None:
-                self._unknown.put(id_tag, True)
-            else:
-                self._known.put(id_tag, tag)
+            with self._lock:
+                if generation == self._generation:
+                    if tag is None:
+                        self._unknown.put(id_tag, True)
+                    else:
+                        self._known.put(id_tag, tag)
         return decide(tag, datetime.now(UTC))
 
     def invalidate(self, id_tag: str | None = None) -> None:
+        """Forget the decision on `id_tag` (on every tag if None)."""
+        with self._lock:
+            self._generation += 1
         if id_tag is None:
             self._known.clear()
             self._unknown.clear()

@@ -1,4 +1,10 @@
-"""Registering charge points, one at a time or a whole fleet at once."""
+"""Registering charge points, one at a time or a whole fleet at once, and telling every web node.
+
+Each web node caches who may connect (csms.ocpp.gateway.ChargerAuthenticator). Every change to a
+charger's record that decides that (created, key, registration status, deleted) announces itself in
+its transaction (csms.cluster.broadcast): every node drops what it knew of the charger when, and
+only if, the change commits. A fleet import announces once, and every node reloads its directory.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +14,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import insert, select
 
+from csms.cluster import broadcast
 from csms.extensions import db
 from csms.models import ChargePoint, Connector, RegistrationStatus
 from csms.services import credentials
@@ -17,6 +24,15 @@ from csms.services.errors import Conflict, InvalidInput
 # holds URL-safe characters only and never a colon; OCPP 1.6 allows at most 48 of them.
 _CHARGE_POINT_ID = re.compile(r"^[A-Za-z0-9._~-]{1,48}$")
 MAX_CONNECTORS = 32
+
+# The announcements every node's charger directory follows.
+CHANGED = "charger"  # key: the chargePointId whose record changed (or was deleted)
+MANY_CHANGED = "chargers"  # a batch changed: reload the directory (key: how many, for the log)
+
+
+def announce_changed(charge_point_id: str) -> None:
+    """Every node forgets what it knew of this charger once the current transaction commits."""
+    broadcast.announce(CHANGED, charge_point_id)
 
 
 def validate_charge_point_id(charge_point_id: str) -> str:
@@ -72,6 +88,7 @@ def register(
     db.session.add(point)
     db.session.flush()
     db.session.execute(insert(Connector), _connector_rows(point.id, connectors))
+    announce_changed(charge_point_id)
     db.session.commit()
     return Registration(charge_point_id, key, generated)
 
@@ -141,6 +158,8 @@ def import_fleet(
         connector_rows = [row for pk in created for row in _connector_rows(pk, connectors)]
         if connector_rows:
             db.session.execute(insert(Connector), connector_rows)
+    if new:  # one announcement for the batch, not one per charger
+        broadcast.announce(MANY_CHANGED, str(len(new)))
     db.session.commit()
     return ImportResult(created=len(new), skipped=len(existing))
 

@@ -85,6 +85,7 @@ def seed(credentials_path: Path) -> DemoCredentials:
     elif not credentials.verify_key(creds.auth_key, point.auth_key_hash):
         # The database was reset but the credentials file kept: make the printed key true again.
         point.auth_key_hash = credentials.hash_key(creds.auth_key)
+        chargers.announce_changed(DEMO_CHARGER)
         db.session.commit()
 
     for email, password, role, id_tag in (

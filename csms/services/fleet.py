@@ -1,17 +1,17 @@
 """Finding chargers and what happened at one: the operator's searchable list and a charger's records.
 
-Which chargers are connected is the gateway's knowledge, not the database's, so the callers pass the
-connected ids in; every filter and page is one SQL query on SQLite and PostgreSQL alike.
+"Online" means connected to any node of the cluster (csms.cluster.presence); every filter and page is
+one SQL query on SQLite and PostgreSQL alike.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import func, or_, select
 
+from csms.cluster import presence
 from csms.extensions import db
 from csms.models import (
     ChargePoint,
@@ -23,7 +23,6 @@ from csms.models import (
     Transaction,
 )
 from csms.models.charging import TransactionState
-from csms.services.sql import any_of
 
 CONNECTION_FILTERS = ("online", "offline")
 REGISTRATION_FILTERS = ("Accepted", "Pending", "Rejected")
@@ -42,7 +41,6 @@ class Page:
 
 
 def search(
-    connected: Collection[str],
     *,
     q: str = "",
     connection: str = "",
@@ -65,8 +63,7 @@ def search(
             )
         )
     if connection in CONNECTION_FILTERS:
-        condition = any_of(db.session, ChargePoint.charge_point_id, connected or [""])
-        query = query.where(condition if connection == "online" else ~condition)
+        query = query.where(presence.connected_filter(ChargePoint.charge_point_id, connection == "online"))
     if registration in REGISTRATION_FILTERS:
         query = query.where(ChargePoint.registration_status == registration)
     if status:

@@ -1,19 +1,19 @@
 """The network at a glance, for the operator's overview page: one query per figure, in SQL that runs
 on SQLite and PostgreSQL alike.
 
-"Online" is not stored: which chargers hold a connection is the gateway's knowledge, so callers pass
-the connected ids in and this module counts the rest from the database.
+"Online" means connected to any node of the cluster (csms.cluster.presence), whichever node draws
+the page.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select
 
+from csms.cluster import presence
 from csms.extensions import db
 from csms.models import ChargePoint, Connector, LedgerEntry, Transaction
 from csms.models.charging import TransactionState
@@ -53,10 +53,14 @@ class OfflineCharger:
     last_seen_at: datetime | None
 
 
-def summary(connected: Collection[str], day_start: datetime) -> Summary:
+def summary(day_start: datetime) -> Summary:
     """Counts for the overview; `day_start` is the start of "today" (UTC) for energy and revenue."""
-    registered = db.session.scalars(select(ChargePoint.charge_point_id)).all()
-    connected_registered = len(set(registered) & set(connected))
+    registered = db.session.scalar(select(func.count()).select_from(ChargePoint))
+    connected_registered = db.session.scalar(
+        select(func.count())
+        .select_from(ChargePoint)
+        .where(presence.connected_filter(ChargePoint.charge_point_id, True))
+    )
     by_status = dict(
         db.session.execute(
             select(Connector.status, func.count())
@@ -87,8 +91,8 @@ def summary(connected: Collection[str], day_start: datetime) -> Summary:
         ).all()
     )
     return Summary(
-        chargers=len(registered),
-        online=connected_registered,
+        chargers=registered or 0,
+        online=connected_registered or 0,
         faulted_chargers=faulted or 0,
         connectors_by_status={status: int(count) for status, count in by_status.items()},
         active_transactions=active or 0,
@@ -126,17 +130,15 @@ def _connector_views(where: Any, order_by: tuple, limit: int) -> list[ConnectorV
     return [ConnectorView(*row) for row in rows]
 
 
-def offline_for(
-    connected: Collection[str], minutes: int, now: datetime, limit: int = 50
-) -> list[OfflineCharger]:
-    """Accepted chargers not connected now and silent for more than `minutes` (or never seen)."""
+def offline_for(minutes: int, now: datetime, limit: int = 50) -> list[OfflineCharger]:
+    """Accepted chargers connected to no node and silent for more than `minutes` (or never seen)."""
     cutoff = now - timedelta(minutes=minutes)
     rows = db.session.execute(
         select(ChargePoint.charge_point_id, ChargePoint.last_seen_at)
         .where(ChargePoint.registration_status == "Accepted")
         .where((ChargePoint.last_seen_at < cutoff) | ChargePoint.last_seen_at.is_(None))
+        .where(presence.connected_filter(ChargePoint.charge_point_id, False))
         .order_by(ChargePoint.last_seen_at.desc().nulls_last(), ChargePoint.charge_point_id)
-        .limit(limit + len(connected))
+        .limit(limit)
     )
-    silent = set(connected)
-    return [OfflineCharger(cp, seen) for cp, seen in rows if cp not in silent][:limit]
+    return [OfflineCharger(cp, seen) for cp, seen in rows]

@@ -1,5 +1,6 @@
-"""Operators' records (stations and tariffs): created, changed and deleted with the database's
-constraints answered as conflicts. The REST API and the dashboard both come through here."""
+"""Operators' records (stations, tariffs, charge points): created, changed and deleted with the
+database's constraints answered as conflicts. The REST API and the dashboard both come through here;
+a charge point's change is announced to every web node (csms.services.chargers)."""
 
 from __future__ import annotations
 
@@ -8,9 +9,9 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 
 from csms.extensions import db
-from csms.models import Station, Tariff
+from csms.models import ChargePoint, Station, Tariff
 from csms.schemas.common import INT32_MAX
-from csms.services import chargers
+from csms.services import chargers, credentials
 from csms.services.errors import Conflict, NotFound
 
 
@@ -49,6 +50,27 @@ def register_point(fields: dict[str, Any]) -> chargers.Registration:
         status=fields["registration_status"],
         tariff_id=fields.get("tariff_id"),
     )
+
+
+def update_point(point: ChargePoint, fields: dict[str, Any]) -> None:
+    """Change a charge point's station, tariff, registration status or key (fields of the API's
+    `PointUpdate` schema); every node sees the new status and key once this commits."""
+    check_references(fields.get("station_id"), fields.get("tariff_id"))
+    for field in ("station_id", "tariff_id", "registration_status"):
+        if field in fields:
+            setattr(point, field, fields[field])
+    if "auth_key" in fields:
+        point.auth_key_hash = credentials.hash_key(credentials.validate_key(fields["auth_key"]))
+    chargers.announce_changed(point.charge_point_id)
+    db.session.commit()
+
+
+def delete_point(point: ChargePoint) -> None:
+    """Delete a charge point that never had a transaction (Conflict otherwise); no node lets it
+    connect again once this commits."""
+    db.session.delete(point)
+    chargers.announce_changed(point.charge_point_id)
+    commit_or_conflict("a charge point with transactions cannot be deleted")
 
 
 def create(model: Any, fields: dict[str, Any], entity_type: str) -> Any:

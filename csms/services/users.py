@@ -13,6 +13,7 @@ from werkzeug.security import check_password_hash, generate_password_hash
 from csms.extensions import db
 from csms.models import IdTag, Role, User, Wallet
 from csms.offload import password_check
+from csms.services import id_tags
 from csms.services.errors import Conflict, InvalidInput
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -62,6 +63,7 @@ def create_user(
             db.session.add(Wallet(user_id=user.id, currency=currency))
         if id_tag is not None:
             db.session.add(IdTag(id_tag=id_tag, user_id=user.id))
+            id_tags.announce_changed(id_tag)  # no node keeps a stale "Invalid" for it
         db.session.commit()
     except IntegrityError:
         # A registration of the same email (or idTag) committed between the check above and here:
