@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, delete, or_, select, update
+from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from csms.cluster import broadcast
@@ -89,8 +89,6 @@ def connected_filter(column: Any, connected: bool) -> Any:
 
 def count_connected(session: Session, *, except_node: str | None = None) -> int:
     """Chargers connected to any live node (but `except_node`, whose own count its caller knows)."""
-    from sqlalchemy import func
-
     query = (
         select(func.count())
         .select_from(ChargerConnection)
