@@ -18,7 +18,7 @@ from csms import create_app  # noqa: E402
 from csms.broker import is_embedded  # noqa: E402
 from csms.gc_policy import freeze_survivors  # noqa: E402
 from csms.runtime import start_background  # noqa: E402
-from csms.web_processes import listener, supervise  # noqa: E402
+from csms.web_processes import listener, stop_when_orphaned, supervise  # noqa: E402
 
 app = create_app()
 
@@ -45,6 +45,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         action="store_true",
         help="bind with SO_REUSEPORT, sharing the port with other web processes (--processes passes it)",
     )
+    parser.add_argument(
+        "--parent-pid",
+        type=int,
+        help="stop when this process is no longer the parent: the supervisor of --processes passes it",
+    )
     return parser.parse_args(argv)
 
 
@@ -63,6 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     processes = options.processes or app.config["WEB_PROCESSES"]
     if processes > 1:
         return supervise(app.config, processes, script=__file__, embedded=is_embedded(app))
+    if options.parent_pid is not None:
+        stop_when_orphaned(options.parent_pid)
     serve(reuse_port=options.reuse_port)
     return 0
 

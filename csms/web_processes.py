@@ -16,6 +16,11 @@ port, and why:
   logged), forwards SIGTERM/SIGINT to the children and returns once they have stopped, and gives up
   with a non-zero exit status when a child keeps failing to start (a bad setting, a port taken), so
   a process manager sees the failure instead of a parent restarting children for ever.
+- **Each child in a session of its own**, as separately started servers are: Linux's autogroup
+  scheduling (on by default on many distributions) shares the CPU between sessions first, so N
+  children in the parent's session would get one process's share on a busy host. Out of the
+  parent's process group, a child does not see a terminal's Ctrl-C twice (the parent forwards it),
+  and it watches its parent (`stop_when_orphaned`): a child whose supervisor was killed stops too.
 - **A child that dies loses only its own connections.** The connections waiting in its accept queue
   are reset and their chargers reconnect, the kernel sends new connections to the other children
   until the replacement binds the port again; the other children's chargers notice nothing.
@@ -35,6 +40,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -80,6 +86,21 @@ def ensure_port_free(host: str, port: int) -> None:
         listener(host, port, backlog=1, reuse_port=False).close()
     except OSError as exc:
         raise SystemExit(f"csms-web: cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+
+
+def stop_when_orphaned(parent_pid: int, interval: float = 1.0) -> threading.Thread:
+    """In a child: SIGTERM this process once `parent_pid` is no longer its parent (the supervisor
+    died, even by SIGKILL), so that no web process serves unsupervised and holds the port."""
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(interval)
+        log.error("the supervisor (pid %d) is gone; stopping", parent_pid)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    watcher = threading.Thread(target=watch, name="orphan-watch", daemon=True)
+    watcher.start()
+    return watcher
 
 
 @dataclass
@@ -145,7 +166,7 @@ class Supervisor:
         self.stop(signum)
 
     def _start(self, child: Child) -> None:
-        child.process = subprocess.Popen(child.command, env=child.env)
+        child.process = subprocess.Popen(child.command, env=child.env, start_new_session=True)
         child.started_at = time.monotonic()
         child.restart_at = None
         log.info("web process %d (node %s) started, pid %d", child.index, child.node, child.process.pid)
@@ -208,7 +229,15 @@ def supervise(config: dict, processes: int, script: str, embedded: bool) -> int:
     for index in range(1, processes + 1):
         node = node_id(config["NODE_ID"], index, processes)
         env = {**os.environ, "CSMS_NODE_ID": node, "CSMS_WEB_PROCESSES": "1"}
-        command = [sys.executable, script, "--processes", "1", "--reuse-port"]
+        command = [
+            sys.executable,
+            script,
+            "--processes",
+            "1",
+            "--reuse-port",
+            "--parent-pid",
+            str(os.getpid()),
+        ]
         children.append(Child(index, node, command, env))
     log.info(
         "supervising %d web processes on %s:%s (nodes %s)",

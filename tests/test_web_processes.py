@@ -105,8 +105,21 @@ def test_a_killed_process_is_restarted_and_sigterm_stops_them_all(two_processes)
     assert parent.wait(timeout=30) == 0
     for pid in children:
         assert not Path(f"/proc/{pid}").exists(), f"web process {pid} outlived its supervisor"
-    with pytest.raises(ProcessLookupError):
-        os.killpg(parent.pid, 0)  # nothing left in the process group
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+@pytest.mark.rabbitmq
+def test_processes_stop_when_their_supervisor_is_killed(two_processes):
+    """Each child runs in a session of its own: a SIGKILL of the parent's group does not reach
+    them, their watch of the parent does."""
+    parent = two_processes.web.process
+    children = children_of(parent.pid)
+    assert {os.getsid(pid) for pid in children} == set(children)
+    os.killpg(parent.pid, signal.SIGKILL)
+    parent.wait(timeout=10)
+    assert wait_until(lambda: not any(Path(f"/proc/{pid}").exists() for pid in children), timeout=10)
+    assert f"the supervisor (pid {parent.pid}) is gone; stopping" in two_processes.web.log()
 
 
 def run_web(args: list[str], env: dict[str, str], tmp_path: Path) -> subprocess.CompletedProcess:
