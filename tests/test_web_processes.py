@@ -14,16 +14,20 @@ import sys
 import threading
 import urllib.request
 from contextlib import ExitStack
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
+import socketio
 
+from csms.services import tokens
 from csms.web_processes import Child, Supervisor, node_id
 from tests.support.chargers import RawCharger
 from tests.support.deployment import deployment
 from tests.support.processes import ROOT, free_port, wait_until
 
 KEY = "cluster-key-0123456789"
+SECRET = "web-processes-secret-key-0123456789abcdef"
 CHARGERS = [f"WP-{n:02d}" for n in range(20)]
 
 
@@ -62,8 +66,7 @@ def two_processes(tmp_path, postgres_databases, rabbitmq_url):
         tmp_path,
         database_url=postgres_databases(),
         rabbitmq_url=rabbitmq_url,
-        with_worker=False,
-        env={"CSMS_WEB_PROCESSES": "2", "CSMS_BOOT_CONFIGURATION": ""},
+        env={"CSMS_WEB_PROCESSES": "2", "CSMS_BOOT_CONFIGURATION": "", "CSMS_SECRET_KEY": SECRET},
         charge_points=dict.fromkeys(CHARGERS, KEY),
     ) as csms:
         assert wait_until(lambda: len(children_of(csms.web.process.pid)) == 2, timeout=10)
@@ -86,6 +89,36 @@ def test_chargers_land_on_both_processes_each_a_node(two_processes):
         assert sum(connections.values()) == len(CHARGERS), connections
         assert min(connections.values()) >= 1, connections  # both at 1 in 2**19: never by chance
         assert {body["mode"] for body in health.values()} == {"production"}
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+@pytest.mark.rabbitmq
+def test_dashboards_on_either_process_hear_events_over_the_websocket_transport(two_processes):
+    """Socket.IO's polling transport spreads one session over several HTTP requests, which the
+    kernel may hand to different processes; over its WebSocket transport (the dashboard's) a session
+    is one connection, on one process, and every process relays every event."""
+    csms = two_processes
+    token = tokens.issue(tokens.Identity(1, "operator"), SECRET, timedelta(minutes=5))
+    received: list[tuple[int, str]] = []
+    clients = []
+    try:
+        for n in range(8):
+            client = socketio.Client(reconnection=False)
+            client.on("charger:status:changed", lambda data, n=n: received.append((n, data["status"])))
+            client.connect(
+                csms.web.base_url, auth={"token": token}, transports=["websocket"], wait_timeout=10
+            )
+            clients.append(client)
+        with RawCharger(csms.ws_url, CHARGERS[0], KEY) as charger:
+            charger.boot()
+            status = {"connectorId": 1, "errorCode": "NoError", "status": "Available"}
+            assert charger.call("StatusNotification", status)[2] == {}
+            assert wait_until(lambda: len(received) >= 8, timeout=20), received
+        assert sorted(received) == [(n, "Available") for n in range(8)]
+    finally:
+        for client in clients:
+            client.disconnect()
 
 
 @pytest.mark.slow
