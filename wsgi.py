@@ -76,15 +76,16 @@ def main(argv: list[str] | None = None) -> int:
 
 def serve(reuse_port: bool) -> None:
     """Serve in this process: the gateway, the API, Socket.IO and the background tasks."""
+    host, port = app.config["HOST"], app.config["PORT"]
+    # Our own listener (gevent's default backlog) so that it can share the port (SO_REUSEPORT);
+    # bound first, so that a port in use stops the start before anything runs.
+    sock = listener(host, port, backlog=pywsgi.WSGIServer.backlog, reuse_port=reuse_port)
     freeze_survivors(app.config["GC_FULL_SECONDS"])
     descriptors = raise_open_files_limit()
     stop_background = start_background(app)
     ssl = {}
     if app.config["TLS_CERT"] and app.config["TLS_KEY"]:
         ssl = {"certfile": app.config["TLS_CERT"], "keyfile": app.config["TLS_KEY"]}
-    host, port = app.config["HOST"], app.config["PORT"]
-    # Our own listener (gevent's default backlog) so that it can share the port (SO_REUSEPORT).
-    sock = listener(host, port, backlog=pywsgi.WSGIServer.backlog, reuse_port=reuse_port)
     logging.getLogger("csms").info(
         "serving on %s://%s:%s (%s mode, node %s); open files limit %d, room for about %d chargers",
         "https" if ssl else "http",
