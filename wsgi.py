@@ -8,15 +8,18 @@ from gevent import monkey
 
 monkey.patch_all()
 
+import argparse  # noqa: E402
 import logging  # noqa: E402
 import resource  # noqa: E402
 
+from gevent import pywsgi  # noqa: E402
+
 from csms import create_app  # noqa: E402
 from csms.broker import is_embedded  # noqa: E402
-from csms.extensions import socketio  # noqa: E402
 from csms.gc_policy import freeze_survivors  # noqa: E402
 from csms.http_server import NoDelayHandler  # noqa: E402
 from csms.runtime import start_background  # noqa: E402
+from csms.web_processes import listener, stop_when_orphaned, supervise  # noqa: E402
 
 app = create_app()
 
@@ -31,37 +34,74 @@ def raise_open_files_limit() -> int:
     return soft
 
 
-def main() -> None:
-    """Serve until interrupted; in embedded mode the actors run in this process too."""
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="csms-web", description="Serve the CSMS on CSMS_HOST:CSMS_PORT.")
+    parser.add_argument(
+        "--processes",
+        type=_processes,
+        help="web processes on the port, each a node (default: CSMS_WEB_PROCESSES, 1); production mode only",
+    )
+    parser.add_argument(
+        "--reuse-port",
+        action="store_true",
+        help="bind with SO_REUSEPORT, sharing the port with other web processes (--processes passes it)",
+    )
+    parser.add_argument(
+        "--parent-pid",
+        type=int,
+        help="stop when this process is no longer the parent: the supervisor of --processes passes it",
+    )
+    return parser.parse_args(argv)
+
+
+def _processes(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {number}")
+    return number
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Serve until interrupted (in embedded mode the actors run in this process too), or with
+    more than one process, supervise that many (csms.web_processes)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    options = parse_args(argv)
+    processes = options.processes or app.config["WEB_PROCESSES"]
+    if processes > 1:
+        return supervise(app.config, processes, script=__file__, embedded=is_embedded(app))
+    if options.parent_pid is not None:
+        stop_when_orphaned(options.parent_pid)
+    serve(reuse_port=options.reuse_port)
+    return 0
+
+
+def serve(reuse_port: bool) -> None:
+    """Serve in this process: the gateway, the API, Socket.IO and the background tasks."""
+    host, port = app.config["HOST"], app.config["PORT"]
+    # Our own listener (gevent's default backlog) so that it can share the port (SO_REUSEPORT);
+    # bound first, so that a port in use stops the start before anything runs.
+    sock = listener(host, port, backlog=pywsgi.WSGIServer.backlog, reuse_port=reuse_port)
     freeze_survivors(app.config["GC_FULL_SECONDS"])
     descriptors = raise_open_files_limit()
     stop_background = start_background(app)
     ssl = {}
     if app.config["TLS_CERT"] and app.config["TLS_KEY"]:
         ssl = {"certfile": app.config["TLS_CERT"], "keyfile": app.config["TLS_KEY"]}
-    scheme = "https" if ssl else "http"
     logging.getLogger("csms").info(
-        "serving on %s://%s:%s (%s mode); open files limit %d, room for about %d chargers",
-        scheme,
-        app.config["HOST"],
-        app.config["PORT"],
+        "serving on %s://%s:%s (%s mode, node %s); open files limit %d, room for about %d chargers",
+        "https" if ssl else "http",
+        host,
+        port,
         "embedded" if is_embedded(app) else "production",
+        app.config["NODE_ID"],
         descriptors,
         descriptors // 2 - 50,  # the rest: database, broker and HTTP clients
     )
     try:
-        socketio.run(
-            app,
-            host=app.config["HOST"],
-            port=app.config["PORT"],
-            log_output=False,
-            handler_class=NoDelayHandler,
-            **ssl,
-        )
+        pywsgi.WSGIServer(sock, app, log=None, handler_class=NoDelayHandler, **ssl).serve_forever()
     finally:
         stop_background()
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

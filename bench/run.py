@@ -10,7 +10,6 @@ PostgreSQL, one `dramatiq csms.worker actors` worker) and, where it makes sense,
 from __future__ import annotations
 
 import argparse
-import base64
 import json
 import os
 import resource
@@ -27,6 +26,8 @@ import psycopg
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from closed_loop import open_charger_socket  # noqa: E402  (bench/, this script's folder)
 
 from csms.sim.charger import Plan  # noqa: E402
 from csms.sim.cli import simulate  # noqa: E402
@@ -88,6 +89,12 @@ def rss_mb(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return 0.0
+
+
+def tree_rss_mb(pid: int) -> float:
+    """RSS of a process and its running descendants (`csms-web --processes N` serves in children)."""
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return rss_mb(pid) + sum(tree_rss_mb(int(child)) for child in children)
 
 
 @contextmanager
@@ -224,24 +231,25 @@ def fleet(n: int) -> list[tuple[str, str]]:
 def measure(
     server_pid: int, url: str, chargers: int, plan_args: dict, processes: int = 2, ramp: float = 0
 ) -> dict:
-    """Drive the server and report the simulator's figures with the server's CPU and RSS: over the
-    whole run (connects, boots and transactions included) and over the steady part, once every
-    charger is connected and busy (`steady`)."""
+    """Drive the server and report the simulator's figures with the server's CPU and RSS (its
+    process and its children's: `csms-web --processes N`): over the whole run (connects, boots and
+    transactions included) and over the steady part, once every charger is connected and busy
+    (`steady`)."""
     plan = Plan(url, **plan_args)
     samples: list[tuple[float, float, tuple[float, float]]] = []  # (time, server CPU, machine CPU)
     done = threading.Event()
 
     def sample_cpu() -> None:
         while not done.is_set():
-            samples.append((time.monotonic(), cpu_seconds(server_pid), machine_cpu()))
+            samples.append((time.monotonic(), tree_cpu_seconds(server_pid), machine_cpu()))
             done.wait(0.25)
 
     sampler = threading.Thread(target=sample_cpu, daemon=True)
     started = time.monotonic()
     sampler.start()
-    cpu_before = cpu_seconds(server_pid)
+    cpu_before = tree_cpu_seconds(server_pid)
     result = simulate(fleet(chargers), plan, processes=processes, ramp=ramp, answer_times=True)
-    cpu = cpu_seconds(server_pid) - cpu_before
+    cpu = tree_cpu_seconds(server_pid) - cpu_before
     done.set()
     sampler.join()
     answered_at = result.pop("answered_at")
@@ -249,7 +257,7 @@ def measure(
     actions = result.pop("answered_actions")
     result["server_cpu_s"] = round(cpu, 2)
     result["cpu_us_per_round_trip"] = round(cpu / max(result["answered"], 1) * 1e6, 1)
-    result["server_rss_mb"] = round(rss_mb(server_pid), 1)
+    result["server_rss_mb"] = round(tree_rss_mb(server_pid), 1)
     window = busy_window(answered_at, actions)
     result["all_busy_after_s"] = round(window[0] - started, 1) if window[0] else None
     result["steady"] = steady_state(answered_at, latencies, actions, samples, window)
@@ -420,21 +428,7 @@ class Flooder:
     )
 
     def __init__(self, url: str, charge_point_id: str):
-        host, port = url.removeprefix("ws://").split(":")
-        self.sock = socket.create_connection((host, int(port)), timeout=10)
-        token = base64.b64encode(f"{charge_point_id}:{KEY}".encode()).decode()
-        self.sock.sendall(
-            f"GET /ocpp/{charge_point_id} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\n"
-            "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-            "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: ocpp1.6\r\n"
-            f"Authorization: Basic {token}\r\n\r\n".encode()
-        )
-        response = b""
-        while b"\r\n\r\n" not in response:
-            response += self.sock.recv(4096)
-        if not response.startswith(b"HTTP/1.1 101"):
-            raise RuntimeError(f"the flooder was refused: {response[:200]!r}")
-        self.received = response.split(b"\r\n\r\n", 1)[1]
+        self.sock, self.received = open_charger_socket(url, charge_point_id, KEY)
         self.answered = 0
         self.stopped = threading.Event()
 
@@ -508,12 +502,12 @@ def scenario_dashboard(n: int, seconds: float, log_dir: Path) -> list[dict]:
     return dashboard.scenario(n, seconds, log_dir, csms, measure)
 
 
-def scenario_routing(n: int, seconds: float, log_dir: Path) -> list[dict]:
-    """A command's REST round trip when the request lands on the node holding the charger and when
-    it lands on another node (bench/command_routing.py)."""
-    import command_routing
+def scenario_cluster(n: int, seconds: float, log_dir: Path) -> list[dict]:
+    """What several web nodes buy: first the `gateway` load on 2 web processes and on 1 in one run
+    (bench/cluster.py, where the scenario's other figures go)."""
+    import cluster
 
-    return command_routing.round_trips(log_dir, sys.modules[__name__])
+    return cluster.scenario(n, seconds, log_dir, sys.modules[__name__])
 
 
 SCENARIOS = {
@@ -525,7 +519,7 @@ SCENARIOS = {
     "stack-floor": (scenario_stack_floor, 1000, 20),
     "flood": (scenario_flood, 100, 20),
     "dashboard": (scenario_dashboard, 10_000, 20),
-    "routing": (scenario_routing, 1, 0),
+    "cluster": (scenario_cluster, 1000, 20),
 }
 
 

@@ -61,6 +61,7 @@ class Config:
     PORT = 8080
     SECRET_KEY = "dev-only-secret-change-it-in-production"
     NODE_ID = socket.gethostname()
+    WEB_PROCESSES = 1  # `csms-web` processes on the port, each a node (csms.web_processes)
     HEARTBEAT_INTERVAL = 300
     CALL_TIMEOUT = 30.0
     MAX_FRAME_BYTES = 65536
@@ -100,6 +101,7 @@ class Config:
 
 _CASTS: dict[str, Any] = {
     "PORT": int,
+    "WEB_PROCESSES": _at_least(int, 1),
     "HEARTBEAT_INTERVAL": int,
     "CALL_TIMEOUT": float,
     "MAX_FRAME_BYTES": int,

@@ -13,6 +13,7 @@ def test_defaults_need_no_environment():
     assert settings["CALL_TIMEOUT"] == 30.0
     assert settings["MAX_FRAME_BYTES"] == 65536
     assert settings["AUTO_REGISTER"] is False
+    assert settings["WEB_PROCESSES"] == 1
 
 
 def test_environment_overrides_and_casts():
@@ -23,6 +24,7 @@ def test_environment_overrides_and_casts():
     assert settings["AUTO_REGISTER"] is True
     assert settings["CALL_TIMEOUT"] == 2.5
     assert config.load(environ={"CSMS_UNPLANNED_HOLD": "12.5"})["UNPLANNED_HOLD"] == 1250
+    assert config.load(environ={"CSMS_WEB_PROCESSES": "4"})["WEB_PROCESSES"] == 4
 
 
 def test_explicit_overrides_win_over_environment():
@@ -37,6 +39,9 @@ def test_explicit_overrides_win_over_environment():
         ("CSMS_CHARGER_RATE", "-1"),
         ("CSMS_CHARGER_RATE", "nan"),
         ("CSMS_CHARGER_BURST", "0"),
+        ("CSMS_WEB_PROCESSES", "0"),
+        ("CSMS_WEB_PROCESSES", "two"),
+        ("CSMS_WEB_PROCESSES", "1.5"),
         ("CSMS_UNPLANNED_HOLD", "ten"),
         ("CSMS_UNPLANNED_HOLD", "0"),
         ("CSMS_UNPLANNED_HOLD", "1.005"),

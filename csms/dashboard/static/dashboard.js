@@ -78,7 +78,9 @@
     }
   });
 
-  var socket = io({ auth: { token: tokenMeta.content } });
+  // WebSocket transport only: a polling session spans several HTTP requests, which a host running
+  // several web processes (csms-web --processes N) may hand to different processes.
+  var socket = io({ auth: { token: tokenMeta.content }, transports: ["websocket"] });
   socket.on("connect", function () {
     live.textContent = "live";
     live.classList.add("on");
