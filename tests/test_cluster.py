@@ -13,7 +13,8 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 
 from tests.support.chargers import RawCharger
-from tests.support.deployment import AUTH_KEY, deployment
+from tests.support.cluster import operator_on, two_nodes
+from tests.support.deployment import AUTH_KEY
 from tests.support.processes import wait_until
 from tests.test_api_charging import Http, answer_while, in_background
 
@@ -27,30 +28,15 @@ ENV = {
     "CSMS_CALL_TIMEOUT": str(CALL_TIMEOUT),
     "CSMS_SECRET_KEY": "cluster-test-secret-key-0123456789-abcdef",
 }
-OPERATOR = "operator@example.test"
-
-
-def two_nodes(workdir, postgres_databases, rabbitmq_url, chargers: int = 10):
-    return deployment(
-        "production",
-        workdir,
-        database_url=postgres_databases(),
-        rabbitmq_url=rabbitmq_url,
-        web_nodes=2,
-        env=ENV,
-        charge_points={f"CL-{n}": AUTH_KEY for n in range(1, chargers + 1)},
-        operators={OPERATOR: "password-123"},
-    )
+CHARGERS = [f"CL-{n}" for n in range(1, 11)]
 
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory, postgres_databases, rabbitmq_url):
-    with two_nodes(tmp_path_factory.mktemp("cluster"), postgres_databases, rabbitmq_url) as csms:
+    with two_nodes(
+        tmp_path_factory.mktemp("cluster"), postgres_databases, rabbitmq_url, ENV, CHARGERS
+    ) as csms:
         yield csms
-
-
-def operator_on(node) -> Http:
-    return Http(node.base_url).login(OPERATOR)
 
 
 def connection(http: Http, charge_point_id: str) -> dict:
@@ -193,7 +179,7 @@ def test_a_reconnection_on_another_node_moves_the_charger_and_closes_the_old_soc
 def test_a_killed_node_fails_calls_in_flight_at_their_timeout_and_lets_go_of_its_chargers(
     tmp_path, postgres_databases, rabbitmq_url
 ):
-    with two_nodes(tmp_path, postgres_databases, rabbitmq_url, chargers=2) as csms:
+    with two_nodes(tmp_path, postgres_databases, rabbitmq_url, ENV, CHARGERS[:2]) as csms:
         node_a, node_b = csms.nodes
         on_b = operator_on(node_b)
         silent = RawCharger(node_a.ws_url, "CL-1", AUTH_KEY)

@@ -16,7 +16,8 @@ from csms.extensions import db
 from csms.models import QueuedCommand
 from csms.services import command_queue
 from tests.support.chargers import RawCharger
-from tests.support.deployment import AUTH_KEY, deployment
+from tests.support.cluster import operator_on, two_nodes
+from tests.support.deployment import AUTH_KEY
 from tests.support.processes import wait_until
 from tests.test_api_charging import Http
 from tests.test_command_delivery import calls_within
@@ -31,7 +32,7 @@ ENV = {
     "CSMS_DISPATCH_INTERVAL": "0.5",
     "CSMS_SECRET_KEY": "queue-test-secret-key-0123456789-abcdef",
 }
-OPERATOR = "operator@example.test"
+CHARGERS = [f"CQ-{n}" for n in range(1, 9)]
 ANSWERS = {
     "Reset": {"status": "Accepted"},
     "RemoteStartTransaction": {"status": "Accepted"},
@@ -40,27 +41,12 @@ ANSWERS = {
 }
 
 
-def two_nodes(workdir, postgres_databases, rabbitmq_url):
-    return deployment(
-        "production",
-        workdir,
-        database_url=postgres_databases(),
-        rabbitmq_url=rabbitmq_url,
-        web_nodes=2,
-        env=ENV,
-        charge_points={f"CQ-{n}": AUTH_KEY for n in range(1, 9)},
-        operators={OPERATOR: "password-123"},
-    )
-
-
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory, postgres_databases, rabbitmq_url):
-    with two_nodes(tmp_path_factory.mktemp("queue-cluster"), postgres_databases, rabbitmq_url) as csms:
+    with two_nodes(
+        tmp_path_factory.mktemp("queue-cluster"), postgres_databases, rabbitmq_url, ENV, CHARGERS
+    ) as csms:
         yield csms
-
-
-def operator_on(node) -> Http:
-    return Http(node.base_url).login(OPERATOR)
 
 
 def queue(http: Http, path: str, body: dict) -> dict:
@@ -197,7 +183,7 @@ def test_a_thousand_commands_for_offline_chargers_do_not_delay_one_for_an_online
 def test_queued_commands_survive_the_sigkill_of_a_node_and_go_out_when_the_charger_comes_back_elsewhere(
     tmp_path, postgres_databases, rabbitmq_url
 ):
-    with two_nodes(tmp_path, postgres_databases, rabbitmq_url) as csms:
+    with two_nodes(tmp_path, postgres_databases, rabbitmq_url, ENV, CHARGERS) as csms:
         node_a, node_b = csms.nodes
         on_a, on_b = operator_on(node_a), operator_on(node_b)
         first = queue(on_a, "/api/charger/reset", {"deviceId": "CQ-4", "type": "Soft"})
