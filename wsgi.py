@@ -19,10 +19,14 @@ from csms.runtime import start_background  # noqa: E402
 
 app = create_app()
 
+# Open files the web process keeps besides its chargers' sockets: its own modules and logs, the
+# database pool, the broker, the listening socket, dashboards' and REST clients' connections.
+OTHER_FILES = 100
+
 
 def raise_open_files_limit() -> int:
-    """Each charger costs the web process two file descriptors (simple-websocket works on a
-    duplicate of the socket under gevent): take the whole hard limit, not the usual soft 1,024."""
+    """Each charger costs the web process one file descriptor, its socket (`csms.ocpp.route`): take
+    the whole hard limit, not the usual soft 1,024, which would hold about a thousand chargers."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if hard != resource.RLIM_INFINITY and soft < hard:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
@@ -47,7 +51,7 @@ def main() -> None:
         app.config["PORT"],
         "embedded" if is_embedded(app) else "production",
         descriptors,
-        descriptors // 2 - 50,  # the rest: database, broker and HTTP clients
+        descriptors - OTHER_FILES,
     )
     try:
         socketio.run(app, host=app.config["HOST"], port=app.config["PORT"], log_output=False, **ssl)
