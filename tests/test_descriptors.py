@@ -7,6 +7,7 @@ handler, which would read the charger's next bytes as a new request."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 import socket
 import time
@@ -183,3 +184,20 @@ def test_a_charger_that_takes_nothing_is_cut_off_and_gives_its_file_back(tmp_pat
         sock.close()
         assert settled(pid, before), f"{open_files(pid) - before} open files left over"
         assert "closing" in running.web.log()
+
+
+def test_a_stopping_web_process_ends_its_chargers_connections(tmp_path, sqlite_template):
+    with deployment(
+        "embedded",
+        tmp_path,
+        sqlite_template=sqlite_template,
+        charge_points={"STOP-1": AUTH_KEY, "STOP-2": AUTH_KEY},
+        env={"CSMS_BOOT_CONFIGURATION": ""},
+    ) as running:
+        sockets = [handshake(running.web.port, charge_point_id) for charge_point_id in ("STOP-1", "STOP-2")]
+        assert all(heartbeat(sock, "before").startswith(b"\x81") for sock in sockets)
+        running.web.process.terminate()
+        running.web.process.wait(timeout=15)  # raises if it is still running then
+        for sock in sockets:
+            with sock, contextlib.suppress(ConnectionResetError):
+                assert sock.recv(4096) == b""  # over (a timeout, if it were left open, fails)
