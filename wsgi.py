@@ -23,10 +23,14 @@ from csms.web_processes import listener, stop_when_orphaned, supervise  # noqa: 
 
 app = create_app()
 
+# Open files the web process keeps besides its chargers' sockets: its own modules and logs, the
+# database pool, the broker, the listening socket, dashboards' and REST clients' connections.
+OTHER_FILES = 100
+
 
 def raise_open_files_limit() -> int:
-    """Each charger costs the web process two file descriptors (simple-websocket works on a
-    duplicate of the socket under gevent): take the whole hard limit, not the usual soft 1,024."""
+    """Each charger costs the web process one file descriptor, its socket (`csms.ocpp.route`): take
+    the whole hard limit, not the usual soft 1,024, which would hold about a thousand chargers."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if hard != resource.RLIM_INFINITY and soft < hard:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
@@ -95,7 +99,7 @@ def serve(reuse_port: bool) -> None:
         "embedded" if is_embedded(app) else "production",
         app.config["NODE_ID"],
         descriptors,
-        descriptors // 2 - 50,  # the rest: database, broker and HTTP clients
+        descriptors - OTHER_FILES,
     )
     try:
         pywsgi.WSGIServer(sock, app, log=None, handler_class=NoDelayHandler, **ssl).serve_forever()

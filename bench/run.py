@@ -338,15 +338,73 @@ def scenario_fixed_rate(n: int, seconds: float, log_dir: Path) -> list[dict]:
 
 
 def scenario_connections(n: int, seconds: float, log_dir: Path) -> list[dict]:
-    """Many concurrent authenticated chargers, each a heartbeat every n/1000 s (1,000 msg/s in all)."""
-    plan = {"mode": "rate", "rate": 1000 / n, "duration": seconds, "meter_every": 0, "timeout": 60.0}
+    """Many concurrent authenticated chargers, each a heartbeat every n/1000 s (1,000 msg/s in all),
+    on the CSMS (`connections_at`) and then on the baseline."""
+    rows = connections_at(n, seconds, log_dir)
+    with baseline(log_dir) as (proc, url):
+        plan = connections_plan(n, seconds)
+        result = measure(proc.pid, url, n, plan, ramp=connections_ramp(n))
+    result["rss_kb_per_connection"] = round(result["server_rss_mb"] * 1024 / n, 1)
+    return [*rows, {"system": "baseline (ocpp ChargePoint)", **result}]
+
+
+def connections_at(n: int, seconds: float, log_dir: Path) -> list[dict]:
+    """`n` chargers held by one web process (the CSMS alone) at 1,000 Heartbeats a second in all:
+    its RSS, the Heartbeat p99 (targets at 15,000: 1 GB, 50 ms) and the most files it had open at once
+    (one per charger, and its own). A part other scenarios run too."""
+    note_open_files(n)
+    with csms(n, log_dir) as (web, _, url, _), OpenFilesPeak(web.pid) as most:
+        result = measure(web.pid, url, n, connections_plan(n, seconds), ramp=connections_ramp(n))
+    result["rss_kb_per_connection"] = round(result["server_rss_mb"] * 1024 / n, 1)
+    result["web_open_files_max"] = most.peak
+    return [{"system": "csms (production, 1 web process)", **result}]
+
+
+def connections_plan(n: int, seconds: float) -> dict:
+    """Each of `n` chargers a Heartbeat every n/1000 s: 1,000 msg/s in all."""
+    return {"mode": "rate", "rate": 1000 / n, "duration": seconds, "meter_every": 0, "timeout": 60.0}
+
+
+def connections_ramp(n: int) -> float:
+    """Seconds over which `n` chargers connect: 500 a second, as chargers after a power cut might."""
+    return max(10.0, n / 500)
+
+
+def note_open_files(n: int) -> None:
+    """Warn when the web process cannot hold `n` chargers: each costs it one open file, its socket
+    (the simulator's processes, `n` / 2 each, stay within the same limit, raised by `main`)."""
     hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
-    if hard != resource.RLIM_INFINITY and hard < 2 * n + 100:
+    if hard != resource.RLIM_INFINITY and hard < n + WEB_OTHER_FILES:
         print(
             f"note: the hard limit of open files ({hard}) leaves the web process room for about "
-            f"{hard // 2 - 50} chargers (2 descriptors each); the others will fail to connect"
+            f"{hard - WEB_OTHER_FILES} chargers; the others will fail to connect"
         )
-    return side_by_side(n, plan, log_dir, ramp=max(10.0, n / 500))
+
+
+WEB_OTHER_FILES = 100  # what the web process holds open besides its chargers (wsgi.OTHER_FILES)
+
+
+class OpenFilesPeak:
+    """The most files a process had open at once while in this context (sampled twice a second)."""
+
+    def __init__(self, pid: int):
+        self.pid = pid
+        self.peak = 0
+        self._done = threading.Event()
+        self._sampler = threading.Thread(target=self._sample, daemon=True)
+
+    def __enter__(self) -> OpenFilesPeak:
+        self._sampler.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._done.set()
+        self._sampler.join()
+
+    def _sample(self) -> None:
+        while not self._done.is_set():
+            self.peak = max(self.peak, len(os.listdir(f"/proc/{self.pid}/fd")))
+            self._done.wait(0.5)
 
 
 PIPELINE_TARGET = 2000  # stored MeterValues per second the pipeline must sustain

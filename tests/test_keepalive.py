@@ -9,7 +9,8 @@ import threading
 from wsproto.connection import Connection, ConnectionType
 from wsproto.events import CloseConnection
 
-from csms.ocpp.websocket import Keepalive
+from csms.ocpp import websocket
+from csms.ocpp.websocket import WRITES_PER_TURN, Keepalive
 
 
 class _Socket:
@@ -83,3 +84,25 @@ def test_a_connection_whose_reply_is_being_written_is_left_to_the_next_tick():
     Keepalive(30, lambda: [writing, next_one]).sweep(now=100.0)
     assert writing.ws.sock.sent == b"" and writing.next_ping == 100.0 and writing.ws.pong_received
     assert next_one.ws.sock.sent == b"\x89\x00"  # the sweep did not wait
+
+
+def test_a_long_sweep_lets_the_chargers_in_between(monkeypatch):
+    """Every `WRITES_PER_TURN` pings or closes the sweep sleeps (under gevent: lets the hub serve
+    the chargers' messages meanwhile); connections it only looks at cost no turn."""
+    turns = WRITES_PER_TURN
+    due = [_Session(f"D{n}", 100.0) for n in range(2 * turns + 1)]
+    later = [_Session(f"L{n}", 200.0) for n in range(3 * turns)]
+    silent = _Session("S", 100.0)
+    silent.ws.pong_received = False  # closed, not pinged: a write all the same
+    sessions = [*later, *due[:turns], silent, *due[turns:]]
+    pinged_when_sleeping = []
+
+    def sleep(seconds: float) -> None:
+        assert 0 < seconds < 0.001
+        pinged_when_sleeping.append(sum(1 for session in due if session.ws.sock.sent))
+
+    monkeypatch.setattr(websocket.time, "sleep", sleep)
+    Keepalive(30, lambda: sessions).sweep(now=100.0)
+    assert all(session.ws.sock.sent == b"\x89\x00" for session in due)
+    assert silent.closed_with == (1008, "Ping/Pong timeout")
+    assert pinged_when_sleeping == [turns, 2 * turns - 1]

@@ -1,9 +1,15 @@
 """`ws://HOST:PORT/ocpp/<chargePointId>`: the handshake checks run before the upgrade, so a refused
-charger gets a plain HTTP 401/404 and never a WebSocket."""
+charger gets a plain HTTP 401/404 and never a WebSocket.
+
+A connection costs the web process one open file, its socket. Under gevent simple-websocket would
+work on a duplicate of it (`sock.dup()`), two open files per charger; it takes a socket handed to it
+under `gunicorn.socket` as it is, so the accepted charger's own socket goes there. The WebSocket and
+gevent's HTTP handler then share that socket: once the WebSocket is over it is shut down (so the
+handler reads no more requests from it) and the handler, its owner, closes it.
+"""
 
 from __future__ import annotations
 
-import contextlib
 import socket
 
 from flask import Blueprint, Flask, current_app, g, request
@@ -31,7 +37,22 @@ def authenticate_charger():
         if refused.status == 401:
             response.headers["WWW-Authenticate"] = 'Basic realm="OCPP", charset="UTF-8"'
         return response
+    _hand_over_socket(request.environ)
     return None
+
+
+def _hand_over_socket(environ: dict) -> None:
+    """Under gevent's server, give simple-websocket the connection's own socket (see the module's
+    docstring); other servers (werkzeug's, in tests) give it theirs already."""
+    if environ.get("SERVER_SOFTWARE", "").startswith("gevent"):
+        sock = _client_socket(environ)
+        if sock is not None:
+            environ[_HANDED_OVER] = sock
+
+
+# Where simple-websocket takes a socket without duplicating it (and flask-sock then ends the
+# response as under gunicorn: by raising StopIteration, which `charger_socket` prevents).
+_HANDED_OVER = "gunicorn.socket"
 
 
 def _client_socket(environ: dict) -> socket.socket | None:
@@ -44,22 +65,24 @@ def _client_socket(environ: dict) -> socket.socket | None:
     return getattr(raw, "_sock", None)
 
 
-def _end_transport(environ: dict, ws) -> None:
-    """Shut the TCP connection down once the WebSocket is over, and close the connection's socket.
+def _end_transport(ws) -> None:
+    """Shut the TCP connection down once the WebSocket is over; the server closes the socket.
 
-    simple-websocket works on a duplicate of the server's socket, so closing its copy leaves the
-    connection open: the charger would wait for its close timeout after a 1002 or 1009, and the WSGI
-    server would read the charger's next bytes as a new HTTP request. A shutdown ends it for both.
-    With no reader thread (`websocket.NoReaderThread`) nothing else closes the copy.
+    Without the shutdown the charger would wait for its close timeout after a 1002 or 1009, and the
+    WSGI server, whose socket this is, would read the charger's next bytes as a new HTTP request. A
+    shutdown ends it for both: the server's next read returns nothing, so it closes the socket, once,
+    as for any finished connection (closed here as well, the server's next read would fail on it).
     """
-    websocket.end_transport(_client_socket(environ))
-    with contextlib.suppress(OSError):
-        ws.sock.close()
+    websocket.end_transport(ws.sock)
 
 
 @sock.route("/ocpp/<string:charge_point_id>", bp=bp)
 def charger_socket(ws, charge_point_id: str) -> None:
     """One charger's connection, for as long as it lasts."""
+    if _HANDED_OVER in request.environ:
+        # flask-sock picks how to end the response by this mode: as on gevent, with no body and no
+        # status (the 101 has gone out), not by raising StopIteration as a gunicorn worker expects.
+        ws.mode = "gevent"
     try:
         if ws.subprotocol != SUBPROTOCOL:
             ws.close(reason=1002, message=f"subprotocol {SUBPROTOCOL} required")
@@ -67,7 +90,7 @@ def charger_socket(ws, charge_point_id: str) -> None:
         gateway: Gateway = current_app.extensions["ocpp"]
         OcppSession(gateway, ws, g.charger, request.remote_addr).run()
     finally:
-        _end_transport(request.environ, ws)
+        _end_transport(ws)
 
 
 def init_app(app: Flask) -> None:

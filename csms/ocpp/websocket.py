@@ -297,12 +297,19 @@ def end_transport(sock: socket.socket | None) -> None:
 PING_WRITE_SECONDS = 1.0
 
 
+# Pings (or closes) a sweep writes before it lets the hub go round once. Each costs tens of
+# microseconds (wsproto makes the frame; on loopback the write also runs the charger's side), and a
+# sweep over 15,000 chargers pinged every 30 s has 500 to write: back to back they held every other
+# charger for 20-50 ms once a second, most of the Heartbeat p99 (bench/README.md, issue #15).
+WRITES_PER_TURN = 50
+
+
 class Keepalive:
     """Pings each connection every `interval` seconds from its own start, so the pings of a
     thousand chargers that connected together are not sent in one burst after each other's; a
     connection that has not answered its previous ping by then is closed (1008) and shut down. A
     connection whose reply is being written is left to the next tick: the sweep never waits on a
-    send lock."""
+    send lock, and lets the chargers' messages in between every `WRITES_PER_TURN` writes."""
 
     def __init__(self, interval: float, connections: Callable[[], Iterable[Any]]):
         self.interval = interval
@@ -326,12 +333,17 @@ class Keepalive:
                 log.exception("keepalive sweep failed")
 
     def sweep(self, now: float) -> None:
+        written = 0
         for session in list(self.connections()):
             ws = session.ws
+            if written == WRITES_PER_TURN:
+                written = 0
+                _sleeper(ws.sock)(_NEXT_TURN)
             if session.next_ping > now or not ws.connected:
                 continue
             if not session.send_lock.acquire(blocking=False):
                 continue  # a reply is being written to it (for at most the write timeout): next tick
+            written += 1  # a ping, or a close below
             try:
                 session.next_ping = now + self.interval
                 answered = ws.pong_received
