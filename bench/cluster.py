@@ -11,6 +11,11 @@ in turn and returns their rows together. `bench` is bench/run.py's module (`csms
    `closed_loop.py`, the same load for a sixth of the generator's CPU. The generator runs on the
    same machine, so its CPU is reported too: when the web processes and the generator together
    fill every core, the ratio measures the machine, not the CSMS.
+2. **A command across nodes** (bench/command_routing.py): a Reset's REST round trip when the
+   request lands on the node holding the charger and when it lands on another node, alternating;
+   target: cross-node adds at most 5 ms at p99.
+3. **Capacity per process** (`bench.connections_at`): 15,000 chargers held by one web process at
+   1,000 Heartbeats a second in all; targets RSS 1 GB, Heartbeat p99 50 ms.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ import closed_loop
 GATEWAY_PLAN = {"mode": "closed", "rate": 1.0, "meter_every": 5, "timeout": 30.0}  # as `gateway`
 RATIO_TARGET = 1.7
 CLOSED_LOOP_ROUNDS = 3  # windows per web process; the scenario's seconds are split among them
+ONE_PROCESS_CHARGERS = 15_000
 
 
 def wait_for_nodes(url: str, processes: int, seconds: float = 60) -> list[str]:
@@ -156,5 +162,5 @@ def scenario(n: int, seconds: float, log_dir: Path, bench: ModuleType) -> list[d
 
     rows = every_core(n, seconds, log_dir, bench)
     rows += command_routing.round_trips(log_dir, bench)
-    # connections at 15,000 chargers in one process: the next figure
+    rows += bench.connections_at(ONE_PROCESS_CHARGERS, max(seconds, 120), log_dir)
     return rows
