@@ -117,8 +117,12 @@ def test_dashboards_on_either_process_hear_events_over_the_websocket_transport(t
             assert wait_until(lambda: len(received) >= 8, timeout=20), received
         assert sorted(received) == [(n, "Available") for n in range(8)]
     finally:
-        for client in clients:
-            client.disconnect()
+        # together: each client's disconnect waits about 2.5 s for its read loop to end
+        leaving = [threading.Thread(target=client.disconnect) for client in clients]
+        for thread in leaving:
+            thread.start()
+        for thread in leaving:
+            thread.join(timeout=30)
 
 
 @pytest.mark.slow
