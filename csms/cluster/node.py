@@ -11,11 +11,11 @@ same exception a local call would: REST answers are the same whichever node serv
 
 from __future__ import annotations
 
+import contextlib
 import logging
-import secrets
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import gevent
@@ -41,10 +41,6 @@ log = logging.getLogger(__name__)
 ROUTE_MARGIN = 2.0
 
 
-def new_connection_id() -> str:
-    return secrets.token_hex(8)
-
-
 class Node:
     def __init__(self, app: Flask, node_id: str, registry: ConnectionRegistry):
         self.app = app
@@ -63,11 +59,8 @@ class Node:
         """Join the cluster: the node's queue (production mode), its lease, its ear."""
         if with_bus:
             self.bus = NodeBus(self.app.config["RABBITMQ_URL"], self.node_id, self._on_call).start()
-        with self.app.app_context():
-            try:
-                presence.join(db.session, self.node_id, self.bus.queue if self.bus else None, self.lease)
-            finally:
-                db.session.remove()
+        with self._own_session() as session:
+            presence.join(session, self.node_id, self.queue, self.lease)
         self.listener.start()
         self._running.set()
         threading.Thread(target=self._keep_presence, name="cluster-presence", daemon=True).start()
@@ -78,21 +71,33 @@ class Node:
             return
         self._running.clear()
         self.listener.stop()
-        with self.app.app_context():
-            try:
-                presence.leave(db.session, self.node_id)
-            except Exception:
-                log.exception("leaving the cluster failed; the lease lapses instead")
-            finally:
-                db.session.remove()
+        try:
+            with self._own_session() as session:
+                presence.leave(session, self.node_id)
+        except Exception:
+            log.exception("leaving the cluster failed; the lease lapses instead")
         if self.bus is not None:
             self.bus.stop()
+
+    @property
+    def queue(self) -> str | None:
+        """This node's own RabbitMQ queue (production mode), where other nodes send its calls."""
+        return self.bus.queue if self.bus else None
+
+    @contextlib.contextmanager
+    def _own_session(self) -> Iterator:
+        """A database session of this node's own, outside any request's, removed afterwards."""
+        with self.app.app_context():
+            try:
+                yield db.session
+            finally:
+                db.session.remove()
 
     def status(self) -> dict[str, Any]:
         """For `/healthz`: whether this node can route calls and hear announcements."""
         return {
             "lease_seconds": self.lease,
-            "queue": self.bus.queue if self.bus else None,
+            "queue": self.queue,
             "bus": None if self.bus is None else ("ok" if self.bus.connected.is_set() else "down"),
             "bus_counters": dict(self.bus.counters) if self.bus else None,
             "announcements": "ok" if self.listener.listening.is_set() else "down",
@@ -114,12 +119,8 @@ class Node:
                 time.sleep(1.0)
 
     def _renew(self) -> None:
-        queue = self.bus.queue if self.bus else None
-        with self.app.app_context():
-            try:
-                outcome = presence.renew(db.session, self.node_id, queue, self.lease)
-            finally:
-                db.session.remove()
+        with self._own_session() as session:
+            outcome = presence.renew(session, self.node_id, self.queue, self.lease)
         if outcome == presence.TAKEN:
             log.error(
                 "another process joined the cluster as node %r: give each web process its own "
@@ -129,11 +130,8 @@ class Node:
             )
         elif outcome == presence.LAPSED:  # the database was out of reach: claim node and chargers again
             log.warning("this node's lease had lapsed; writing its %d connections again", len(self.registry))
-            with self.app.app_context():
-                try:
-                    presence.join(db.session, self.node_id, queue, self.lease)
-                finally:
-                    db.session.remove()
+            with self._own_session() as session:
+                presence.join(session, self.node_id, self.queue, self.lease)
             for session in self.registry.sessions():
                 self.writer.opened(_connected(session))
 
@@ -201,11 +199,8 @@ class Node:
                 return presence.where(db.session, charge_point_id)
             finally:
                 db.session.rollback()
-        with self.app.app_context():
-            try:
-                return presence.where(db.session, charge_point_id)
-            finally:
-                db.session.remove()
+        with self._own_session() as session:
+            return presence.where(session, charge_point_id)
 
     def _on_call(self, body: dict[str, Any], reply: Callable[[dict[str, Any]], None]) -> None:
         """A call routed here by another node: sent through the charger's session if it is still here."""
