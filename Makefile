@@ -5,6 +5,9 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 FLASK := $(BIN)/flask --app wsgi
 PYTEST_ARGS ?=
+# Test processes (pytest-xdist; 0 runs them in this one). A file's tests stay in one process, so its
+# module-scoped deployments are made once.
+PYTEST_WORKERS ?= 2
 BENCH_ARGS ?=
 # The dashboard's front-end libraries: installed from npm (csms/dashboard/package-lock.json), copied
 # into its static folder by package.json's `vendor` script.
@@ -38,7 +41,7 @@ run: $(VENV)/.installed $(VENDOR)/.installed
 	$(BIN)/python wsgi.py
 
 test: $(VENV)/.installed-dev $(VENDOR)/.installed
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check .

@@ -16,12 +16,13 @@ actor, the Socket.IO message queue and the web process's relay.
 from __future__ import annotations
 
 import http.cookiejar
+import multiprocessing
 import re
 import statistics
-import threading
 import time
 import urllib.parse
 import urllib.request
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
@@ -31,6 +32,8 @@ OPERATOR = ("bench-operator@example.test", "bench-operator-password")
 REPEATS = 20
 SAMPLES_PER_TRANSACTION = 100
 LIVE_CHARGERS = 1000
+# The live part's workers: the Procfile's `dramatiq ... --processes 2` (one process is one core at most).
+WORKER_PROCESSES = 2
 
 
 def _pages(running_charger: str, transaction_id: int) -> dict[str, str]:
@@ -133,12 +136,42 @@ def time_pages(base_url: str, pages: dict[str, str]) -> dict[str, dict[str, floa
     }
 
 
-def listen_for_meter_values(
-    base_url: str, token: str, delays: list[float], stop: threading.Event
-) -> threading.Thread:
-    """A Socket.IO client collecting, per `meter:values` event, seconds from the sample to now."""
+def listen_for_meter_values(base_url: str, token: str) -> tuple[multiprocessing.Process, Callable[[], list]]:
+    """An operator's Socket.IO client in a process of its own, collecting per `meter:values` event the
+    seconds from the sample to its arrival. Its own process: a client sharing the driver's (and the
+    simulator's) interpreter parses 2,000 packets a second (each event also comes as
+    `notification`) beside them and becomes the bound it should measure. Returns the process and a
+    function that stops it and gives the delays."""
+    context = multiprocessing.get_context("spawn")
+    results, sender = context.Pipe(duplex=False)
+    ready, stop, heard = context.Event(), context.Event(), context.Value("l", 0, lock=False)
+    listener = context.Process(
+        target=_listen, args=(base_url, token, sender, ready, stop, heard), daemon=True
+    )
+    listener.start()
+    if not ready.wait(30):
+        listener.kill()
+        raise RuntimeError("the dashboard's Socket.IO client did not connect")
+
+    def finish() -> list:
+        deadline = time.monotonic() + 60  # the last events on their way, if the pipeline lags
+        while time.monotonic() < deadline:
+            seen = heard.value
+            time.sleep(2)
+            if heard.value == seen:
+                break
+        stop.set()
+        delays = results.recv() if results.poll(60) else []
+        listener.join(10)
+        return delays
+
+    return listener, finish
+
+
+def _listen(base_url: str, token: str, results, ready, stop, heard) -> None:
     import socketio
 
+    delays: list[float] = []
     client = socketio.Client(reconnection=False)
 
     def on_meter(event: dict) -> None:
@@ -146,17 +179,14 @@ def listen_for_meter_values(
         for sample in event.get("samples", [])[:1]:
             sampled = datetime.fromisoformat(sample["timestamp"].replace("Z", "+00:00")).timestamp()
             delays.append(now - sampled)
+        heard.value += 1
 
     client.on("meter:values", on_meter)
     client.connect(base_url, auth={"token": token}, transports=["websocket"], wait_timeout=10)
-
-    def wait() -> None:
-        stop.wait()
-        client.disconnect()
-
-    thread = threading.Thread(target=wait, daemon=True)
-    thread.start()
-    return thread
+    ready.set()
+    stop.wait()
+    results.send(delays)
+    client.disconnect()
 
 
 def percentile(values: list[float], fraction: float) -> float | None:
@@ -166,8 +196,9 @@ def percentile(values: list[float], fraction: float) -> float | None:
     return round(ordered[min(len(ordered) - 1, int(len(ordered) * fraction))] * 1000, 1)
 
 
-def scenario(n: int, seconds: float, log_dir: Path, csms, measure) -> list[dict]:
-    """`csms` and `measure` are bench/run.py's: a fresh production deployment and a driven load."""
+def scenario(n: int, seconds: float, log_dir: Path, csms, measure, tree_cpu_seconds) -> list[dict]:
+    """`csms`, `measure` and `tree_cpu_seconds` are bench/run.py's: a fresh production deployment, a
+    driven load and a process tree's CPU time."""
     rows = []
     with csms(n, log_dir) as (web, _, url, database_url):
         base = url.replace("ws://", "http://")
@@ -180,7 +211,12 @@ def scenario(n: int, seconds: float, log_dir: Path, csms, measure) -> list[dict]
         row["worst page p95 ms"] = max(t["p95_ms"] for t in pages.values())
         rows.append(row)
     # The worker at the web process's priority: its storage and notifications are what is measured.
-    with csms(LIVE_CHARGERS, log_dir, worker_niceness=0) as (web, _, url, database_url):
+    with csms(LIVE_CHARGERS, log_dir, worker_niceness=0, worker_processes=WORKER_PROCESSES) as (
+        web,
+        worker,
+        url,
+        database_url,
+    ):
         from datetime import timedelta
 
         from csms.services import tokens
@@ -188,19 +224,13 @@ def scenario(n: int, seconds: float, log_dir: Path, csms, measure) -> list[dict]
         token = tokens.issue(
             tokens.Identity(1, "operator"), "bench-secret-key-0123456789abcdef0123", timedelta(hours=1)
         )
-        delays: list[float] = []
-        stop = threading.Event()
-        listener = listen_for_meter_values(url.replace("ws://", "http://"), token, delays, stop)
+        _, finish = listen_for_meter_values(url.replace("ws://", "http://"), token)
         plan = {"mode": "rate", "rate": 1.0, "duration": seconds, "meter_every": 1, "timeout": 30.0}
+        worker_cpu = tree_cpu_seconds(worker.pid)
+        began = time.monotonic()
         result = measure(web.pid, url, LIVE_CHARGERS, plan, ramp=5)
-        deadline = time.monotonic() + 60  # the last events on their way, if the pipeline lags
-        while time.monotonic() < deadline:
-            seen = len(delays)
-            time.sleep(2)
-            if len(delays) == seen:
-                break
-        stop.set()
-        listener.join(timeout=10)
+        worker_share = (tree_cpu_seconds(worker.pid) - worker_cpu) / (time.monotonic() - began)
+        delays = finish()
         steady = delays[len(delays) // 10 :]  # past the connect ramp
         first, last = delays[: len(delays) // 10], delays[-(len(delays) // 10) :]
         rows.append(
@@ -209,6 +239,7 @@ def scenario(n: int, seconds: float, log_dir: Path, csms, measure) -> list[dict]
                 "steady answered/s": result["steady"]["answered_per_second"],
                 "answered": result["answered"],
                 "events received": len(delays),
+                "worker CPU (cores)": round(worker_share, 2),
                 "delay p50 ms": percentile(steady, 0.50),
                 "delay p99 ms": percentile(steady, 0.99),
                 "delay max ms": percentile(steady, 1.0),

@@ -137,7 +137,13 @@ def csms_env(url: str, port: int, log_dir: Path, settings: dict[str, str] | None
 
 
 @contextmanager
-def csms(chargers: int, log_dir: Path, worker_niceness: int = 10, settings: dict[str, str] | None = None):
+def csms(
+    chargers: int,
+    log_dir: Path,
+    worker_niceness: int = 10,
+    settings: dict[str, str] | None = None,
+    worker_processes: int = 1,
+):
     """A fresh database with `chargers` registered, the web process and a worker, by default at a
     lower CPU priority: chargers wait on the web process, not on the worker, so on a shared host the
     worker yields the CPU (as the README advises). `settings`: CSMS_* variables of this run."""
@@ -168,7 +174,7 @@ def csms(chargers: int, log_dir: Path, worker_niceness: int = 10, settings: dict
         capture_output=True,
     )
     workers = ["nice", "-n", str(worker_niceness), PYTHON, "-m", "dramatiq", "csms.worker", "actors"]
-    workers += ["--processes", "1", "--threads", "8"]
+    workers += ["--processes", str(worker_processes), "--threads", "8"]
     with (
         process([PYTHON, "wsgi.py"], env, log_dir / "web.log", port) as web,
         process(workers, env, log_dir / "worker.log") as worker,
@@ -557,7 +563,7 @@ def scenario_dashboard(n: int, seconds: float, log_dir: Path) -> list[dict]:
     to a dashboard's Socket.IO client at 1,000 msg/s (bench/dashboard.py)."""
     import dashboard
 
-    return dashboard.scenario(n, seconds, log_dir, csms, measure)
+    return dashboard.scenario(n, seconds, log_dir, csms, measure, tree_cpu_seconds)
 
 
 def scenario_cluster(n: int, seconds: float, log_dir: Path) -> list[dict]:

@@ -9,9 +9,11 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
+import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 import pika
 import psycopg
@@ -91,12 +93,18 @@ def postgres_url(postgres_databases: Callable[[], str]) -> str:
 
 @pytest.fixture(scope="session")
 def rabbitmq_url() -> str:
-    """A reachable RabbitMQ, with the product's queues emptied so earlier runs cannot leak in."""
-    parameters = pika.URLParameters(RABBITMQ_URL)
+    """A reachable RabbitMQ, with the product's queues emptied so earlier runs cannot leak in.
+
+    Under pytest-xdist each worker gets a virtual host of its own (`<vhost>-gw0`, ...): the product's
+    queue and exchange names are fixed, so two workers' deployments in one vhost would consume each
+    other's messages.
+    """
+    url = _worker_vhost(RABBITMQ_URL, os.environ.get("PYTEST_XDIST_WORKER"))
+    parameters = pika.URLParameters(url)
     parameters.socket_timeout = 3
     parameters.connection_attempts = 1
     try:
-        connection = pika.BlockingConnection(parameters)
+        connection = _connect_or_add_vhost(parameters)
     except Exception as exc:  # pika signals "unreachable" through several exception types
         service_unavailable("RabbitMQ", exc)
     channel = connection.channel()
@@ -104,7 +112,34 @@ def rabbitmq_url() -> str:
         for name in (queue, f"{queue}.DQ", f"{queue}.XQ"):
             channel.queue_delete(name)
     connection.close()
-    return RABBITMQ_URL
+    return url
+
+
+def _worker_vhost(url: str, worker: str | None) -> str:
+    if not worker:
+        return url
+    parts = urlsplit(url)
+    vhost = unquote(parts.path[1:]) or "/"
+    name = f"{'csms-test' if vhost == '/' else vhost}-{worker}"
+    return urlunsplit(parts._replace(path="/" + quote(name, safe="")))
+
+
+def _connect_or_add_vhost(parameters: pika.URLParameters) -> pika.BlockingConnection:
+    """Connect; a missing virtual host is added with `rabbitmqctl` (present where the broker runs,
+    as in CI), and its absence is reported with what to do."""
+    try:
+        return pika.BlockingConnection(parameters)
+    except (pika.exceptions.ProbableAccessDeniedError, pika.exceptions.ConnectionClosedByBroker) as exc:
+        vhost, user = parameters.virtual_host, parameters.credentials.username
+        rabbitmqctl = shutil.which("rabbitmqctl")
+        if rabbitmqctl is None:
+            raise RuntimeError(
+                f"virtual host {vhost!r} is missing ({exc}); add it (rabbitmqctl add_vhost {vhost}) "
+                "or run the tests without xdist (PYTEST_WORKERS=0)"
+            ) from exc
+        for command in (["add_vhost", vhost], ["set_permissions", "-p", vhost, user, ".*", ".*", ".*"]):
+            subprocess.run([rabbitmqctl, "-q", *command], check=True, capture_output=True, timeout=60)
+        return pika.BlockingConnection(parameters)
 
 
 @pytest.fixture(scope="session")
