@@ -200,7 +200,7 @@ def scenario(n: int, seconds: float, log_dir: Path, csms, measure, tree_cpu_seco
     """`csms`, `measure` and `tree_cpu_seconds` are bench/run.py's: a fresh production deployment, a
     driven load and a process tree's CPU time."""
     rows = []
-    with csms(n, log_dir) as (web, _, url, database_url):
+    with csms(n, log_dir) as (_, _, url, database_url):
         base = url.replace("ws://", "http://")
         began = time.monotonic()
         running_charger, transaction_id, samples = seed_history(database_url)
@@ -210,12 +210,18 @@ def scenario(n: int, seconds: float, log_dir: Path, csms, measure, tree_cpu_seco
         row |= {f"{name} p50/p95 ms": f"{t['p50_ms']}/{t['p95_ms']}" for name, t in pages.items()}
         row["worst page p95 ms"] = max(t["p95_ms"] for t in pages.values())
         rows.append(row)
+    rows.append(live_events(seconds, log_dir, csms, measure, tree_cpu_seconds))
+    return rows
+
+
+def live_events(seconds: float, log_dir: Path, csms, measure, tree_cpu_seconds) -> dict:
+    """MeterValues from `LIVE_CHARGERS` chargers, a message a second each, to an operator's client."""
     # The worker at the web process's priority: its storage and notifications are what is measured.
     with csms(LIVE_CHARGERS, log_dir, worker_niceness=0, worker_processes=WORKER_PROCESSES) as (
         web,
         worker,
         url,
-        database_url,
+        _,
     ):
         from datetime import timedelta
 
@@ -233,18 +239,15 @@ def scenario(n: int, seconds: float, log_dir: Path, csms, measure, tree_cpu_seco
         delays = finish()
         steady = delays[len(delays) // 10 :]  # past the connect ramp
         first, last = delays[: len(delays) // 10], delays[-(len(delays) // 10) :]
-        rows.append(
-            {
-                "system": f"MeterValues to a dashboard, {LIVE_CHARGERS:,} msg/s",
-                "steady answered/s": result["steady"]["answered_per_second"],
-                "answered": result["answered"],
-                "events received": len(delays),
-                "worker CPU (cores)": round(worker_share, 2),
-                "delay p50 ms": percentile(steady, 0.50),
-                "delay p99 ms": percentile(steady, 0.99),
-                "delay max ms": percentile(steady, 1.0),
-                # growing from the first tenth of the events to the last: the pipeline falls behind
-                "delay p50 ms, first / last tenth": f"{percentile(first, 0.5)} / {percentile(last, 0.5)}",
-            }
-        )
-    return rows
+        return {
+            "system": f"MeterValues to a dashboard, {LIVE_CHARGERS:,} msg/s",
+            "steady answered/s": result["steady"]["answered_per_second"],
+            "answered": result["answered"],
+            "events received": len(delays),
+            "worker CPU (cores)": round(worker_share, 2),
+            "delay p50 ms": percentile(steady, 0.50),
+            "delay p99 ms": percentile(steady, 0.99),
+            "delay max ms": percentile(steady, 1.0),
+            # growing from the first tenth of the events to the last: the pipeline falls behind
+            "delay p50 ms, first / last tenth": f"{percentile(first, 0.5)} / {percentile(last, 0.5)}",
+        }
