@@ -86,6 +86,18 @@ def fee_entries(http: Http, reservation_id: int) -> list[tuple[str, str]]:
     return [(e["kind"], e["amount"]) for e in reversed(ledger) if e["reservationId"] == reservation_id]
 
 
+def logged_start(operator: Http, charge_point_id: str, connector_id: int, id_tag: str) -> bool:
+    """The workers stored (and so applied: the same database transaction) a StartTransaction of
+    this tag on this connector."""
+    path = f"/api/cms/messages?chargePointId={charge_point_id}&perPage=500"
+    return any(
+        m["action"] == "StartTransaction"
+        and m["direction"] == "in"
+        and (m["payload"]["connectorId"], m["payload"]["idTag"]) == (connector_id, id_tag)
+        for m in operator("GET", path)[1]["items"]
+    )
+
+
 def raw(method: str, url: str, data: bytes | None = None, headers: dict | None = None) -> tuple[int, bytes]:
     request = urllib.request.Request(url, data=data, method=method, headers=headers or {})
     try:
@@ -138,9 +150,7 @@ def test_a_reservation_is_used_by_its_tag_refused_to_another_and_its_fee_capture
         # A charger that let another tag start on the reserved connector: the CSMS keeps the reservation.
         other = start(charger, 1, "BOB-TAG", reservation["id"])
         stop(charger, other.transaction_id)
-        path = "/api/cms/transactions?chargePointId=NET-R"
-        assert wait_until(lambda: operator("GET", path)[1]["total"] == 1, timeout=10)
-        assert wait_until(lambda: operator("GET", path)[1]["items"][0]["state"] == "stopped", timeout=10)
+        assert wait_until(lambda: logged_start(operator, "NET-R", 1, "BOB-TAG"), timeout=10)
         assert ada("GET", f"/api/user/reservations/{reservation['id']}")[1]["state"] == "accepted"
 
         used = start(charger, 1, "ADA-TAG", reservation["id"])
@@ -174,6 +184,7 @@ def test_a_reservation_expires_frees_the_connector_and_its_fee_is_captured(csms,
         # A StartTransaction past the expiry does not use an expired reservation.
         late = start(charger, 2, "ADA-TAG", reservation["id"])
         stop(charger, late.transaction_id)
+        assert wait_until(lambda: logged_start(operator, "NET-R", 2, "ADA-TAG"), timeout=10)
         assert ada("GET", mine)[1]["state"] == "expired"
         status, cancelled = operator("POST", f"/api/cms/reservations/{again['id']}/cancel")
         assert (status, cancelled["state"]) == (200, "cancelled")

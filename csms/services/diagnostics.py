@@ -160,6 +160,7 @@ def receive_upload(token: str, filename: str | None, content_type: str | None, d
 
 
 def target_file(request_id: int, charge_point_id: str) -> StoredFile:
+    get(request_id)
     target = db.session.scalar(
         select(DiagnosticsTarget).where(
             DiagnosticsTarget.request_id == request_id, DiagnosticsTarget.charge_point_id == charge_point_id
