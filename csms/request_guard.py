@@ -36,7 +36,7 @@ class Refused(Exception):
 
 def _check_strings(location: str, strings) -> None:
     for value in strings:
-        if _REFUSED.search(value):
+        if value is not None and _REFUSED.search(value):  # a multipart part may come without a name
             raise Refused(
                 "invalid_characters",
                 "the request contains a NUL character or an unpaired surrogate, which no field accepts",
