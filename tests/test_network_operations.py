@@ -388,6 +388,7 @@ def test_a_diagnostics_upload_lands_once_and_downloads(csms, operator):
         charger.send(call.DiagnosticsStatusNotification(status="Uploading"))
         log = b"2026-12-02T04:00:00Z all well\n" * 20
         assert raw("PUT", location + "diagnostics.log", b"x" * 5000)[0] == 413
+        assert raw("PUT", location + "diagnostics.log", b"x" * 100_000)[0] == 413  # refused unread
         status, landed = raw("PUT", location + "diagnostics.log", log, {"Content-Type": "text/plain"})
         assert status == 201, landed
         assert raw("PUT", location + "diagnostics.log", log)[0] == 409  # one use

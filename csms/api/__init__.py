@@ -79,4 +79,5 @@ def init_app(app: Flask) -> None:
     for blueprint in (operations.cms_bp, operations.user_bp, operations.files_bp):
         api.register_blueprint(blueprint)
     # Uploads are the largest bodies: anything larger is refused (413) before it is read.
-    app.config.setdefault("MAX_CONTENT_LENGTH", app.config["UPLOAD_MAX_BYTES"] + 64 * 1024)
+    if app.config.get("MAX_CONTENT_LENGTH") is None:
+        app.config["MAX_CONTENT_LENGTH"] = app.config["UPLOAD_MAX_BYTES"] + 64 * 1024

@@ -81,7 +81,7 @@ class FirmwareUpdate(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     targets: Mapped[list[FirmwareTarget]] = relationship(
-        back_populates="update", order_by="FirmwareTarget.id", cascade="all, delete-orphan"
+        back_populates="update", order_by="FirmwareTarget.id", cascade="all, delete-orphan", lazy="selectin"
     )
 
 
@@ -135,7 +135,10 @@ class DiagnosticsRequest(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     targets: Mapped[list[DiagnosticsTarget]] = relationship(
-        back_populates="request", order_by="DiagnosticsTarget.id", cascade="all, delete-orphan"
+        back_populates="request",
+        order_by="DiagnosticsTarget.id",
+        cascade="all, delete-orphan",
+        lazy="selectin",
     )
 
 
@@ -162,4 +165,4 @@ class DiagnosticsTarget(Base):
     status_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     request: Mapped[DiagnosticsRequest] = relationship(back_populates="targets")
-    file: Mapped[StoredFile | None] = relationship()
+    file: Mapped[StoredFile | None] = relationship(lazy="selectin")

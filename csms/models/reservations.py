@@ -91,7 +91,7 @@ class Reservation(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     ended_at: Mapped[datetime | None]
 
-    charge_point: Mapped[ChargePoint] = relationship()
+    charge_point: Mapped[ChargePoint] = relationship(lazy="joined")  # its id is in every view
 
     @property
     def charge_point_code(self) -> str:
