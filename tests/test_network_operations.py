@@ -332,6 +332,10 @@ def test_a_firmware_update_walks_its_states_and_the_new_version_shows_after_the_
             return operator("GET", path)[1]["targets"][0]
 
         assert wait_until(lambda: target()["status"] == "Scheduled", timeout=10)
+        assert operator("POST", f"{path}/refresh")[0] == 202
+        assert wait_until(lambda: charger.asked("TriggerMessage"), timeout=10)
+        assert charger.asked("TriggerMessage") == [{"requested_message": "FirmwareStatusNotification"}]
+        charger.send(call.FirmwareStatusNotification(status="Idle"))  # not busy yet: changes nothing
         for step in ("Downloading", "Downloaded", "Installing", "Installed"):
             charger.send(call.FirmwareStatusNotification(status=step))
             assert wait_until(lambda step=step: target()["status"] == step, timeout=10), target()
@@ -393,6 +397,9 @@ def test_a_diagnostics_upload_lands_once_and_downloads(csms, operator):
         assert status == 201, landed
         assert raw("PUT", location + "diagnostics.log", log)[0] == 409  # one use
         assert raw("PUT", location.replace("/diagnostics/", "/diagnostics/x") + "a.log", log)[0] == 404
+        assert operator("POST", f"{path}/refresh")[0] == 202
+        assert wait_until(lambda: charger.asked("TriggerMessage"), timeout=10)
+        assert charger.asked("TriggerMessage") == [{"requested_message": "DiagnosticsStatusNotification"}]
         charger.send(call.DiagnosticsStatusNotification(status="Uploaded"))
         assert wait_until(lambda: target()["status"] == "Uploaded", timeout=10), target()
         assert (target()["file"]["sizeBytes"], target()["file"]["filename"]) == (len(log), "diagnostics.log")

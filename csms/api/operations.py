@@ -289,6 +289,16 @@ def get_firmware_update(update_id: int):
     return firmware.get(update_id)
 
 
+@cms_bp.post("/firmware-updates/<int:update_id>/refresh")
+@requires("operator")
+@cms_bp.response(202, schemas.FirmwareUpdate)
+@cms_bp.alt_response(404, schema=Error)
+def refresh_firmware_update(update_id: int):
+    """Ask each charger whose update is under way for its status (TriggerMessage
+    FirmwareStatusNotification, queued): the targets update as the notifications come in."""
+    return firmware.refresh(update_id, g.identity.user_id)
+
+
 # --- diagnostics ----------------------------------------------------------------------------------
 
 
@@ -330,6 +340,16 @@ def list_diagnostics(args):
 def get_diagnostics(request_id: int):
     """One diagnostics request and each charger's status and file."""
     return diagnostics.get(request_id)
+
+
+@cms_bp.post("/diagnostics/<int:request_id>/refresh")
+@requires("operator")
+@cms_bp.response(202, schemas.Diagnostics)
+@cms_bp.alt_response(404, schema=Error)
+def refresh_diagnostics(request_id: int):
+    """Ask each charger still uploading for its status (TriggerMessage DiagnosticsStatusNotification,
+    queued): the targets update as the notifications come in."""
+    return diagnostics.refresh(request_id, g.identity.user_id)
 
 
 BINARY = {"content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}

@@ -23,7 +23,7 @@ from csms.models.firmware import DIAGNOSTICS_OPEN, DIAGNOSTICS_TRANSITIONS
 from csms.ocpp import validation
 from csms.services import command_queue, files
 from csms.services.errors import Conflict, NotFound
-from csms.services.network_targets import resolve_targets
+from csms.services.network_targets import resolve_targets, trigger
 
 
 def _iso(value: datetime) -> str:
@@ -81,6 +81,18 @@ def get(request_id: int) -> DiagnosticsRequest:
     job = db.session.get(DiagnosticsRequest, request_id) if 0 < request_id < 2**31 else None
     if job is None:
         raise NotFound(f"no diagnostics request {request_id}", code="diagnostics_not_found")
+    return job
+
+
+def refresh(request_id: int, requested_by: int | None) -> DiagnosticsRequest:
+    """Ask every charger of the job still uploading for its DiagnosticsStatusNotification
+    (TriggerMessage, queued); commits."""
+    job = get(request_id)
+    under_way = [
+        t.charge_point_id for t in job.targets if t.status in DIAGNOSTICS_OPEN and t.status != "Pending"
+    ]
+    trigger(under_way, "DiagnosticsStatusNotification", requested_by)
+    db.session.commit()
     return job
 
 

@@ -16,7 +16,7 @@ from csms.models.firmware import FIRMWARE_OPEN, FIRMWARE_TRANSITIONS
 from csms.ocpp import validation
 from csms.services import command_queue, files
 from csms.services.errors import InvalidInput, NotFound
-from csms.services.network_targets import resolve_targets
+from csms.services.network_targets import resolve_targets, trigger
 
 
 def create(
@@ -70,6 +70,18 @@ def get(update_id: int) -> FirmwareUpdate:
     job = db.session.get(FirmwareUpdate, update_id) if 0 < update_id < 2**31 else None
     if job is None:
         raise NotFound(f"no firmware update {update_id}", code="firmware_update_not_found")
+    return job
+
+
+def refresh(update_id: int, requested_by: int | None) -> FirmwareUpdate:
+    """Ask every charger of the job whose update is still under way for its FirmwareStatusNotification
+    (TriggerMessage, queued); commits."""
+    job = get(update_id)
+    under_way = [
+        t.charge_point_id for t in job.targets if t.status in FIRMWARE_OPEN and t.status != "Pending"
+    ]
+    trigger(under_way, "FirmwareStatusNotification", requested_by)
+    db.session.commit()
     return job
 
 

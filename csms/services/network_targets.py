@@ -6,9 +6,11 @@ from sqlalchemy import select
 
 from csms.extensions import db
 from csms.models import ChargePoint, Station
+from csms.services import command_queue
 from csms.services.errors import InvalidInput, NotFound
 
 MAX_TARGETS = 1000
+TRIGGER_TTL_SECONDS = 3600  # a status refresh is worth little after an hour
 
 
 def resolve_targets(charge_point_ids: list[str], station_id: int | None) -> list[str]:
@@ -38,3 +40,19 @@ def resolve_targets(charge_point_ids: list[str], station_id: int | None) -> list
     if len(wanted) > MAX_TARGETS:
         raise InvalidInput(f"at most {MAX_TARGETS} chargers per job", code="too_many_targets")
     return wanted
+
+
+def trigger(charge_point_ids: list[str], message: str, requested_by: int | None) -> list[str]:
+    """Queue TriggerMessage `message` for each charger (sent at once to a connected one): its answer
+    is the status notification that refreshes its target. Returns the queued commands' ids; the
+    caller commits."""
+    return [
+        command_queue.enqueue(
+            charge_point_id,
+            "TriggerMessage",
+            {"requestedMessage": message},
+            ttl_seconds=TRIGGER_TTL_SECONDS,
+            requested_by=requested_by,
+        ).command_id
+        for charge_point_id in dict.fromkeys(charge_point_ids)
+    ]

@@ -12,6 +12,7 @@ from ocpp.v16.enums import (
     AvailabilityStatus,
     CancelReservationStatus,
     ClearCacheStatus,
+    TriggerMessageStatus,
     UnlockStatus,
 )
 
@@ -47,6 +48,11 @@ class _NetworkChargePoint(_TestChargePoint):
     async def on_get_diagnostics(self, location, **kwargs):
         self._remember("GetDiagnostics", location=location, **kwargs)
         return call_result.GetDiagnostics(file_name="diagnostics.log")
+
+    @on("TriggerMessage")
+    async def on_trigger_message(self, requested_message, **kwargs):
+        self._remember("TriggerMessage", requested_message=requested_message, **kwargs)
+        return call_result.TriggerMessage(status=TriggerMessageStatus.accepted)
 
     @on("UnlockConnector")
     async def on_unlock_connector(self, connector_id, **kwargs):
