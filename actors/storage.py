@@ -54,9 +54,7 @@ def apply_status(view: Exchange, notifications: Notifications) -> None:
         view.notes.append(f"connectorId {status['connectorId']} out of range: status not stored")
         return
     at = view.time_of(status.get("timestamp"))
-    pk = charger_state.charge_point_pk(cp)
-    if pk is not None:  # a scheduled ChangeAvailability this status shows is now applied
-        maintenance.apply_status(pk, status["connectorId"], status["status"])
+    maintenance.apply_status(cp, status["connectorId"], status["status"])  # a scheduled availability
     if charger_state.apply_status(cp, status, at):
         data = {
             "chargePointId": cp,

@@ -160,6 +160,8 @@ def test_a_reservation_is_used_by_its_tag_refused_to_another_and_its_fee_capture
         assert (final["transactionId"], final["feeOutcome"]) == (used.transaction_id, "captured")
         assert fee_entries(ada, reservation["id"]) == [("hold", "1.50"), ("capture", "1.50")]
         stop(charger, used.transaction_id)
+    created = "SELECT payload FROM cms_events WHERE type = 'cms.reservation.created' AND entity_id = :id"
+    assert wait_until(lambda: csms.rows(created, id=str(reservation["id"])), timeout=10)
 
 
 def test_a_reservation_expires_frees_the_connector_and_its_fee_is_captured(csms, operator, ada):

@@ -19,6 +19,7 @@ from csms.api.remote import call_charger, call_or_queue
 from csms.api.security import requires
 from csms.extensions import db
 from csms.models import ChargePoint, DiagnosticsRequest, FirmwareUpdate, IdTag, Reservation, StoredFile
+from csms.pipeline import announce as cms_events
 from csms.schemas import operations as schemas
 from csms.schemas.common import Error, PageArgs
 from csms.services import diagnostics, files, firmware, reservations
@@ -51,6 +52,11 @@ def _base_url() -> str:
 # --- reservations ---------------------------------------------------------------------------------
 
 
+def _announce(kind: str, entity_type: str, entity_id: int, payload: dict) -> None:
+    """`cms.<entity>.<kind>` for integrations and the operators' dashboards (SPEC "Events")."""
+    cms_events.announce(kind, entity_type, entity_id, payload, g.identity.user_id)
+
+
 def _reserve(reservation: Reservation) -> Reservation:
     """Send ReserveNow and record the answer (the `commands` actor records it too: the same
     conditional change, so whichever is first wins). Not sent, or refused: 409/504/502, rejected."""
@@ -63,6 +69,8 @@ def _reserve(reservation: Reservation) -> Reservation:
         raise
     reservations.apply_answer(reservation.charge_point_id, reservation_id, "answered", answer)
     db.session.commit()
+    state = db.session.get(Reservation, reservation_id).state
+    _announce("created", "reservation", reservation_id, {"chargePointId": charge_point_id, "state": state})
     if answer.get("status") != "Accepted":
         raise Conflict(
             f"the charger answered {answer.get('status')}",
@@ -86,7 +94,14 @@ def _cancel(reservation: Reservation, reason: str) -> Reservation:
         log.warning(
             "CancelReservation %s at %s: %s", reservation.id, reservation.charge_point_code, exc.message
         )
-    return db.session.get(Reservation, reservation.id)
+    cancelled = db.session.get(Reservation, reservation.id)
+    _announce(
+        "updated",
+        "reservation",
+        cancelled.id,
+        {"chargePointId": cancelled.charge_point_code, "state": cancelled.state},
+    )
+    return cancelled
 
 
 RESERVATION_FAILURES = (
@@ -257,7 +272,7 @@ def upload_firmware_file(body):
 def create_firmware_update(body):
     """UpdateFirmware to the chargers named and/or a station's, from a URL or an uploaded file; each
     charger's call is queued (sent at once when it is connected) and its progress followed."""
-    return firmware.create(
+    job = firmware.create(
         charge_point_ids=body["charge_point_ids"],
         station_id=body.get("station_id"),
         location=body.get("location"),
@@ -269,6 +284,10 @@ def create_firmware_update(body):
         requested_by=g.identity.user_id,
         base_url=_base_url(),
     )
+    _announce(
+        "created", "firmware_update", job.id, {"chargePointIds": [t.charge_point_id for t in job.targets]}
+    )
+    return job
 
 
 @cms_bp.get("/firmware-updates")
@@ -311,7 +330,7 @@ def refresh_firmware_update(update_id: int):
 def create_diagnostics(body):
     """GetDiagnostics to the chargers named and/or a station's, each with its own upload location
     served by the CSMS; each charger's call is queued (sent at once when it is connected)."""
-    return diagnostics.create(
+    job = diagnostics.create(
         charge_point_ids=body["charge_point_ids"],
         station_id=body.get("station_id"),
         start_time=body.get("start_time"),
@@ -322,6 +341,8 @@ def create_diagnostics(body):
         requested_by=g.identity.user_id,
         base_url=_base_url(),
     )
+    _announce("created", "diagnostics", job.id, {"chargePointIds": [t.charge_point_id for t in job.targets]})
+    return job
 
 
 @cms_bp.get("/diagnostics")

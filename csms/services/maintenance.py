@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import or_, select, update
 
 from csms.extensions import db
-from csms.models import ChargerOperation, Connector
+from csms.models import ChargePoint, ChargerOperation, Connector
 from csms.services.sql import upsert
 
 RECORDED = frozenset({"ChangeAvailability", "ClearCache", "TriggerMessage", "UnlockConnector"})
@@ -89,17 +89,22 @@ def _change_availability(charge_point_pk: int, request: dict[str, Any], status: 
                 connector.availability_state = "applied"
 
 
-def apply_status(charge_point_pk: int, connector_id: int, status: str) -> None:
-    """A connector's StatusNotification: a scheduled availability change it shows is now applied."""
-    connector = db.session.scalar(
-        select(Connector).where(
-            Connector.charge_point_id == charge_point_pk,
+def apply_status(charge_point_id: str, connector_id: int, status: str) -> None:
+    """A connector's StatusNotification: a scheduled availability change it shows is now applied.
+    One UPDATE through the connector's unique index, matching nothing in the usual case: this runs
+    for every StatusNotification."""
+    charger = select(ChargePoint.id).where(ChargePoint.charge_point_id == charge_point_id).scalar_subquery()
+    db.session.execute(
+        update(Connector)
+        .where(
+            Connector.charge_point_id == charger,
             Connector.connector_id == connector_id,
             Connector.availability_state == "scheduled",
+            Connector.availability == ("Inoperative" if status == "Unavailable" else "Operative"),
         )
+        .values(availability_state="applied")
+        .execution_options(synchronize_session=False)
     )
-    if connector is not None and _shows(connector.availability, status):
-        connector.availability_state = "applied"
 
 
 def operations(charge_point_pk: int) -> list[ChargerOperation]:
