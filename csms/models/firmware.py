@@ -1,4 +1,4 @@
-"""Firmware updates and diagnostics uploads (OCPP 1.6 §4.4, §4.5, §5.9, §5.16): jobs sent to many
+"""Firmware updates and diagnostics uploads (OCPP 1.6 §4.4, §4.5, §5.9, §5.19): jobs sent to many
 chargers, each charger's progress a row of its own, and the files the CSMS serves or receives.
 
 Each target's `status` follows the OCPP status notifications through one table of allowed changes

@@ -1,4 +1,4 @@
-"""Reservations (OCPP 1.6 §5.13 ReserveNow, §5.2 CancelReservation): a connector, or the whole charger
+"""Reservations (OCPP 1.6 §5.13 ReserveNow, §5.1 CancelReservation): a connector, or the whole charger
 (connector 0), kept for one idTag (or its group) until an expiry.
 
 The record's `id` is the `reservationId` sent to the charger, so every answer and every
@@ -26,7 +26,7 @@ class ReservationState(StrEnum):
     CANCELLED = "cancelled"  # withdrawn (CancelReservation), by its customer or an operator
 
 
-# The state machine (OCPP 1.6 §5.13, §3.11): every allowed change; anything else is refused. A
+# The state machine (OCPP 1.6 §5.13): every allowed change; anything else is refused. A
 # StartTransaction may overtake the ReserveNow answer it follows (both race to the workers): a
 # requested reservation can be used directly.
 TRANSITIONS: dict[ReservationState, frozenset[ReservationState]] = {

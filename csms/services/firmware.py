@@ -1,4 +1,4 @@
-"""Firmware updates (OCPP 1.6 §4.5, §5.16): one job for many chargers, each charger's UpdateFirmware
+"""Firmware updates (OCPP 1.6 §4.5, §5.19): one job for many chargers, each charger's UpdateFirmware
 queued for it (csms.services.command_queue: sent at once to a connected charger, on its return to an
 offline one), its progress followed through FirmwareStatusNotification along
 `csms.models.firmware.FIRMWARE_TRANSITIONS`, and the version it reports at its next boot."""

@@ -1,4 +1,4 @@
-"""Reservations (OCPP 1.6 §5.13 ReserveNow, §5.2 CancelReservation, §3.11): a connector, or the whole
+"""Reservations (OCPP 1.6 §5.13 ReserveNow, §5.1 CancelReservation): a connector, or the whole
 charger (connector 0), kept for an idTag or its group until an expiry.
 
 Life of a reservation (csms.models.reservations.TRANSITIONS): stored `requested`, ReserveNow sent with
