@@ -12,12 +12,12 @@ import pytest
 from sqlalchemy import select, update
 
 from csms.extensions import db
-from csms.models import Connector, FirmwareTarget, LedgerEntry, Reservation, Wallet
+from csms.models import Connector, FirmwareTarget, LedgerEntry, QueuedCommand, Reservation, Wallet
 from csms.models.firmware import DIAGNOSTICS_TRANSITIONS, FIRMWARE_TRANSITIONS
 from csms.models.reservations import TRANSITIONS
-from csms.services import firmware, maintenance, reservations
+from csms.services import diagnostics, firmware, maintenance, reservations
 from csms.services.errors import Conflict, InvalidInput
-from tests.builders import a_charge_point, a_tariff, a_user, a_wallet, an_id_tag
+from tests.builders import a_charge_point, a_station, a_tariff, a_user, a_wallet, an_id_tag
 
 NOW = datetime.now(UTC)
 
@@ -238,3 +238,42 @@ def test_a_scheduled_availability_applies_whichever_comes_first(any_db_app):
     db.session.commit()
     (operation,) = maintenance.operations(point.id)
     assert (operation.outcome, operation.status, operation.request) == ("answered", "Scheduled", later)
+
+
+def test_a_job_targets_a_station_and_a_diagnostics_target_follows_its_answers(any_db_app):
+    station = a_station()
+    first, second = a_charge_point(station_id=station.id), a_charge_point(station_id=station.id)
+    elsewhere = a_charge_point()
+    job = diagnostics.create(
+        charge_point_ids=[elsewhere.charge_point_id, first.charge_point_id],
+        station_id=station.id,
+        start_time=None,
+        stop_time=None,
+        retries=None,
+        retry_interval=None,
+        ttl_seconds=60,
+        requested_by=None,
+        base_url="https://csms.test",
+    )
+    assert [t.charge_point_id for t in job.targets] == [
+        elsewhere.charge_point_id,
+        first.charge_point_id,
+        second.charge_point_id,
+    ]
+    locations = {q.payload["location"] for q in db.session.scalars(select(QueuedCommand))}
+    assert locations == {f"https://csms.test/files/diagnostics/{t.upload_token}/" for t in job.targets}
+    answers = [("answered", {"fileName": "a.log"}), ("answered", {}), ("timeout", None)]
+    for target, (outcome, response) in zip(job.targets, answers, strict=True):
+        diagnostics.apply_answer(target.command_id, outcome, response, NOW)
+    db.session.commit()
+    db.session.expire_all()
+    assert [(t.status, t.file_name) for t in job.targets] == [
+        ("Accepted", "a.log"),
+        ("NoFile", None),
+        ("Failed", None),
+    ]
+    assert not diagnostics.apply_status(second.charge_point_id, "Uploading", NOW)  # nothing open there
+    assert diagnostics.apply_status(elsewhere.charge_point_id, "UploadFailed", NOW)
+    assert diagnostics.apply_status(elsewhere.charge_point_id, "Uploading", NOW)  # the charger retries
+    assert diagnostics.apply_status(elsewhere.charge_point_id, "Uploaded", NOW)
+    assert not diagnostics.apply_status(elsewhere.charge_point_id, "Uploading", NOW)
