@@ -5,7 +5,7 @@ import dramatiq
 from actors.batch import run_batch
 from actors.exchanges import Exchange, Notifications
 from csms.realtime import charger_room
-from csms.services import commands, message_log
+from csms.services import call_outcomes, commands, message_log
 
 
 @dramatiq.actor(queue_name="commands", max_retries=10, min_backoff=500, max_backoff=60_000)
@@ -19,6 +19,7 @@ def apply_commands(views: list[Exchange], notifications: Notifications) -> None:
     for view in views:
         command = view.command or {}
         if commands.record_audit(view.charge_point_id, view.first, command):
+            call_outcomes.apply(view.charge_point_id, view.action, view.request, command, view.at)
             data = {
                 "chargePointId": view.charge_point_id,
                 "action": command.get("action"),

@@ -9,7 +9,7 @@ import dramatiq
 from actors.batch import run_batch
 from actors.exchanges import Exchange, Notifications
 from csms.realtime import charger_room
-from csms.services import bounds, charger_state, message_log
+from csms.services import bounds, charger_state, diagnostics, firmware, maintenance, message_log
 
 
 @dramatiq.actor(queue_name="ocpp_messages", max_retries=10, min_backoff=500, max_backoff=60_000)
@@ -34,10 +34,17 @@ def apply_charger_state(views: list[Exchange], notifications: Notifications) -> 
             last_seen[view.charge_point_id] = view.at
     charger_state.touch(last_seen)
     for view in views:
-        if view.answered and view.action == "BootNotification":
+        if not view.answered:
+            continue
+        if view.action == "BootNotification":
             charger_state.apply_boot(view.charge_point_id, view.request, view.at)
-        elif view.answered and view.action == "StatusNotification":
+            firmware.apply_boot(view.charge_point_id, view.request.get("firmwareVersion"))
+        elif view.action == "StatusNotification":
             apply_status(view, notifications)
+        elif view.action == "FirmwareStatusNotification":
+            firmware.apply_status(view.charge_point_id, view.request["status"], view.at)
+        elif view.action == "DiagnosticsStatusNotification":
+            diagnostics.apply_status(view.charge_point_id, view.request["status"], view.at)
 
 
 def apply_status(view: Exchange, notifications: Notifications) -> None:
@@ -47,6 +54,7 @@ def apply_status(view: Exchange, notifications: Notifications) -> None:
         view.notes.append(f"connectorId {status['connectorId']} out of range: status not stored")
         return
     at = view.time_of(status.get("timestamp"))
+    maintenance.apply_status(cp, status["connectorId"], status["status"])  # a scheduled availability
     if charger_state.apply_status(cp, status, at):
         data = {
             "chargePointId": cp,

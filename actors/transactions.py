@@ -10,7 +10,7 @@ from actors.exchanges import Exchange, Notifications
 from actors.storage import store_and_apply_charger_state
 from csms.extensions import db
 from csms.realtime import charger_room, customer_room
-from csms.services import charger_state, charging, unplanned
+from csms.services import bounds, charger_state, charging, reservations, unplanned
 
 
 @dramatiq.actor(queue_name="transactions", max_retries=20, min_backoff=500, max_backoff=120_000)
@@ -48,6 +48,7 @@ def _start(view: Exchange, notifications: Notifications, candidates: unplanned.C
     new session of its tag's owner (`unplanned`); returns the session when it is already stopped
     (its Stop was processed first, and billing waited for this link)."""
     transaction_id = view.response["transactionId"]
+    _use_reservation(view, transaction_id)
     if transaction_id in candidates.superseding:
         _settled(notifications, unplanned.close_superseded(transaction_id))
     linked = charging.link_session(transaction_id)
@@ -77,6 +78,26 @@ def _start(view: Exchange, notifications: Notifications, candidates: unplanned.C
     db.session.flush()  # meter values may have been processed before this link
     charging.refresh_progress({transaction_id: view.charge_point_id})
     return None
+
+
+def _use_reservation(view: Exchange, transaction_id: int) -> None:
+    """The reservation this start takes, if any (csms.services.reservations.use)."""
+    pk = charger_state.charge_point_pk(view.charge_point_id)
+    reservation_id = view.request.get("reservationId")
+    in_range = bounds.int32(view.request["connectorId"]) is not None and (
+        reservation_id is None or bounds.int32(reservation_id) is not None
+    )
+    if pk is None or not in_range:
+        return
+    reservations.use(
+        pk,
+        view.request["connectorId"],
+        view.request["idTag"],
+        reservation_id,
+        transaction_id,
+        view.response["idTagInfo"]["status"],
+        view.time_of(view.request.get("timestamp")),
+    )
 
 
 def _settled(notifications: Notifications, settlements: list) -> None:

@@ -97,10 +97,13 @@ class Config:
     UNPLANNED_HOLD = 2000  # minor units held from a tag owner's wallet for a start outside an app session
     TRUSTED_PROXIES = ""  # addresses/networks whose X-Forwarded-For is believed (csms.proxies)
     LOGIN_FAILURES_PER_ADDRESS = 100  # failed logins from one address per 15 minutes, then 429
+    PUBLIC_URL: str | None = None  # chargers' way to this CSMS over HTTP (file URLs); None: the request's
+    UPLOAD_MAX_BYTES = 32 * 1024 * 1024  # a firmware image or diagnostics file (csms.api.operations)
 
 
 _CASTS: dict[str, Any] = {
     "PORT": int,
+    "UPLOAD_MAX_BYTES": _at_least(int, 1),
     "WEB_PROCESSES": _at_least(int, 1),
     "HEARTBEAT_INTERVAL": int,
     "CALL_TIMEOUT": float,

@@ -36,7 +36,7 @@ class Refused(Exception):
 
 def _check_strings(location: str, strings) -> None:
     for value in strings:
-        if _REFUSED.search(value):
+        if value is not None and _REFUSED.search(value):  # a multipart part may come without a name
             raise Refused(
                 "invalid_characters",
                 "the request contains a NUL character or an unpaired surrogate, which no field accepts",
@@ -84,6 +84,8 @@ def check_request() -> None:
         if data:
             _check_json(data)
     elif request.mimetype in ("application/x-www-form-urlencoded", "multipart/form-data"):
+        if request.mimetype == "application/x-www-form-urlencoded":
+            request.get_data(cache=True)  # parsing consumes the body: keep it for a route reading it raw
         _check_strings("form", (text for pair in request.form.items(multi=True) for text in pair))
 
 

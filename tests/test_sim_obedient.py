@@ -131,3 +131,25 @@ def test_an_app_session_on_an_obedient_charger_is_charged_and_billed(tmp_path, s
         finally:
             loop.call_soon_threadsafe(lambda: [task.cancel() for task in asyncio.all_tasks(loop)])
             thread.join(timeout=10)
+
+
+def test_it_reserves_like_a_charger_would():
+    charger = ObedientCharger("CP-1", "key", "ws://unused")
+    expiry = "2030-01-01T00:00:00Z"
+    held, follow_up = charger.answer(
+        "ReserveNow", {"connectorId": 0, "expiryDate": expiry, "idTag": "ADA", "reservationId": 5}
+    )
+    follow_up.close()
+    charger.sockets[0].status = "Reserved"  # as the follow-up would have reported it
+    assert held == {"status": "Accepted"} and charger.sockets[0].reserved_for == 5
+    assert charger.answer("RemoteStartTransaction", {"idTag": "BOB", "connectorId": 1})[0] == {
+        "status": "Rejected"
+    }
+    started, follow_up = charger.answer("RemoteStartTransaction", {"idTag": "ADA", "connectorId": 1})
+    follow_up.close()
+    assert started == {"status": "Accepted"}
+    charger.sockets[1].status = "Unavailable"
+    refused, _ = charger.answer(
+        "ReserveNow", {"connectorId": 2, "expiryDate": expiry, "idTag": "ADA", "reservationId": 6}
+    )
+    assert refused == {"status": "Unavailable"}

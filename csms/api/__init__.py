@@ -67,7 +67,7 @@ def init_app(app: Flask) -> None:
     api.init_app(app)
     api.register_field(Money, "string", None)
     api.register_field(DecimalString, "string", "decimal")
-    from csms.api import auth, charger, cms, user
+    from csms.api import auth, charger, cms, operations, user
     from csms.api.login_limiter import LocalLoginLimiter, SharedLoginLimiter
 
     # One process counts in memory; a cluster's nodes count together, in the database.
@@ -76,3 +76,8 @@ def init_app(app: Flask) -> None:
 
     for blueprint in (auth.bp, user.bp, charger.bp, cms.bp):
         api.register_blueprint(blueprint)
+    for blueprint in (operations.cms_bp, operations.user_bp, operations.files_bp):
+        api.register_blueprint(blueprint)
+    # Uploads are the largest bodies: anything larger is refused (413) before it is read.
+    if app.config.get("MAX_CONTENT_LENGTH") is None:
+        app.config["MAX_CONTENT_LENGTH"] = app.config["UPLOAD_MAX_BYTES"] + 64 * 1024

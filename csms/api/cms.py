@@ -18,7 +18,7 @@ from csms.models import ChargePoint, ChargingSession, OcppMessage, Station, Tari
 from csms.pipeline import announce as cms_events
 from csms.schemas import cms as schemas
 from csms.schemas.common import Error
-from csms.services import analytics, records
+from csms.services import analytics, maintenance, records, reservations
 from csms.services.errors import NotFound
 from csms.services.money import format_minor
 
@@ -156,11 +156,15 @@ def create_point(body):
 
 @bp.get("/points/<string:charge_point_id>")
 @requires("operator")
-@bp.response(200, schemas.Point)
+@bp.response(200, schemas.PointDetail)
 @bp.alt_response(404, schema=Error)
 def get_point(charge_point_id: str):
-    """One charge point: status, connectors' status, last seen, connection state, tariff."""
-    return _with_connection(_point_or_404(charge_point_id))
+    """One charge point: status, connectors' status and availability, last seen, connection state,
+    tariff, open reservations, and the outcome of the last maintenance calls."""
+    point = _with_connection(_point_or_404(charge_point_id))
+    point.reservations = sorted(reservations.open_by_connector(point.id).values(), key=lambda r: r.id)
+    point.operations = maintenance.operations(point.id)
+    return point
 
 
 @bp.patch("/points/<string:charge_point_id>")

@@ -54,6 +54,7 @@ INPUTS = {
         ("energyPrice", "Energy price per kWh", "text", True),
         ("timePrice", "Time price per hour", "text", False),
         ("sessionFee", "Session fee", "text", False),
+        ("reservationFee", "Reservation fee", "text", False),
         ("taxPercent", "Tax %", "text", False),
         ("isDefault", "Default tariff", "checkbox", False),
     ),

@@ -11,10 +11,19 @@ from csms.models.charging import (
 )
 from csms.models.cluster import ChargerConnection, ClusterNode
 from csms.models.command_queue import CommandState, QueuedCommand
+from csms.models.firmware import (
+    DiagnosticsRequest,
+    DiagnosticsTarget,
+    FirmwareTarget,
+    FirmwareUpdate,
+    StoredFile,
+)
 from csms.models.login import LoginFailure
 from csms.models.logs import CmsEvent, CommandAudit, OcppMessage
+from csms.models.maintenance import ChargerOperation
 from csms.models.network import ChargePoint, Connector, RegistrationStatus, Station
 from csms.models.outbox import OutboxMessage
+from csms.models.reservations import Reservation, ReservationState
 from csms.models.tariff import Tariff
 from csms.models.users import IdTag, IdTagStatus, Role, User
 from csms.models.wallet import LedgerEntry, LedgerKind, Wallet
@@ -24,12 +33,17 @@ __all__ = [
     "Base",
     "ChargePoint",
     "ChargerConnection",
+    "ChargerOperation",
     "ChargingSession",
     "ClusterNode",
     "CmsEvent",
     "CommandAudit",
     "CommandState",
     "Connector",
+    "DiagnosticsRequest",
+    "DiagnosticsTarget",
+    "FirmwareTarget",
+    "FirmwareUpdate",
     "IdTag",
     "IdTagStatus",
     "LedgerEntry",
@@ -40,9 +54,12 @@ __all__ = [
     "OutboxMessage",
     "QueuedCommand",
     "RegistrationStatus",
+    "Reservation",
+    "ReservationState",
     "Role",
     "SessionState",
     "Station",
+    "StoredFile",
     "Tariff",
     "Transaction",
     "TransactionState",

@@ -95,6 +95,11 @@ class Connector(Base):
     vendor_id: Mapped[str | None] = mapped_column(String(255))
     vendor_error_code: Mapped[str | None] = mapped_column(String(50))
     status_at: Mapped[datetime | None]
+    # ChangeAvailability (OCPP 1.6 §5.2): the type last asked, and whether it is `applied`, waits
+    # for a running transaction to end (`scheduled`, the charger's Scheduled answer) or was `rejected`.
+    availability: Mapped[str | None] = mapped_column(String(12))
+    availability_state: Mapped[str | None] = mapped_column(String(10))
+    availability_at: Mapped[datetime | None]  # when it was asked
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
     charge_point: Mapped[ChargePoint] = relationship(back_populates="connectors")

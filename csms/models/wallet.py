@@ -51,6 +51,7 @@ class LedgerEntry(Base):
         CheckConstraint("kind IN ('topup', 'hold', 'capture', 'refund')", name="kind"),
         CheckConstraint("amount_minor >= 0", name="amount_not_negative"),
         UniqueConstraint("session_id", "kind"),
+        UniqueConstraint("reservation_id", "kind"),  # a reservation's fee: held, then settled, once
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -59,6 +60,7 @@ class LedgerEntry(Base):
     amount_minor: Mapped[int] = mapped_column(BigInteger)
     currency: Mapped[str] = mapped_column(String(3))
     session_id: Mapped[int | None] = mapped_column(ForeignKey("charging_sessions.id", ondelete="RESTRICT"))
+    reservation_id: Mapped[int | None] = mapped_column(ForeignKey("reservations.id", ondelete="RESTRICT"))
     reference: Mapped[str | None] = mapped_column(String(128), unique=True)
     description: Mapped[str | None] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

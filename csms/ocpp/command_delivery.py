@@ -11,6 +11,8 @@ call from a worker); and a safety sweep every `DISPATCH_INTERVAL` seconds over t
 node holds that have commands waiting (it catches announcements missed while the node's listening
 connection was down). The sweep also expires what waited too long and fails what a dead node had
 sent, for the whole cluster: those are single conditional UPDATEs, cheap whatever the queue holds.
+It expires the reservations past their expiry as well (csms.services.reservations.expire_due: each
+a conditional UPDATE, so nodes sweeping together expire and settle each once).
 
 One drain per charger at a time, one command at a time in queue order, each marked `sent` and
 committed before it goes out (at most once). A drain that finds the queue empty looks once more if
@@ -28,7 +30,7 @@ from csms.extensions import db
 from csms.models import RegistrationStatus
 from csms.ocpp.errors import OcppError
 from csms.ocpp.session import CallFailed, CallTimeout, ChargerOffline
-from csms.services import command_queue
+from csms.services import command_queue, reservations
 
 if TYPE_CHECKING:
     from csms.ocpp.gateway import Gateway
@@ -117,7 +119,11 @@ class CommandDelivery:
                 db.session.remove()
 
     def _send(self, session: OcppSession, claimed: command_queue.Claimed) -> None:
-        audit = {"requested_by": claimed.requested_by, "requested_at": claimed.created_at.isoformat()}
+        audit = {
+            "requested_by": claimed.requested_by,
+            "requested_at": claimed.created_at.isoformat(),
+            "command_id": claimed.command_id,  # what its answer changes is found by it (call_outcomes)
+        }
         failure: tuple[str, str] | None = None
         answer: dict[str, Any] = {}
         try:
@@ -169,6 +175,8 @@ class CommandDelivery:
                 expired = command_queue.expire_due(db.session)
                 orphaned = command_queue.fail_orphaned(db.session)
                 db.session.commit()
+                reservations_expired = reservations.expire_due(db.session)
+                db.session.commit()
                 waiting = (
                     command_queue.waiting_on_node(db.session, self.gateway.node_id)
                     if len(self.gateway.registry)
@@ -179,5 +187,7 @@ class CommandDelivery:
                 db.session.remove()
         if expired or orphaned:
             log.info("command queue: %d expired, %d failed with their node", expired, orphaned)
+        if reservations_expired:
+            log.info("reservations expired: %s", reservations_expired)
         for charge_point_id in waiting:
             self.wake(charge_point_id)

@@ -9,6 +9,7 @@ class LedgerEntry(Schema):
     amount = Money(attribute="amount_minor")
     currency = fields.String()
     session_id = fields.Integer(data_key="sessionId", allow_none=True)
+    reservation_id = fields.Integer(data_key="reservationId", allow_none=True)
     description = fields.String(allow_none=True)
     created_at = fields.DateTime(data_key="createdAt")
 

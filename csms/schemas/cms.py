@@ -4,6 +4,7 @@ from decimal import Decimal
 from marshmallow import Schema, fields, validate
 
 from csms.models import RegistrationStatus
+from csms.schemas import operations
 from csms.schemas.common import ID, DecimalString, Money, page_of
 from csms.services.analytics import GROUPINGS
 
@@ -29,6 +30,12 @@ class Tariff(Schema):
     energy_price = DecimalString(data_key="energyPrice", required=True, **PRICE)
     time_price = DecimalString(data_key="timePrice", allow_none=True, **PRICE)
     session_fee = DecimalString(data_key="sessionFee", load_default=Decimal(0), **PRICE)
+    reservation_fee = DecimalString(
+        data_key="reservationFee",
+        load_default=Decimal(0),
+        metadata={"description": "held from a customer's wallet per reservation (README: Reservations)"},
+        **PRICE,
+    )
     tax_percent = DecimalString(2, Decimal(0), Decimal(100), data_key="taxPercent", load_default=Decimal(0))
     is_default = fields.Boolean(data_key="isDefault", load_default=False)
     created_at = fields.DateTime(data_key="createdAt", dump_only=True)
@@ -41,6 +48,18 @@ class Connector(Schema):
     error_code = fields.String(data_key="errorCode")
     info = fields.String(allow_none=True)
     status_at = fields.DateTime(data_key="statusAt", allow_none=True)
+    availability = fields.String(
+        allow_none=True,
+        metadata={"description": "the ChangeAvailability type last asked: Operative|Inoperative"},
+    )
+    availability_state = fields.String(
+        data_key="availabilityState",
+        allow_none=True,
+        metadata={
+            "enum": ["applied", "scheduled", "rejected"],
+            "description": "scheduled: after a transaction",
+        },
+    )
 
 
 class Connection(Schema):
@@ -99,6 +118,17 @@ class Point(Schema):
     last_boot_at = fields.DateTime(data_key="lastBootAt", allow_none=True)
     connection = fields.Nested(Connection, metadata={"description": "as seen by the node that answered"})
     created_at = fields.DateTime(data_key="createdAt")
+
+
+class PointDetail(Point):
+    reservations = fields.List(
+        fields.Nested(operations.Reservation),
+        metadata={"description": "open reservations (connector 0: the charger)"},
+    )
+    operations = fields.List(
+        fields.Nested(operations.Operation),
+        metadata={"description": "the last UnlockConnector, ClearCache, TriggerMessage, ChangeAvailability"},
+    )
 
 
 class PointCreated(Point):

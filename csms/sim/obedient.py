@@ -5,8 +5,10 @@ transaction for the given idTag (Preparing, StartTransaction, Charging, then a r
 power every `MeterValueSampleInterval` seconds); RemoteStopTransaction stops it (StopTransaction,
 Finishing, Available). Every other CSMS-initiated 1.6 action gets a plausible, schema-valid answer
 and, where a real charger would follow up, the follow-up: TriggerMessage sends the message asked
-for, GetDiagnostics and UpdateFirmware report their progress, ChangeAvailability and ReserveNow
-change the connector's status, Reset reboots.
+for, ChangeAvailability and ReserveNow change the connector's status (a reservation ends at its
+expiry; a reserved connector starts only for its idTag), GetDiagnostics uploads a log by HTTP PUT to
+the location given, UpdateFirmware downloads the image, reports Downloading → Downloaded → Installing
+→ Installed and reboots with the new version, Reset reboots.
 """
 
 from __future__ import annotations
@@ -18,7 +20,9 @@ import itertools
 import json
 import logging
 import random
+import urllib.request
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
@@ -38,6 +42,7 @@ class Connector:
     transaction_id: int | None = None
     id_tag: str | None = None
     reserved_for: int | None = None  # a reservation id
+    reserved_tag: str | None = None  # and the idTag it is held for
 
 
 @dataclass
@@ -57,6 +62,7 @@ class ObedientCharger:
         self.pending: dict[str, asyncio.Future] = {}
         self.tasks: set[asyncio.Task] = set()
         self.ws: ClientConnection | None = None
+        self.firmware_version = "1.0"
         self.configuration = {
             "HeartbeatInterval": "60",
             "MeterValueSampleInterval": "5",
@@ -117,7 +123,7 @@ class ObedientCharger:
                 {
                     "chargePointVendor": "csms-sim",
                     "chargePointModel": "Sim-Obedient",
-                    "firmwareVersion": "1.0",
+                    "firmwareVersion": self.firmware_version,
                 },
             )
             if answer.get("status") == "Accepted":
@@ -177,7 +183,8 @@ class ObedientCharger:
             connector is None
             or connector.transaction_id is not None
             or connector.status not in ("Available", "Reserved")
-        ):
+            or (connector.status == "Reserved" and connector.reserved_tag != payload["idTag"])
+        ):  # §5.13: a reserved connector starts only for its reservation's idTag
             return {"status": "Rejected"}, None
         connector.status = "Preparing"
         return {"status": "Accepted"}, self._start(connector, payload["idTag"])
@@ -241,19 +248,24 @@ class ObedientCharger:
         return {"status": "Accepted"}, None
 
     def _on_ReserveNow(self, payload):
-        connector = self._connector(payload["connectorId"])
+        number = payload["connectorId"]
+        connector = self._connector(None if number == 0 else number)  # 0: any free connector
         if connector is None:
-            return {"status": "Rejected"}, None
+            return {"status": "Rejected" if number else "Occupied"}, None
+        if connector.status == "Unavailable":
+            return {"status": "Unavailable"}, None
+        if connector.status == "Faulted":
+            return {"status": "Faulted"}, None
         if connector.status != "Available":
             return {"status": "Occupied"}, None
-        connector.reserved_for = payload["reservationId"]
-        return {"status": "Accepted"}, self._set_statuses([connector], "Reserved")
+        connector.reserved_for, connector.reserved_tag = payload["reservationId"], payload["idTag"]
+        return {"status": "Accepted"}, self._hold(connector, payload["reservationId"], payload["expiryDate"])
 
     def _on_CancelReservation(self, payload):
         connector = next((c for c in self.sockets if c.reserved_for == payload["reservationId"]), None)
         if connector is None:
             return {"status": "Rejected"}, None
-        connector.reserved_for = None
+        connector.reserved_for = connector.reserved_tag = None
         return {"status": "Accepted"}, self._set_statuses([connector], "Available")
 
     def _on_GetCompositeSchedule(self, payload):
@@ -264,11 +276,10 @@ class ObedientCharger:
 
     def _on_GetDiagnostics(self, payload):
         name = f"diagnostics-{self.charge_point_id}.log"
-        return {"fileName": name}, self._progress("DiagnosticsStatusNotification", ("Uploading", "Uploaded"))
+        return {"fileName": name}, self._upload_diagnostics(payload["location"], name)
 
     def _on_UpdateFirmware(self, payload):
-        steps = ("Downloading", "Downloaded", "Installing", "Installed")
-        return {}, self._progress("FirmwareStatusNotification", steps)
+        return {}, self._update_firmware(payload["location"], payload["retrieveDate"])
 
     # --- what follows an answer ------------------------------------------------------------------
 
@@ -298,7 +309,7 @@ class ObedientCharger:
         }
         if connector.reserved_for is not None:
             payload["reservationId"] = connector.reserved_for
-            connector.reserved_for = None
+            connector.reserved_for = connector.reserved_tag = None
         answer = await self.call("StartTransaction", payload)
         connector.transaction_id, connector.id_tag = answer.get("transactionId"), id_tag
         if (answer.get("idTagInfo") or {}).get("status") != "Accepted":
@@ -380,7 +391,59 @@ class ObedientCharger:
         elif requested == "FirmwareStatusNotification":
             await self.call("FirmwareStatusNotification", {"status": "Idle"})
 
-    async def _progress(self, action: str, steps: tuple[str, ...]) -> None:
-        for step in steps:
-            await asyncio.sleep(1)
-            await self.call(action, {"status": step})
+    async def _hold(self, connector: Connector, reservation_id: int, expiry: str) -> None:
+        """Reserved until the expiry, then Available again unless used or cancelled meanwhile."""
+        await self._status(connector, "Reserved")
+        await asyncio.sleep(max(_seconds_until(expiry), 0))
+        if connector.reserved_for == reservation_id:
+            connector.reserved_for = connector.reserved_tag = None
+            await self._status(connector, "Available")
+
+    async def _upload_diagnostics(self, location: str, name: str) -> None:
+        """Upload a small log by HTTP PUT to the location plus the file name (FTP is not simulated:
+        UploadFailed)."""
+        await self.call("DiagnosticsStatusNotification", {"status": "Uploading"})
+        body = f"{now_iso()} {self.charge_point_id} firmware {self.firmware_version}: all well\n".encode()
+        try:
+            await asyncio.to_thread(_http, "PUT", location.rstrip("/") + "/" + name, body)
+            status = "Uploaded"
+        except (OSError, ValueError) as exc:
+            log.info("%s: diagnostics upload to %s failed: %s", self.charge_point_id, location, exc)
+            status = "UploadFailed"
+        await self.call("DiagnosticsStatusNotification", {"status": status})
+
+    async def _update_firmware(self, location: str, retrieve_date: str) -> None:
+        """Wait for the retrieve date, download the image, install it and reboot with the new
+        version (named after the file: `sim-2.0.bin` installs version `sim-2.0`)."""
+        await asyncio.sleep(min(max(_seconds_until(retrieve_date), 0), 3600))
+        await self.call("FirmwareStatusNotification", {"status": "Downloading"})
+        try:
+            await asyncio.to_thread(_http, "GET", location, None)
+        except (OSError, ValueError) as exc:
+            log.info("%s: firmware download from %s failed: %s", self.charge_point_id, location, exc)
+            await self.call("FirmwareStatusNotification", {"status": "DownloadFailed"})
+            return
+        for step in ("Downloaded", "Installing", "Installed"):
+            await asyncio.sleep(0.5)
+            await self.call("FirmwareStatusNotification", {"status": step})
+        stem = location.rstrip("/").rsplit("/", 1)[-1].rsplit(".", 1)[0]
+        self.firmware_version = (stem or "updated")[:50]
+        await self._reset("Soft")
+
+
+def _seconds_until(timestamp: str) -> float:
+    when = datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return (when - datetime.now(UTC)).total_seconds()
+
+
+def _http(method: str, url: str, body: bytes | None) -> bytes:
+    """One HTTP(S) request (ftp:// and other schemes: ValueError)."""
+    if not url.startswith(("http://", "https://")):
+        raise ValueError(f"not an HTTP location: {url}")
+    request = urllib.request.Request(url, data=body, method=method)
+    if body is not None:
+        request.add_header("Content-Type", "text/plain")
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return response.read()

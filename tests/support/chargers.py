@@ -152,13 +152,15 @@ class _TestChargePoint(ChargePoint):
 class LibraryCharger:
     """The `ocpp` library's charge point, connected and booted, running in its own thread."""
 
+    charge_point_class: type[_TestChargePoint] = _TestChargePoint
+
     def __init__(self, ws_url: str, charge_point_id: str, auth_key: str):
         self.ws_url = ws_url
         self.charge_point_id = charge_point_id
         self.auth_key = auth_key
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.charge_point: _TestChargePoint | None = None
+        self.charge_point: Any = None
         self.connection = None
 
     def __enter__(self) -> LibraryCharger:
@@ -182,7 +184,7 @@ class LibraryCharger:
             subprotocols=["ocpp1.6"],
             additional_headers=basic_auth(self.charge_point_id, self.auth_key),
         )
-        self.charge_point = _TestChargePoint(self.charge_point_id, self.connection)
+        self.charge_point = self.charge_point_class(self.charge_point_id, self.connection)
         self.listener = self.loop.create_task(self._listen())
         response = await self.charge_point.call(
             call.BootNotification(charge_point_model="Test-1", charge_point_vendor="ACME")
