@@ -136,7 +136,7 @@ def test_put_refuses_bad_values_and_another_identity(client, operator):
     client.post("/api/cms/points", json={"chargePointId": "PUT-3"}, headers=operator)
     moved = client.put("/api/cms/points/PUT-3", json={"chargePointId": "PUT-4"}, headers=operator)
     assert moved.status_code == 422 and error_of(moved)["code"] == "charge_point_id_mismatch"
-    for profile in (3, -1, "1", None):
+    for profile in (3, -1, "2a", None):
         body = {"chargePointId": "PUT-3", "securityProfile": profile}
         response = client.put("/api/cms/points/PUT-3", json=body, headers=operator)
         assert response.status_code == 422, profile

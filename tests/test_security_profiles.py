@@ -180,3 +180,40 @@ def test_only_a_trusted_proxy_says_the_connection_was_tls(peer, header, scheme):
         environ["HTTP_X_FORWARDED_PROTO"] = header
     TrustedProxies(app, parse_networks("10.0.0.0/24"))(environ, None)
     assert seen["scheme"] == scheme
+
+
+# --- the dashboard: set on the new-point form, shown and changed on the charger's page ---------------
+
+
+def test_the_dashboard_registers_shows_and_changes_a_profile(make_app):
+    from tests.test_dashboard import PASSWORD, csrf_of, sign_in
+
+    site = make_app()  # each request in an app context of its own, as served (see test_dashboard)
+    with site.app_context():
+        from csms.services import users
+
+        users.create_user("ops@example.test", PASSWORD, role="operator")
+    client = site.test_client()
+    sign_in(client, "ops@example.test")
+    form = client.get("/points/new").data.decode()
+    assert '<option value="1" selected>1: HTTP Basic auth</option>' in form
+    token = csrf_of(form.encode())
+    client.post("/points/new", data={"csrf_token": token, "chargePointId": "DASH-0", "securityProfile": "0"})
+    page = client.get("/chargers/DASH-0").data.decode()
+    assert '<dd id="security-profile">0: no credentials (identified by its URL alone)' in page
+    changed = client.post(
+        "/chargers/DASH-0/security-profile", data={"csrf_token": token, "securityProfile": "2"}
+    )
+    assert (changed.status_code, changed.headers["Location"]) == (302, "/chargers/DASH-0")
+    assert (
+        '<dd id="security-profile">2: HTTP Basic auth over TLS'
+        in client.get("/chargers/DASH-0").data.decode()
+    )
+    refused = client.post(
+        "/chargers/DASH-0/security-profile", data={"csrf_token": token, "securityProfile": "7"}
+    )
+    assert refused.status_code == 302
+    assert "Must be one of: 0, 1, 2." in client.get("/chargers/DASH-0").data.decode()
+    with site.app_context():
+        assert fleet.by_id("DASH-0").security_profile == 2
+    assert client.post("/chargers/NOPE/security-profile", data={"csrf_token": token}).status_code == 404

@@ -63,7 +63,6 @@ class Connection(Schema):
 STATUSES = validate.OneOf([s.value for s in RegistrationStatus])
 SECURITY_PROFILE = {
     "data_key": "securityProfile",
-    "strict": True,
     "validate": validate.OneOf(SECURITY_PROFILES),
     "metadata": {
         "description": "how the charger connects: 0 without credentials (identified by its URL alone, "
