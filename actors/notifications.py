@@ -61,7 +61,7 @@ def emit_all(events: Iterable[Sequence]) -> None:
     One emit to all of an event's rooms: a client in several of them (an operator watching a
     charger) gets the event once.
     """
-    events = [(event, data, rooms, *rest) for event, data, rooms, *rest in events]
+    events = [tuple(event) for event in events]
     identities = _identities(events)
     app = current_app._get_current_object()
     if is_embedded(app):
@@ -84,10 +84,16 @@ def emit_all(events: Iterable[Sequence]) -> None:
 
 
 def _identities(events: list[tuple]) -> dict:
-    """Both ids of the chargers the events are about, one query for the lot: `{chargePointId: pk}`
-    and `{pk: chargePointId}` in one dictionary (their types differ)."""
-    devices = {device for event, data, *_ in events if (device := device_of(event, data))}
-    chargers = {rest[0] for _, _, _, *rest in events if rest and rest[0] is not None}
+    """The ids the events' chargers lack, one query for the lot (none when each event that names a
+    charger carries both, as the meter values of a batch do): `{chargePointId: pk}` and
+    `{pk: chargePointId}` in one dictionary (their types differ)."""
+    devices, chargers = set(), set()
+    for event, data, _rooms, *rest in events:
+        device, charger = device_of(event, data), (rest[0] if rest else None)
+        if device is not None and charger is None:
+            devices.add(device)
+        elif charger is not None and device is None:
+            chargers.add(charger)
     if not devices and not chargers:
         return {}
     try:

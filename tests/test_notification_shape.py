@@ -104,3 +104,28 @@ def test_embedded_a_fault_and_a_dead_letter_reach_operators(app, worker):
         "record_exchanges",
     )
     client.disconnect()
+
+
+def test_events_that_carry_both_ids_cost_no_lookup(app, monkeypatch):
+    from sqlalchemy import event as sql_event
+
+    from actors.notifications import emit_all
+    from csms.extensions import db
+
+    pk = a_charge_point(charge_point_id="IDS-1").id
+    client = operator_client(app)
+    statements: list[str] = []
+    listener = lambda *args: statements.append(args[2])  # noqa: E731
+    sql_event.listen(db.engine, "before_cursor_execute", listener)
+    try:
+        emit_all([["meter:values", {"chargePointId": "IDS-1"}, ["operators"], pk]] * 3)
+        assert statements == []
+        emit_all([["charging:stopped", {"sessionId": 1}, ["operators"], pk]])
+        assert len(statements) == 1
+    finally:
+        sql_event.remove(db.engine, "before_cursor_execute", listener)
+    heard = notifications_of(client)
+    assert [(n["type"], n["chargerId"], n["deviceId"]) for n in heard] == [
+        ("meter.values.updated", pk, "IDS-1")
+    ] * 3 + [("charging.stopped", pk, "IDS-1")]
+    client.disconnect()
