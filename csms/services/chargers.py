@@ -115,7 +115,11 @@ class ImportResult:
 
 
 def import_fleet(
-    rows: Iterable[tuple[int, str, str]], *, connectors: int = 1, skip_existing: bool = False
+    rows: Iterable[tuple[int, str, str]],
+    *,
+    connectors: int = 1,
+    skip_existing: bool = False,
+    security_profile: int = DEFAULT_SECURITY_PROFILE,
 ) -> ImportResult:
     """Register many chargers in one transaction: all rows are checked first, then none or all land.
 
@@ -123,6 +127,7 @@ def import_fleet(
     line, in the error's details, so a fleet file can be fixed in one pass.
     """
     _validate_connectors(connectors)
+    validate_security_profile(security_profile)
     problems: dict[str, str] = {}
     seen: dict[str, int] = {}
     parsed: list[tuple[str, str]] = []
@@ -166,6 +171,7 @@ def import_fleet(
                     "charge_point_id": cp,
                     "auth_key_hash": credentials.hash_key(key),
                     "registration_status": RegistrationStatus.ACCEPTED,
+                    "security_profile": security_profile,
                 }
                 for cp, key in chunk
             ],
