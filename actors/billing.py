@@ -14,7 +14,12 @@ def settle_session(session_id: int) -> None:
     settlement = billing.settle(session_id)
     if settlement is None or not settlement.newly_settled:
         return
-    publish("charging:stopped", stopped_event(settlement), [customer_room(settlement.user_id)])
+    publish(
+        "charging:stopped",
+        stopped_event(settlement),
+        [customer_room(settlement.user_id)],
+        charger_id=settlement.charge_point_pk,
+    )
 
 
 def stopped_event(settlement: billing.Settlement) -> dict:

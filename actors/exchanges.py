@@ -52,11 +52,12 @@ class Notifications:
     to work on one. The events of a whole batch go out as one `notifications` message."""
 
     def __init__(self) -> None:
-        self.pending: list[tuple[str, dict[str, Any], list[str]]] = []
+        self.pending: list[tuple[str, dict[str, Any], list[str], int | None]] = []
         self.messages: list[tuple[dramatiq.Actor, tuple]] = []
 
-    def add(self, event: str, data: dict[str, Any], rooms: list[str]) -> None:
-        self.pending.append((event, data, rooms))
+    def add(self, event: str, data: dict[str, Any], rooms: list[str], charger_id: int | None = None) -> None:
+        """`charger_id`: see `actors.notifications.publish`."""
+        self.pending.append((event, data, rooms, charger_id))
 
     def send_after(self, actor: dramatiq.Actor, *args: Any) -> None:
         self.messages.append((actor, args))

@@ -54,12 +54,12 @@ def apply_meter_values(views: list[Exchange], notifications: Notifications) -> N
         if transaction_id is not None and reading is not None:
             readings[transaction_id] = max(readings.get(transaction_id, reading), reading)
             charger_of[transaction_id] = view.charge_point_id
-        events.append((view, transaction_id, samples))
+        events.append((view, pk, transaction_id, samples))
     metering.store(rows)
     metering.raise_registers(readings)
     progress = charging.refresh_progress(charger_of)
-    for view, transaction_id, samples in events:
-        notifications.add(*_meter_event(view, samples, progress.get(transaction_id)))
+    for view, pk, transaction_id, samples in events:
+        notifications.add(*_meter_event(view, samples, progress.get(transaction_id)), charger_id=pk)
 
 
 def _lock_transactions(views: list[Exchange]) -> dict[int, int]:

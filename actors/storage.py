@@ -64,3 +64,21 @@ def apply_status(view: Exchange, notifications: Notifications) -> None:
             "timestamp": at.isoformat(),
         }
         notifications.add("charger:status:changed", data, [charger_room(cp)])
+        if status["status"] == "Faulted" or status["errorCode"] != "NoError":
+            notifications.add("error:occurred", connector_fault(cp, status, at), [charger_room(cp)])
+
+
+def connector_fault(charge_point_id: str, status: dict, at: datetime) -> dict:
+    """The `error:occurred` event of a StatusNotification reporting a fault (status Faulted, or an
+    errorCode other than NoError, which OCPP 1.6 allows with any status)."""
+    return {
+        "source": "charger",
+        "chargePointId": charge_point_id,
+        "connectorId": status["connectorId"],
+        "status": status["status"],
+        "errorCode": status["errorCode"],
+        "info": status.get("info"),
+        "vendorId": status.get("vendorId"),
+        "vendorErrorCode": status.get("vendorErrorCode"),
+        "timestamp": at.isoformat(),
+    }

@@ -104,4 +104,9 @@ def _settled(notifications: Notifications, settlements: list) -> None:
     from actors.billing import stopped_event
 
     for settlement in settlements:
-        notifications.add("charging:stopped", stopped_event(settlement), [customer_room(settlement.user_id)])
+        notifications.add(
+            "charging:stopped",
+            stopped_event(settlement),
+            [customer_room(settlement.user_id)],
+            charger_id=settlement.charge_point_pk,
+        )

@@ -37,7 +37,12 @@ def _database_uri(app: Flask) -> str:
 
 
 def create_app(config: dict[str, Any] | None = None) -> Flask:
-    """Build the app: settings, extensions, the broker with its actors, blueprints and CLI commands."""
+    """Build the app: settings, extensions, the broker with its actors, blueprints and CLI commands.
+
+    Without `config` the app is a process's own (web, worker, flask CLI), configured by its
+    environment, which must not be a replaced system's (`config.refuse_legacy_settings`)."""
+    if config is None:
+        config_module.refuse_legacy_settings()
     settings = config_module.load(config)
     instance_path = settings["INSTANCE_PATH"]
     app = Flask(__name__, instance_path=os.path.abspath(instance_path) if instance_path else None)

@@ -21,10 +21,12 @@ import dramatiq
 import pika
 from dramatiq.brokers.rabbitmq import RabbitmqBroker
 from dramatiq.brokers.stub import StubBroker
+from dramatiq.common import q_name
 from dramatiq.middleware import Middleware
 from flask import Flask
 
 from csms.fastjson import DramatiqEncoder
+from csms.pipeline.addresses import NOTIFY
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +90,9 @@ class AppContextMiddleware(Middleware):
 
 class DeadLetterLog(Middleware):
     """Says why a message went to its queue's dead-letter queue (`<queue>.XQ`): its retries and the
-    last error, so operators can tell a poison message from an outage."""
+    last error, so operators can tell a poison message from an outage. Operators' dashboards hear of
+    it as `error:occurred` (`notification` type `error.occurred`), except of a dead-lettered
+    notification itself, which would only make another."""
 
     def after_nack(self, broker: dramatiq.Broker, message: dramatiq.Message) -> None:
         last_error = (message.options.get("traceback") or "").strip().splitlines()[-1:] or ["unknown"]
@@ -100,6 +104,31 @@ class DeadLetterLog(Middleware):
             message.options.get("retries", 0),
             last_error[0],
         )
+        if message.actor_name == NOTIFY.actor_name:
+            return
+        from csms.realtime import OPERATORS  # csms.realtime chooses its manager by this module
+
+        event = ["error:occurred", dead_letter_event(message, last_error[0]), [OPERATORS]]
+        try:
+            broker.enqueue(NOTIFY.message([event]))
+        except Exception:  # best-effort like every live event: the log line above stays
+            log.exception("could not tell operators of dead-lettered %s", message.message_id)
+
+
+def dead_letter_event(message: dramatiq.Message, error: str) -> dict[str, Any]:
+    """The `error:occurred` event of a dead-lettered message, naming the charger whose exchanges it
+    carried when they were one charger's (a batch that failed is retried one exchange at a time)."""
+    exchanges = message.args[0] if message.args and isinstance(message.args[0], list) else []
+    chargers = {e.get("charge_point_id") for e in exchanges if isinstance(e, dict)}
+    return {
+        "source": "pipeline",
+        "messageId": message.message_id,
+        "queue": q_name(message.queue_name),  # a retried message comes from the delay queue
+        "actor": message.actor_name,
+        "retries": message.options.get("retries", 0),
+        "error": error,
+        "chargePointId": chargers.pop() if len(chargers) == 1 else None,
+    }
 
 
 def build_broker(config: dict[str, Any]) -> dramatiq.Broker:

@@ -15,6 +15,7 @@ import click
 from flask import Flask, current_app
 
 from csms.extensions import db
+from csms.models.network import DEFAULT_SECURITY_PROFILE
 from csms.services import chargers, demo, id_tags, users
 from csms.services.errors import ServiceError
 
@@ -47,17 +48,33 @@ def seed_demo() -> None:
 
 charger_cli = click.Group("charger", help="Register charge points.")
 
+SECURITY_PROFILE = click.option(
+    "--security-profile",
+    type=click.IntRange(0, 2),
+    default=DEFAULT_SECURITY_PROFILE,
+    show_default=True,
+    help="How the charger connects: 0 without credentials (chargers without Basic auth), 1 Basic auth, "
+    "2 Basic auth over TLS.",
+)
+
 
 @charger_cli.command("add")
 @click.argument("charge_point_id")
 @click.option("--auth-key", help="The charger's key (16-40 printable characters); generated if omitted.")
 @click.option("--connectors", default=1, show_default=True, type=int, help="Number of connectors.")
 @click.option("--pending", is_flag=True, help="Register as Pending: BootNotification is not yet accepted.")
-def charger_add(charge_point_id: str, auth_key: str | None, connectors: int, pending: bool) -> None:
+@SECURITY_PROFILE
+def charger_add(
+    charge_point_id: str, auth_key: str | None, connectors: int, pending: bool, security_profile: int
+) -> None:
     """Register one charger and print its authorization key."""
     try:
         result = chargers.register(
-            charge_point_id, auth_key, connectors=connectors, status="Pending" if pending else "Accepted"
+            charge_point_id,
+            auth_key,
+            connectors=connectors,
+            status="Pending" if pending else "Accepted",
+            security_profile=security_profile,
         )
     except ServiceError as exc:
         db.session.rollback()
@@ -83,14 +100,20 @@ def _read_fleet(text: str):
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--connectors", default=1, show_default=True, type=int, help="Connectors per charger.")
 @click.option("--skip-existing", is_flag=True, help="Leave chargers that already exist untouched.")
-def charger_import(file: Path, connectors: int, skip_existing: bool) -> None:
+@SECURITY_PROFILE
+def charger_import(file: Path, connectors: int, skip_existing: bool, security_profile: int) -> None:
     """Register a fleet from a CSV of `chargePointId,authKey` rows (header optional); all or nothing."""
     try:
         text = file.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as exc:
         raise click.ClickException(f"{file}: not UTF-8 text") from exc
     try:
-        result = chargers.import_fleet(_read_fleet(text), connectors=connectors, skip_existing=skip_existing)
+        result = chargers.import_fleet(
+            _read_fleet(text),
+            connectors=connectors,
+            skip_existing=skip_existing,
+            security_profile=security_profile,
+        )
     except ServiceError as exc:
         db.session.rollback()
         raise _fail(exc) from exc

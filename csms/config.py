@@ -135,6 +135,38 @@ _CASTS: dict[str, Any] = {
 }
 
 
+# The Node system this CSMS replaces was configured by these variables; each means a `CSMS_` one here
+# (its WebSocket port is the CSMS's one port: chargers, REST and Socket.IO share it).
+LEGACY_SETTINGS = {
+    "RABBITMQ_URL": "CSMS_RABBITMQ_URL",
+    "DATABASE_URL": "CSMS_DATABASE_URL",
+    "PORT": "CSMS_PORT",
+    "WEBSOCKET_PORT": "CSMS_PORT",
+}
+
+
+class LegacySettings(ValueError):
+    """A deployment of the replaced system, unconverted: started as it is, the process would ignore
+    its broker and database and run in embedded mode on SQLite, losing nothing loudly but serving
+    nobody; it refuses to start instead."""
+
+
+def refuse_legacy_settings(environ: dict[str, str] | None = None) -> None:
+    """Raise `LegacySettings`, naming the `CSMS_` variable to set, when a variable of the replaced
+    system is set and its counterpart is not."""
+    environ = os.environ if environ is None else environ
+    unconverted = [
+        (old, new) for old, new in LEGACY_SETTINGS.items() if environ.get(old) and new not in environ
+    ]
+    if unconverted:
+        lines = "; ".join(f"{old} is set but {new} is not: set {new}" for old, new in unconverted)
+        raise LegacySettings(
+            f"settings of the replaced Node system found ({lines}). This CSMS reads only CSMS_ "
+            "variables and would otherwise start in embedded mode; see the README, "
+            '"Migrating from the Node system".'
+        )
+
+
 def settings_names() -> list[str]:
     return [name for name in vars(Config) if name.isupper()]
 

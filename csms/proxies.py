@@ -54,13 +54,28 @@ def client_address(peer: str, forwarded_for: str | None, trusted: Iterable[Netwo
     return client
 
 
+def forwarded_scheme(forwarded_proto: str | None) -> str | None:
+    """`https` or `http` from the `X-Forwarded-Proto` written by the proxy nearest us (the right-most
+    value; `wss`/`ws` as some proxies spell a WebSocket upgrade); None when absent or unknown."""
+    if not forwarded_proto:
+        return None
+    nearest = forwarded_proto.split(",")[-1].strip().lower()
+    return {"https": "https", "wss": "https", "http": "http", "ws": "http"}.get(nearest)
+
+
 class TrustedProxies:
     """WSGI middleware: `REMOTE_ADDR` becomes the client's address for everything behind it (the login
-    limiter, chargers' logged addresses); the proxy's own address stays in `csms.proxy_addr`."""
+    limiter, chargers' logged addresses); the proxy's own address stays in `csms.proxy_addr`. A
+    trusted proxy's `X-Forwarded-Proto` becomes `wsgi.url_scheme`: a charger whose TLS the proxy
+    ended connected securely (security profile 2, csms.ocpp.gateway)."""
 
     def __init__(self, wsgi_app: Callable[..., Any], trusted: Iterable[Network]):
         self.wsgi_app = wsgi_app
         self.trusted = tuple(trusted)
+
+    def _is_trusted(self, peer: str) -> bool:
+        address = _address(peer)
+        return address is not None and any(address in network for network in self.trusted)
 
     def __call__(self, environ: dict, start_response: Callable[..., Any]):
         peer = environ.get("REMOTE_ADDR", "")
@@ -68,4 +83,7 @@ class TrustedProxies:
         if client != peer:
             environ["csms.proxy_addr"] = peer
             environ["REMOTE_ADDR"] = client
+        scheme = forwarded_scheme(environ.get("HTTP_X_FORWARDED_PROTO"))
+        if scheme is not None and self._is_trusted(peer):
+            environ["wsgi.url_scheme"] = scheme
         return self.wsgi_app(environ, start_response)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import socketio as python_socketio
@@ -28,6 +29,42 @@ log = logging.getLogger(__name__)
 OPERATORS = "operators"
 # The message-queue channel shared by the web process's Socket.IO server and the workers' emitters.
 CHANNEL = "csms-socketio"
+
+
+# Every event goes out a second time as `notification`, in the shape of the Node system this CSMS
+# replaces, whose dashboards listen to it: `{type, chargerId, deviceId, data, timestamp}`, `type`
+# dotted as it named its events. The named event's own payload is the `data`.
+NOTIFICATION = "notification"
+_NOTIFICATION_TYPES = {"meter:values": "meter.values.updated"}
+
+
+def notification_type(event: str, data: dict[str, Any]) -> str:
+    """`charging:started` → `charging.started`; `meter:values` → `meter.values.updated` (the replaced
+    system's name); a CMS change by what changed (`cms.station.updated`)."""
+    if event == "cms:changed" and isinstance(data.get("type"), str):
+        return data["type"]
+    return _NOTIFICATION_TYPES.get(event) or event.replace(":", ".")
+
+
+def device_of(event: str, data: dict[str, Any]) -> str | None:
+    """The chargePointId an event is about, when it is about one charger."""
+    if event == "cms:changed":
+        return data.get("entity_id") if data.get("entity_type") == "point" else None
+    device = data.get("chargePointId")
+    return device if isinstance(device, str) else None
+
+
+def notification(event: str, data: dict[str, Any], charger_id: int | None, device_id: str | None) -> dict:
+    """The `notification` of an event: `chargerId` is the charger's numeric id, `deviceId` its
+    chargePointId (both null for an event about no single charger), `timestamp` when it is emitted,
+    ISO 8601 UTC as the replaced system wrote it (`2026-01-31T12:00:00.000Z`)."""
+    return {
+        "type": notification_type(event, data),
+        "chargerId": charger_id,
+        "deviceId": device_id,
+        "data": data,
+        "timestamp": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+    }
 
 
 def customer_room(user_id: int) -> str:

@@ -354,20 +354,20 @@ def test_customers_see_only_their_own(csms):
         second_session_of(csms, ada)
         operator = Http(rest_url(csms)).login("operator@example.test")
         assert operator("POST", "/api/cms/stations", {"name": "Live"})[0] == 201
-        assert wait_until(lambda: any(e["event"] == "cms:changed" for e in heard["operator"]), timeout=30)
         assert wait_until(
-            lambda: any(e["event"] == "charging:stopped" for e in heard["operator"]), timeout=30
+            lambda: any(e["type"] == "cms.station.created" for e in heard["operator"]), timeout=30
         )
+        assert wait_until(lambda: any(e["type"] == "charging.stopped" for e in heard["operator"]), timeout=30)
         time.sleep(1)
     finally:
         for client in clients:
             client.disconnect()
     assert heard["eve"] == []
-    assert {e["event"] for e in heard["operator"]} >= {
-        "charging:started",
-        "meter:values",
-        "charging:stopped",
-        "cms:changed",
+    assert {e["type"] for e in heard["operator"]} >= {
+        "charging.started",
+        "meter.values.updated",
+        "charging.stopped",
+        "cms.station.created",
     }
 
 

@@ -267,3 +267,15 @@ def test_idtag_set_refuses_bad_input(cli, args, code, message):
     result = cli.invoke(args=args)
     assert result.exit_code == code and message in result.output, result.output
     assert db.session.scalar(select(IdTag.status).where(IdTag.id_tag == "RFID-1")) == "Accepted"
+
+
+def test_legacy_chargers_are_registered_with_their_security_profile(cli, tmp_path):
+    assert cli.invoke(args=["charger", "add", "CP-OLD", "--security-profile", "0"]).exit_code == 0
+    fleet = tmp_path / "fleet.csv"
+    fleet.write_text("CP-OLD-1,0123456789abcdef\nCP-OLD-2,0123456789abcdef\n")
+    assert cli.invoke(args=["charger", "import", str(fleet), "--security-profile", "0"]).exit_code == 0
+    assert cli.invoke(args=["charger", "add", "CP-NEW"]).exit_code == 0
+    profiles = {cp: _point(cp).security_profile for cp in ("CP-OLD", "CP-OLD-1", "CP-OLD-2", "CP-NEW")}
+    assert profiles == {"CP-OLD": 0, "CP-OLD-1": 0, "CP-OLD-2": 0, "CP-NEW": 1}
+    refused = cli.invoke(args=["charger", "add", "CP-X", "--security-profile", "3"])
+    assert refused.exit_code == 2 and "--security-profile" in refused.output

@@ -86,6 +86,7 @@ def test_tls_security_profile_2(tmp_path, sqlite_template, certificate):
         tmp_path,
         sqlite_template=sqlite_template,
         charge_points={"TLS-1": AUTH_KEY},
+        security_profiles={"TLS-1": 2},  # wants TLS: served by the web process itself here
         env={"CSMS_TLS_CERT": str(cert), "CSMS_TLS_KEY": str(key)},
     ) as csms:
         context = ssl.create_default_context(cafile=str(cert))

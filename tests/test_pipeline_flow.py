@@ -281,7 +281,10 @@ def test_dashboards_hear_events_emitted_by_the_worker_process(production):
             "Available",
         )
         assert any(
-            kind == "notification" and data["event"] == "charger:status:changed" for kind, data in received
+            kind == "notification"
+            and data["type"] == "charger.status.changed"
+            and data["deviceId"] == "FLOW-3"
+            for kind, data in received
         )
 
 

@@ -11,7 +11,17 @@ from csms.realtime import BatchedKombuManager
 
 EMITS = [
     ("meter:values", {"energyWh": 2000}, ["operators", "charger:CP-1"]),
-    ("notification", {"event": "meter:values", "data": {"energyWh": 2000}}, ["operators"]),
+    (
+        "notification",
+        {
+            "type": "meter.values.updated",
+            "chargerId": 1,
+            "deviceId": "CP-1",
+            "data": {"energyWh": 2000},
+            "timestamp": "2026-12-02T04:00:00.000Z",
+        },
+        ["operators"],
+    ),
 ]
 
 

@@ -1,5 +1,8 @@
 """Operators' CMS: stations, charge points and tariffs (list, create, get, update, delete, each
-announced as a `cms.*` event), and per-charger transactions and OCPP message log."""
+announced as a `cms.*` event), and per-charger transactions and OCPP message log.
+
+An update is a `PATCH` (the fields given) or a `PUT` (a full update, validated by the create schema:
+the fields left out go back to their defaults), as the clients of the replaced system send it."""
 
 from __future__ import annotations
 
@@ -17,9 +20,9 @@ from csms.extensions import db
 from csms.models import ChargePoint, ChargingSession, OcppMessage, Station, Tariff, Transaction
 from csms.pipeline import announce as cms_events
 from csms.schemas import cms as schemas
-from csms.schemas.common import Error
+from csms.schemas.common import Error, replacing
 from csms.services import analytics, maintenance, records, reservations
-from csms.services.errors import NotFound
+from csms.services.errors import InvalidInput, NotFound
 from csms.services.money import format_minor
 
 bp = Blueprint("cms", __name__, url_prefix="/api/cms", description="Stations, charge points, tariffs")
@@ -73,6 +76,17 @@ def _register_crud(name: str, model, schema, page_schema, entity_type: str, sear
         announce("updated", entity_type, item.id, dump.dump(item))
         return item
 
+    @bp.put(one, endpoint=f"replace_{name}")
+    @requires("operator")
+    @bp.arguments(schema)
+    @bp.response(200, schema)
+    @bp.alt_response(404, schema=Error)
+    @bp.alt_response(409, schema=Error)
+    def replace(body, item_id: int):
+        item = records.update(records.get(model, item_id), replacing(dump, body), entity_type)
+        announce("updated", entity_type, item.id, dump.dump(item))
+        return item
+
     @bp.delete(one, endpoint=f"delete_{name}")
     @requires("operator")
     @bp.response(204)
@@ -84,6 +98,7 @@ def _register_crud(name: str, model, schema, page_schema, entity_type: str, sear
 
     for view in (list_items, create, get, update, delete):
         view.__doc__ = f"{view.__name__.replace('_', ' ').capitalize()} {entity_type}s."
+    replace.__doc__ = f"Update {entity_type}s fully: the fields left out go back to their defaults."
 
 
 _register_crud("stations", Station, schemas.Station, schemas.StationPage, "station", Station.name)
@@ -173,12 +188,37 @@ def get_point(charge_point_id: str):
 @bp.response(200, schemas.Point)
 @bp.alt_response(404, schema=Error)
 def update_point(body, charge_point_id: str):
-    """Change station, tariff, registration status (accept a Pending charger) or rotate its key."""
+    """Change station, tariff, registration status (accept a Pending charger), security profile or
+    rotate its key."""
     point = _point_or_404(charge_point_id)
     records.update_point(point, body)
-    changed = sorted(k for k in body if k != "auth_key") + (["authKey"] if "auth_key" in body else [])
-    announce("updated", "point", charge_point_id, {"changed": changed})
+    announce("updated", "point", charge_point_id, {"changed": _changed(body)})
     return _with_connection(point)
+
+
+@bp.put("/points/<string:charge_point_id>")
+@requires("operator")
+@bp.arguments(schemas.PointReplace)
+@bp.response(200, schemas.Point)
+@bp.alt_response(404, schema=Error)
+@bp.alt_response(422, schema=Error)
+def replace_point(body, charge_point_id: str):
+    """Update a charge point fully (the create schema less its connectors): the fields left out go
+    back to their defaults, except its key, kept unless given; `chargePointId` must be its own."""
+    point = _point_or_404(charge_point_id)
+    if body.pop("charge_point_id") != charge_point_id:
+        raise InvalidInput(
+            "chargePointId is the charger's identity and cannot change", code="charge_point_id_mismatch"
+        )
+    fields = replacing(schemas.PointReplace(), body, keep=("charge_point_id", "auth_key"))
+    records.update_point(point, fields)
+    announce("updated", "point", charge_point_id, {"changed": _changed(fields)})
+    return _with_connection(point)
+
+
+def _changed(fields: dict) -> list[str]:
+    """The fields an update set, as the `cms.point.updated` event names them (a key only by name)."""
+    return sorted(k for k in fields if k != "auth_key") + (["authKey"] if "auth_key" in fields else [])
 
 
 @bp.delete("/points/<string:charge_point_id>")

@@ -22,7 +22,7 @@ from flask import Flask
 
 from csms.cluster import presence
 from csms.extensions import db, socketio
-from csms.realtime import OPERATORS
+from csms.realtime import NOTIFICATION, OPERATORS, notification
 
 log = logging.getLogger(__name__)
 
@@ -75,4 +75,5 @@ class PresenceFeed:
             "changes": [{"chargePointId": cp, "connected": connected} for cp, connected in reported],
         }
         socketio.emit(EVENT, data, to=OPERATORS, namespace="/")
-        socketio.emit("notification", {"event": EVENT, "data": data}, to=OPERATORS, namespace="/")
+        # About many chargers at once: a notification without chargerId and deviceId.
+        socketio.emit(NOTIFICATION, notification(EVENT, data, None, None), to=OPERATORS, namespace="/")

@@ -1,4 +1,5 @@
-"""The dashboard's forms for stations, tariffs and new charge points.
+"""The dashboard's forms for stations, tariffs, new charge points and a charge point's security
+profile.
 
 A form is loaded through the REST API's own marshmallow schema (its fields named as in the API), so
 both accept and refuse the same values, and saved through the same services; every change is
@@ -60,6 +61,13 @@ INPUTS = {
     ),
 }
 
+# How a charger may connect, as the forms and the charger's page say it (csms.ocpp.gateway).
+SECURITY_PROFILES = {
+    0: "0: no credentials (identified by its URL alone)",
+    1: "1: HTTP Basic auth",
+    2: "2: HTTP Basic auth over TLS",
+}
+
 # kind → (model, schema, entity type, columns shown in the list)
 KINDS = {
     "stations": (Station, schemas.Station, "station", ("name", "address")),
@@ -78,6 +86,12 @@ def register(bp: Blueprint) -> None:
         )
     bp.add_url_rule("/points/new", "point_new", signin.operator_required(_point_form), methods=["GET"])
     bp.add_url_rule("/points/new", "point_create", signin.operator_required(_point_create), methods=["POST"])
+    bp.add_url_rule(
+        "/chargers/<charge_point_id>/security-profile",
+        "point_security_profile",
+        signin.operator_required(_point_security_profile),
+        methods=["POST"],
+    )
 
 
 def _guarded(view, kind: str):
@@ -183,6 +197,7 @@ def _point_form(errors: dict | None = None, values: dict | None = None, status: 
         stations=db.session.scalars(db.select(Station).order_by(Station.name)).all(),
         tariffs=db.session.scalars(db.select(Tariff).order_by(Tariff.name)).all(),
         statuses=[s.value for s in RegistrationStatus],
+        security_profiles=SECURITY_PROFILES,
         errors=errors or {},
         values=values or {},
     )
@@ -211,3 +226,24 @@ def _point_create():
         db.select(ChargePoint).where(ChargePoint.charge_point_id == registration.charge_point_id)
     )
     return render_template("dashboard/point_created.html", point=point, registration=registration)
+
+
+def _point_security_profile(charge_point_id: str):
+    """Change how a charger must connect; every node applies it to the charger's next connection."""
+    back = redirect(url_for("dashboard.charger", charge_point_id=charge_point_id))
+    point = db.session.scalar(db.select(ChargePoint).where(ChargePoint.charge_point_id == charge_point_id))
+    if point is None:
+        return render_template("dashboard/error.html", title="Not found", message="No such charger."), 404
+    schema = schemas.PointUpdate(only=("security_profile",))
+    try:
+        fields = schema.load(form_data(schema, request.form))
+        records.update_point(point, fields)
+    except ValidationError as exc:
+        flash(" ".join(" ".join(m) for m in exc.messages.values()), "error")
+        return back
+    except ServiceError as exc:
+        flash(exc.message, "error")
+        return back
+    announce("updated", "point", charge_point_id, {"changed": sorted(fields)}, g.operator.id)
+    flash(f"{charge_point_id}: security profile {SECURITY_PROFILES[point.security_profile]}.", "ok")
+    return back

@@ -179,6 +179,7 @@ def charger(charge_point_id: str):
         messages=fleet.recent_messages(charge_point_id),
         commands=fleet.recent_commands(charge_point_id),
         actions=forms.ACTIONS,
+        security_profiles=record_pages.SECURITY_PROFILES,
         token=_socket_token(),
     )
 

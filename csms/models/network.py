@@ -6,7 +6,7 @@ from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
 
-from sqlalchemy import CheckConstraint, ForeignKey, Numeric, String, UniqueConstraint
+from sqlalchemy import CheckConstraint, ForeignKey, Numeric, SmallInteger, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from csms.models.base import Base, utcnow
@@ -18,6 +18,13 @@ class RegistrationStatus(StrEnum):
     ACCEPTED = "Accepted"
     PENDING = "Pending"
     REJECTED = "Rejected"
+
+
+# OCPP security profiles a charger may connect with (OCPP 1.6 Security Whitepaper): 0 no
+# authentication (identified by its URL alone; legacy chargers without Basic auth), 1 Basic auth,
+# 2 Basic auth over TLS.
+SECURITY_PROFILES = (0, 1, 2)
+DEFAULT_SECURITY_PROFILE = 1
 
 
 class Station(Base):
@@ -37,7 +44,8 @@ class Station(Base):
 class ChargePoint(Base):
     """A charger, known by its OCPP identity (`charge_point_id`, the last path segment of its URL).
 
-    `auth_key_hash` holds the security-profile-1 key salted and hashed; the key itself is never stored.
+    `auth_key_hash` holds the Basic-auth key salted and hashed; the key itself is never stored.
+    `security_profile` says how it must connect (`SECURITY_PROFILES`; csms.ocpp.gateway checks it).
     The descriptive fields come from its last accepted BootNotification.
     """
 
@@ -46,12 +54,16 @@ class ChargePoint(Base):
         CheckConstraint(
             "registration_status IN ('Accepted', 'Pending', 'Rejected')", name="registration_status"
         ),
+        CheckConstraint("security_profile IN (0, 1, 2)", name="security_profile"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     charge_point_id: Mapped[str] = mapped_column(String(48), unique=True)
     auth_key_hash: Mapped[str | None] = mapped_column(String(255))
     registration_status: Mapped[str] = mapped_column(String(16), default=RegistrationStatus.ACCEPTED)
+    security_profile: Mapped[int] = mapped_column(
+        SmallInteger, default=DEFAULT_SECURITY_PROFILE, server_default=str(DEFAULT_SECURITY_PROFILE)
+    )
     station_id: Mapped[int | None] = mapped_column(ForeignKey("stations.id", ondelete="SET NULL"), index=True)
     tariff_id: Mapped[int | None] = mapped_column(ForeignKey("tariffs.id", ondelete="SET NULL"))
     vendor: Mapped[str | None] = mapped_column(String(20))

@@ -46,6 +46,7 @@ class ChargerRecord:
     charge_point_id: str
     auth_key_hash: str | None
     registration_status: str
+    security_profile: int
 
 
 class HandshakeRefused(Exception):
@@ -57,7 +58,10 @@ class HandshakeRefused(Exception):
 
 
 class ChargerAuthenticator:
-    """Security profile 1: HTTP Basic on the upgrade, user = chargePointId, password = its key.
+    """Who may connect, by each charger's OCPP security profile: 1 (the default), HTTP Basic on the
+    upgrade, user = chargePointId, password = its key; 2, the same over TLS; 0, no credentials at
+    all, the charger identified by its URL alone (legacy chargers without Basic auth), for the
+    chargers an operator set so and no other.
 
     A connect storm of thousands of chargers must not cost a database query and a PBKDF2 each: the
     whole charger directory is loaded in one query at start and reloaded every `ttl / 2` seconds (a
@@ -68,7 +72,9 @@ class ChargerAuthenticator:
     What unauthenticated clients can make it hold is bounded: a chargePointId that no charger can have
     is refused without a lookup; an unknown one is remembered in an `ExpiringCache` (at most
     `UNKNOWN_MAX` ids, each for `ttl`); the directory and the verified keys hold registered chargers
-    only, and each reload drops those deleted since.
+    only, and each reload drops those deleted since. A handshake without credentials costs no query
+    for a charger the directory answers for (`_lookup_without_credentials`), so a flood of them for
+    made-up ids costs what it cost before profile 0 existed: nothing but a dictionary look-up.
 
     A charger created, changed or deleted anywhere in the cluster is announced (csms.services.chargers)
     and the gateway calls `forget` (one charger) or `reload` (a fleet import) on every node, so the
@@ -88,18 +94,25 @@ class ChargerAuthenticator:
         self._lock = threading.Lock()
         self._generation = 0  # changes heard of so far; see the class docstring
         self._loading = threading.Lock()  # one load at a time: a later load never loses to an earlier one
+        # Until when the last whole load answers for a charger it does not hold (it did not exist),
+        # except for the chargers changed since (`_changed`), which the load may predate.
+        self._complete_until = -float("inf")
+        self._changed: set[str] = set()
 
-    def authenticate(self, charge_point_id: str, authorization: Any) -> ChargerRecord:
-        if (
-            authorization is None
-            or authorization.type != "basic"
-            or not authorization.password
-            or authorization.username != charge_point_id
-        ):
-            raise HandshakeRefused(
-                401, "unauthorized", "HTTP Basic credentials for this charge point required"
-            )
-        password = authorization.password
+    def authenticate(
+        self, charge_point_id: str, authorization: Any, *, secure: bool = False
+    ) -> ChargerRecord:
+        """The charger's record if it may connect, else `HandshakeRefused`; `secure`: the upgrade
+        arrived over TLS (directly or through a trusted proxy, csms.proxies)."""
+        password = self._basic_password(charge_point_id, authorization)
+        if password is None:
+            record = self._lookup_without_credentials(charge_point_id)
+            if record is None or record.security_profile != 0:
+                raise HandshakeRefused(
+                    401, "unauthorized", "HTTP Basic credentials for this charge point required"
+                )
+            log.info("%s connects without credentials (security profile 0)", charge_point_id)
+            return record
         try:
             chargers.validate_charge_point_id(charge_point_id)
         except ServiceError as exc:  # no charger has it, and none can be registered with it
@@ -112,9 +125,42 @@ class ChargerAuthenticator:
                     404, "unknown_charge_point", f"unknown charge point {charge_point_id!r}"
                 )
             record = self._register_pending(charge_point_id, password)
+        if record.security_profile == 0:  # identified by its URL: whatever it presents is not checked
+            log.info("%s connects with credentials it need not present (security profile 0)", charge_point_id)
+            return record
+        if record.security_profile == 2 and not secure:
+            raise HandshakeRefused(403, "tls_required", "this charge point must connect over TLS (wss://)")
         if not self._verify(record, password):
             raise HandshakeRefused(401, "unauthorized", "wrong credentials")
         return record
+
+    @staticmethod
+    def _basic_password(charge_point_id: str, authorization: Any) -> str | None:
+        """The password of Basic credentials for this charger; None when none were presented (or
+        were not Basic, or named another user)."""
+        if (
+            authorization is None
+            or authorization.type != "basic"
+            or not authorization.password
+            or authorization.username != charge_point_id
+        ):
+            return None
+        return authorization.password
+
+    def _lookup_without_credentials(self, charge_point_id: str) -> ChargerRecord | None:
+        """A charger's record for a handshake without credentials, where only a profile-0 charger
+        gets in: from the directory while it is fresh, a query only for a charger changed since it
+        was loaded (or when it could not be loaded), so made-up ids cost no query."""
+        cached = self._records.get(charge_point_id)
+        if cached is not None and cached[0] > time.monotonic():
+            return cached[1]
+        if time.monotonic() < self._complete_until and charge_point_id not in self._changed:
+            return None
+        try:
+            chargers.validate_charge_point_id(charge_point_id)
+        except ServiceError:
+            return None
+        return self._lookup(charge_point_id)
 
     def forget(self, charge_point_id: str) -> None:
         """Drop what is known of one charger: its next connection reads its record again."""
@@ -122,6 +168,7 @@ class ChargerAuthenticator:
             self._generation += 1
             self._records.pop(charge_point_id, None)
             self._verified.pop(charge_point_id, None)
+            self._changed.add(charge_point_id)
         self._unknown.pop(charge_point_id)
 
     def reload(self) -> int:
@@ -130,6 +177,7 @@ class ChargerAuthenticator:
         with self._lock:
             self._generation += 1
             self._records = {}
+            self._complete_until = -float("inf")
         self._unknown.clear()
         return self.load_directory()
 
@@ -149,6 +197,7 @@ class ChargerAuthenticator:
                 with self._lock:
                     if generation == self._generation:
                         self._records = records
+                        self._complete_until, self._changed = expires, set()
                         self._verified = {cp: known for cp, known in self._verified.items() if cp in records}
                         return len(records)
             log.info("the charger directory kept changing while it loaded; looking chargers up one by one")
@@ -159,11 +208,14 @@ class ChargerAuthenticator:
         ChargePoint.charge_point_id,
         ChargePoint.auth_key_hash,
         ChargePoint.registration_status,
+        ChargePoint.security_profile,
     )
 
     @staticmethod
     def _record(row: Any) -> ChargerRecord:
-        return ChargerRecord(row.id, row.charge_point_id, row.auth_key_hash, row.registration_status)
+        return ChargerRecord(
+            row.id, row.charge_point_id, row.auth_key_hash, row.registration_status, row.security_profile
+        )
 
     def _lookup(self, charge_point_id: str) -> ChargerRecord | None:
         now = time.monotonic()

@@ -26,12 +26,15 @@ bp = Blueprint("ocpp", __name__)
 
 @bp.before_request
 def authenticate_charger():
-    """Security profile 1 on the upgrade request: 401 for missing/wrong credentials, 404 for an
-    unknown charger (unless auto-registration is on)."""
+    """The charger's security profile on the upgrade request (csms.ocpp.gateway): 401 for
+    missing/wrong credentials, 403 for a profile-2 charger not over TLS, 404 for an unknown charger
+    (unless auto-registration is on)."""
     charge_point_id = (request.view_args or {}).get("charge_point_id", "")
     gateway: Gateway = current_app.extensions["ocpp"]
     try:
-        g.charger = gateway.authenticator.authenticate(charge_point_id, request.authorization)
+        g.charger = gateway.authenticator.authenticate(
+            charge_point_id, request.authorization, secure=request.scheme == "https"
+        )
     except HandshakeRefused as refused:
         response = error_response(refused.status, refused.code, refused.message)
         if refused.status == 401:

@@ -4,6 +4,7 @@ from decimal import Decimal
 from marshmallow import Schema, fields, validate
 
 from csms.models import RegistrationStatus
+from csms.models.network import DEFAULT_SECURITY_PROFILE, SECURITY_PROFILES
 from csms.schemas import operations
 from csms.schemas.common import ID, DecimalString, Money, page_of
 from csms.services.analytics import GROUPINGS
@@ -79,6 +80,14 @@ class Connection(Schema):
 
 
 STATUSES = validate.OneOf([s.value for s in RegistrationStatus])
+SECURITY_PROFILE = {
+    "data_key": "securityProfile",
+    "validate": validate.OneOf(SECURITY_PROFILES),
+    "metadata": {
+        "description": "how the charger connects: 0 without credentials (identified by its URL alone, "
+        "for chargers without Basic auth), 1 HTTP Basic auth, 2 HTTP Basic auth over TLS"
+    },
+}
 
 
 class PointCreate(Schema):
@@ -92,6 +101,15 @@ class PointCreate(Schema):
     registration_status = fields.String(
         data_key="registrationStatus", load_default="Accepted", validate=STATUSES
     )
+    security_profile = fields.Integer(load_default=DEFAULT_SECURITY_PROFILE, **SECURITY_PROFILE)
+
+
+class PointReplace(PointCreate):
+    """A full update (`PUT`): the create schema's fields, every one not given back to its default;
+    the connectors are the charger's own (set at registration) and a key not given is kept."""
+
+    class Meta:
+        exclude = ("connectors",)
 
 
 class PointUpdate(Schema):
@@ -99,6 +117,7 @@ class PointUpdate(Schema):
     tariff_id = fields.Integer(data_key="tariffId", allow_none=True, validate=ID)
     registration_status = fields.String(data_key="registrationStatus", validate=STATUSES)
     auth_key = fields.String(data_key="authKey", validate=validate.Length(min=16, max=40), load_only=True)
+    security_profile = fields.Integer(**SECURITY_PROFILE)
 
 
 class Point(Schema):
@@ -106,6 +125,7 @@ class Point(Schema):
     station_id = fields.Integer(data_key="stationId", allow_none=True)
     tariff_id = fields.Integer(data_key="tariffId", allow_none=True)
     registration_status = fields.String(data_key="registrationStatus")
+    security_profile = fields.Integer(data_key="securityProfile")
     vendor = fields.String(allow_none=True)
     model = fields.String(allow_none=True)
     serial_number = fields.String(data_key="serialNumber", allow_none=True)

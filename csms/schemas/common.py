@@ -77,3 +77,14 @@ class ErrorBody(Schema):
 
 class Error(Schema):
     error = fields.Nested(ErrorBody)
+
+
+def replacing(schema: Schema, body: dict, *, keep: tuple[str, ...] = ()) -> dict:
+    """A `PUT` body as a full update: every field the body leaves out is cleared (the fields with a
+    load default already got it), except those in `keep` (a credential is never cleared by omission)."""
+    left_out = {
+        field.attribute or name
+        for name, field in schema.load_fields.items()
+        if (field.attribute or name) not in body and (field.attribute or name) not in keep
+    }
+    return {**dict.fromkeys(left_out), **body}

@@ -62,6 +62,7 @@ class Settlement:
     refunded_minor: int
     energy_wh: int
     newly_settled: bool
+    charge_point_pk: int
 
 
 def settle(session_id: int) -> Settlement | None:
@@ -129,4 +130,13 @@ def settle_in_transaction(session_id: int) -> Settlement | None:
         session.energy_wh = energy
         session.cost_minor = captured
         session.stopped_at = transaction.stopped_at
-    return Settlement(session.id, session.user_id, price, captured, refunded, energy, bool(inserted))
+    return Settlement(
+        session.id,
+        session.user_id,
+        price,
+        captured,
+        refunded,
+        energy,
+        bool(inserted),
+        transaction.charge_point_id,
+    )

@@ -43,6 +43,20 @@ def charge_point_pks(charge_point_ids: Iterable[str]) -> dict[str, int]:
     return {charge_point_id: pk for charge_point_id, pk in rows}
 
 
+def identities(charge_point_ids: Iterable[str], pks: Iterable[int]) -> list[tuple[int, str]]:
+    """`(pk, chargePointId)` of the chargers named by either id."""
+    ids, keys = set(charge_point_ids), set(pks)
+    conditions = []
+    if ids:
+        conditions.append(any_of(db.session, ChargePoint.charge_point_id, ids))
+    if keys:
+        conditions.append(any_of(db.session, ChargePoint.id, keys))
+    if not conditions:
+        return []
+    rows = db.session.execute(select(ChargePoint.id, ChargePoint.charge_point_id).where(or_(*conditions)))
+    return [(pk, charge_point_id) for pk, charge_point_id in rows]
+
+
 def touch(last_seen: dict[str, datetime]) -> None:
     """Raise each charger's `last_seen_at` to the given time: one statement for the whole batch, in
     charger order so that two workers touching the same chargers cannot deadlock."""

@@ -1,9 +1,10 @@
 """Registering charge points, one at a time or a whole fleet at once, and telling every web node.
 
 Each web node caches who may connect (csms.ocpp.gateway.ChargerAuthenticator). Every change to a
-charger's record that decides that (created, key, registration status, deleted) announces itself in
-its transaction (csms.cluster.broadcast): every node drops what it knew of the charger when, and
-only if, the change commits. A fleet import announces once, and every node reloads its directory.
+charger's record that decides that (created, key, registration status, security profile, deleted)
+announces itself in its transaction (csms.cluster.broadcast): every node drops what it knew of the
+charger when, and only if, the change commits. A fleet import announces once, and every node
+reloads its directory.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from sqlalchemy import insert, select
 from csms.cluster import broadcast
 from csms.extensions import db
 from csms.models import ChargePoint, Connector, RegistrationStatus
+from csms.models.network import DEFAULT_SECURITY_PROFILE, SECURITY_PROFILES
 from csms.services import credentials
 from csms.services.errors import Conflict, InvalidInput
 
@@ -42,6 +44,15 @@ def validate_charge_point_id(charge_point_id: str) -> str:
             code="invalid_charge_point_id",
         )
     return charge_point_id
+
+
+def validate_security_profile(profile: int) -> int:
+    if profile not in SECURITY_PROFILES:
+        raise InvalidInput(
+            f"securityProfile must be one of {', '.join(map(str, SECURITY_PROFILES))}, got {profile!r}",
+            code="invalid_security_profile",
+        )
+    return profile
 
 
 def _validate_connectors(count: int) -> int:
@@ -70,10 +81,13 @@ def register(
     station_id: int | None = None,
     status: str = RegistrationStatus.ACCEPTED,
     tariff_id: int | None = None,
+    security_profile: int = DEFAULT_SECURITY_PROFILE,
 ) -> Registration:
-    """Register one charger; generates its key unless one is given. The key is returned once, never stored."""
+    """Register one charger; generates its key unless one is given (a profile-0 charger presents
+    none, but keeps one for the day it is moved to profile 1). The key is returned once, never stored."""
     validate_charge_point_id(charge_point_id)
     _validate_connectors(connectors)
+    validate_security_profile(security_profile)
     generated = auth_key is None
     key = credentials.generate_key() if generated else credentials.validate_key(auth_key)
     if db.session.scalar(select(ChargePoint.id).where(ChargePoint.charge_point_id == charge_point_id)):
@@ -84,6 +98,7 @@ def register(
         registration_status=status,
         station_id=station_id,
         tariff_id=tariff_id,
+        security_profile=security_profile,
     )
     db.session.add(point)
     db.session.flush()
@@ -100,7 +115,11 @@ class ImportResult:
 
 
 def import_fleet(
-    rows: Iterable[tuple[int, str, str]], *, connectors: int = 1, skip_existing: bool = False
+    rows: Iterable[tuple[int, str, str]],
+    *,
+    connectors: int = 1,
+    skip_existing: bool = False,
+    security_profile: int = DEFAULT_SECURITY_PROFILE,
 ) -> ImportResult:
     """Register many chargers in one transaction: all rows are checked first, then none or all land.
 
@@ -108,6 +127,7 @@ def import_fleet(
     line, in the error's details, so a fleet file can be fixed in one pass.
     """
     _validate_connectors(connectors)
+    validate_security_profile(security_profile)
     problems: dict[str, str] = {}
     seen: dict[str, int] = {}
     parsed: list[tuple[str, str]] = []
@@ -151,6 +171,7 @@ def import_fleet(
                     "charge_point_id": cp,
                     "auth_key_hash": credentials.hash_key(key),
                     "registration_status": RegistrationStatus.ACCEPTED,
+                    "security_profile": security_profile,
                 }
                 for cp, key in chunk
             ],

@@ -10,6 +10,7 @@ from sqlalchemy.exc import IntegrityError
 
 from csms.extensions import db
 from csms.models import ChargePoint, Station, Tariff
+from csms.models.network import DEFAULT_SECURITY_PROFILE
 from csms.schemas.common import INT32_MAX
 from csms.services import chargers, credentials
 from csms.services.errors import Conflict, NotFound
@@ -49,14 +50,18 @@ def register_point(fields: dict[str, Any]) -> chargers.Registration:
         station_id=fields.get("station_id"),
         status=fields["registration_status"],
         tariff_id=fields.get("tariff_id"),
+        security_profile=fields.get("security_profile", DEFAULT_SECURITY_PROFILE),
     )
 
 
 def update_point(point: ChargePoint, fields: dict[str, Any]) -> None:
-    """Change a charge point's station, tariff, registration status or key (fields of the API's
-    `PointUpdate` schema); every node sees the new status and key once this commits."""
+    """Change a charge point's station, tariff, registration status, security profile or key (fields
+    of the API's `PointUpdate` schema); every node sees the new status, profile and key once this
+    commits."""
     check_references(fields.get("station_id"), fields.get("tariff_id"))
-    for field in ("station_id", "tariff_id", "registration_status"):
+    if "security_profile" in fields:
+        chargers.validate_security_profile(fields["security_profile"])
+    for field in ("station_id", "tariff_id", "registration_status", "security_profile"):
         if field in fields:
             setattr(point, field, fields[field])
     if "auth_key" in fields:

@@ -4,7 +4,7 @@ outcomes of maintenance calls, connector availability, and the reservation fee (
 Reviewed by hand: as generated, plus the reservation fee's server default (existing tariffs get 0)
 and its CHECK constraint, which autogenerate does not see.
 
-Revision ID: 0010
+Revision ID: 0007
 Revises: 0006
 Create Date: 2026-12-02 04:04:38.781562
 
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
 # revision identifiers, used by Alembic.
-revision = "0010"
+revision = "0007"
 down_revision = "0006"
 branch_labels = None
 depends_on = None

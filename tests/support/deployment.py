@@ -73,15 +73,17 @@ def seed(
     customers: dict[str, tuple[str, int]] | None = None,
     tariff: dict[str, Any] | None = None,
     operators: dict[str, str] | None = None,
+    security_profiles: dict[str, int] | None = None,
 ) -> None:
-    """Register chargers (`{id: key}`), id tags (`{tag: (status, expiry)}`), customers
-    (`{email: (idTag, funds in cents)}`), operators (`{email: password}`) and a default tariff
-    directly in the database."""
+    """Register chargers (`{id: key}`, each with its `security_profiles` entry, else profile 1), id
+    tags (`{tag: (status, expiry)}`), customers (`{email: (idTag, funds in cents)}`), operators
+    (`{email: password}`) and a default tariff directly in the database."""
     app = create_app({"DATABASE_URL": database_url, "INSTANCE_PATH": str(instance), "RABBITMQ_URL": None})
     with app.app_context():
         for charge_point_id, key in (charge_points or {}).items():
             status = "Pending" if charge_point_id in pending else "Accepted"
-            chargers.register(charge_point_id, key, connectors=2, status=status)
+            profile = (security_profiles or {}).get(charge_point_id, 1)
+            chargers.register(charge_point_id, key, connectors=2, status=status, security_profile=profile)
         for tag, (status, expiry) in (id_tags or {}).items():
             db.session.add(IdTag(id_tag=tag, status=status, expiry_date=expiry))
         db.session.commit()
