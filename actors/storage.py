@@ -9,7 +9,7 @@ import dramatiq
 from actors.batch import run_batch
 from actors.exchanges import Exchange, Notifications
 from csms.realtime import charger_room
-from csms.services import bounds, charger_state, message_log
+from csms.services import bounds, charger_state, local_lists, message_log
 
 
 @dramatiq.actor(queue_name="ocpp_messages", max_retries=10, min_backoff=500, max_backoff=60_000)
@@ -35,7 +35,8 @@ def apply_charger_state(views: list[Exchange], notifications: Notifications) -> 
     charger_state.touch(last_seen)
     for view in views:
         if view.answered and view.action == "BootNotification":
-            charger_state.apply_boot(view.charge_point_id, view.request, view.at)
+            if charger_state.apply_boot(view.charge_point_id, view.request, view.at):
+                local_lists.after_boot(view.charge_point_id, view.first["unique_id"])
         elif view.answered and view.action == "StatusNotification":
             apply_status(view, notifications)
 

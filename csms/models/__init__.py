@@ -11,6 +11,7 @@ from csms.models.charging import (
 )
 from csms.models.cluster import ChargerConnection, ClusterNode
 from csms.models.command_queue import CommandState, QueuedCommand
+from csms.models.local_list import LocalList, LocalListPolicy
 from csms.models.login import LoginFailure
 from csms.models.logs import CmsEvent, CommandAudit, OcppMessage
 from csms.models.network import ChargePoint, Connector, RegistrationStatus, Station
@@ -34,6 +35,8 @@ __all__ = [
     "IdTagStatus",
     "LedgerEntry",
     "LedgerKind",
+    "LocalList",
+    "LocalListPolicy",
     "LoginFailure",
     "MeterSample",
     "OcppMessage",

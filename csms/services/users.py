@@ -17,7 +17,6 @@ from csms.services import id_tags
 from csms.services.errors import Conflict, InvalidInput
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-_ID_TAG = re.compile(r"^[\x21-\x7e]{1,20}$")  # OCPP IdToken: CiString20, printable
 PASSWORD_MIN = 8
 CURRENCY = re.compile(r"^[A-Z]{3}$")
 
@@ -29,10 +28,7 @@ def normalize_email(email: str) -> str:
     return email
 
 
-def validate_id_tag(id_tag: str) -> str:
-    if not _ID_TAG.match(id_tag):
-        raise InvalidInput("idTag must be 1 to 20 printable ASCII characters", code="invalid_id_tag")
-    return id_tag
+validate_id_tag = id_tags.validate_id_tag
 
 
 def create_user(
@@ -63,7 +59,8 @@ def create_user(
             db.session.add(Wallet(user_id=user.id, currency=currency))
         if id_tag is not None:
             db.session.add(IdTag(id_tag=id_tag, user_id=user.id))
-            id_tags.announce_changed(id_tag)  # no node keeps a stale "Invalid" for it
+            db.session.flush()
+            id_tags.announce_tags([id_tag])  # no node keeps a stale "Invalid" for it
         db.session.commit()
     except IntegrityError:
         # A registration of the same email (or idTag) committed between the check above and here:
