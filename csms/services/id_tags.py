@@ -195,7 +195,9 @@ def _row_fields(row: dict[str, str]) -> dict[str, Any]:
         try:
             fields["expiry_date"] = datetime.fromisoformat(cell["expiryDate"])
         except ValueError:
-            raise InvalidInput("expiryDate is not an ISO 8601 date-time", code="invalid_expiry_date") from None
+            raise InvalidInput(
+                "expiryDate is not an ISO 8601 date-time", code="invalid_expiry_date"
+            ) from None
     if cell["ownerId"]:
         if not cell["ownerId"].isdigit() or not 0 < int(cell["ownerId"]) < 2**31:
             raise InvalidInput("ownerId must be a user id", code="owner_not_found")

@@ -143,6 +143,10 @@ def _locked(charge_point_pk: int) -> LocalList | None:
     )
 
 
+def _charge_point_id(charge_point_pk: int) -> str | None:
+    return db.session.scalar(select(ChargePoint.charge_point_id).where(ChargePoint.id == charge_point_pk))
+
+
 def _connected(charge_point_id: str) -> bool:
     return presence.where(db.session, charge_point_id) is not None
 
@@ -161,7 +165,9 @@ def sync(charge_point_pk: int, wanted: Callable[[str, str | None], list[dict]] |
     found = _locked(charge_point_pk)
     if found is None or not found.supported:
         return None
-    charge_point_id = db.session.scalar(select(ChargePoint.charge_point_id).where(ChargePoint.id == charge_point_pk))
+    charge_point_id = db.session.scalar(
+        select(ChargePoint.charge_point_id).where(ChargePoint.id == charge_point_pk)
+    )
     if charge_point_id is None or not _connected(charge_point_id):
         return None
     entries = (wanted or wanted_entries)(found.policy, found.parent_id_tag)
@@ -208,7 +214,7 @@ def begin(charge_point_pks: list[int]) -> None:
         found = _locked(pk)
         if found is None:
             continue
-        charge_point_id = db.session.scalar(select(ChargePoint.charge_point_id).where(ChargePoint.id == pk))
+        charge_point_id = _charge_point_id(pk)
         if found.supported is None and charge_point_id and _connected(charge_point_id):
             _ask(charge_point_id, "GetConfiguration", {"key": [PROFILES_KEY]})
         else:
@@ -234,7 +240,9 @@ def after_boot(charge_point_id: str, boot_key: str) -> None:
     if found.supported:
         _ask(charge_point_id, "GetLocalListVersion", {}, key=f"{charge_point_id}:{boot_key}")
     else:
-        _ask(charge_point_id, "GetConfiguration", {"key": [PROFILES_KEY]}, key=f"{charge_point_id}:{boot_key}")
+        _ask(
+            charge_point_id, "GetConfiguration", {"key": [PROFILES_KEY]}, key=f"{charge_point_id}:{boot_key}"
+        )
 
 
 def on_answer(charge_point_id: str, action: str, request: dict, command: dict, call_id: str) -> None:

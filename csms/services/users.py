@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import re
 import secrets
+from datetime import UTC, datetime
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
@@ -14,7 +15,8 @@ from csms.extensions import db
 from csms.models import IdTag, Role, User, Wallet
 from csms.offload import password_check
 from csms.services import id_tags
-from csms.services.errors import Conflict, InvalidInput
+from csms.services.errors import Conflict, InvalidInput, NotFound, ServiceError
+from csms.services.tokens import InvalidToken
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 PASSWORD_MIN = 8
@@ -92,3 +94,76 @@ def authenticate(email: str, password: str) -> User | None:
     stored = user.password_hash if user else password_check(_stand_in_hash)
     matches = password_check(check_password_hash, stored, password)
     return user if user is not None and matches else None
+
+
+# --- operators managing accounts ----------------------------------------------------------------
+
+
+class AccountDisabled(ServiceError):
+    status = 403
+    code = "account_disabled"
+
+
+def active(user_id: int) -> User:
+    """The account a token names, as it is now: a token of a deleted or disabled account stops
+    working at once, and the role is the account's current one (a demoted operator's token does
+    not keep the operator's rights)."""
+    user = db.session.get(User, user_id) if 0 < user_id < 2**31 else None
+    if user is None:
+        raise InvalidToken("the token's account no longer exists")
+    if user.disabled_at is not None:
+        raise AccountDisabled("this account is disabled")
+    return user
+
+
+def search(q: str | None = None, role: str | None = None, disabled: bool | None = None):
+    query = select(User)
+    if q:
+        query = query.where(User.email.ilike(f"%{q.strip().lower()}%"))
+    if role:
+        query = query.where(User.role == role)
+    if disabled is not None:
+        query = query.where(User.disabled_at.is_not(None) if disabled else User.disabled_at.is_(None))
+    return query
+
+
+def find(key: int | str) -> User:
+    """A user by id or email."""
+    if isinstance(key, int) or key.isdigit():
+        user = db.session.get(User, int(key)) if 0 < int(key) < 2**31 else None
+    else:
+        user = db.session.scalar(select(User).where(User.email == key.strip().lower()))
+    if user is None:
+        raise NotFound(f"no user {key}", code="user_not_found")
+    return user
+
+
+def change(
+    user: User,
+    *,
+    role: str | None = None,
+    disabled: bool | None = None,
+    by: int | None = None,
+    currency: str = "EUR",
+) -> User:
+    """Change an account's role and/or disable (or enable) it; commits. An operator cannot demote or
+    disable their own account (`by`), so the last operator cannot lock everyone out by mistake. A
+    customer made operator keeps its wallet; an operator made customer gets one if it had none."""
+    if role is not None and role not in {r.value for r in Role}:
+        raise InvalidInput(f"role must be one of {', '.join(r.value for r in Role)}", code="invalid_role")
+    if by is not None and by == user.id and (disabled or (role is not None and role != user.role)):
+        raise Conflict("an operator cannot demote or disable their own account", code="own_account")
+    if role is not None and role != user.role:
+        user.role = role
+        if (
+            role == Role.CUSTOMER
+            and db.session.scalar(select(Wallet.id).where(Wallet.user_id == user.id)) is None
+        ):
+            db.session.add(Wallet(user_id=user.id, currency=currency))
+    if disabled is not None:
+        if disabled and user.disabled_at is None:
+            user.disabled_at = datetime.now(UTC)
+        elif not disabled:
+            user.disabled_at = None
+    db.session.commit()
+    return user
