@@ -152,6 +152,8 @@ class _TestChargePoint(ChargePoint):
 class LibraryCharger:
     """The `ocpp` library's charge point, connected and booted, running in its own thread."""
 
+    charge_point_class: type[ChargePoint] = _TestChargePoint  # a subclass answers more calls
+
     def __init__(self, ws_url: str, charge_point_id: str, auth_key: str):
         self.ws_url = ws_url
         self.charge_point_id = charge_point_id
@@ -182,7 +184,7 @@ class LibraryCharger:
             subprotocols=["ocpp1.6"],
             additional_headers=basic_auth(self.charge_point_id, self.auth_key),
         )
-        self.charge_point = _TestChargePoint(self.charge_point_id, self.connection)
+        self.charge_point = self.charge_point_class(self.charge_point_id, self.connection)
         self.listener = self.loop.create_task(self._listen())
         response = await self.charge_point.call(
             call.BootNotification(charge_point_model="Test-1", charge_point_vendor="ACME")
