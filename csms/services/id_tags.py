@@ -212,18 +212,21 @@ def import_rows(rows: Iterable[tuple[int, dict[str, str]]]) -> ImportReport:
     before or after its members."""
     report = ImportReport()
     changed: list[str] = []
-    seen: set[str] = set()
-    for line, row in sorted(rows, key=lambda item: bool((item[1].get("parentIdTag") or "").strip())):
+    first: dict[str, int] = {}  # idTag -> the line that has it first; a later line is refused
+    rows = list(rows)
+    for line, row in rows:
+        first.setdefault((row.get("idTag") or "").strip(), line)
+    has_parent = lambda item: bool((item[1].get("parentIdTag") or "").strip())  # noqa: E731
+    for line, row in sorted(rows, key=has_parent):
         id_tag = (row.get("idTag") or "").strip()
         try:
             validate_id_tag(id_tag)
-            if id_tag in seen:
-                raise InvalidInput("the idTag is in the file twice", code="duplicate_row")
+            if first[id_tag] != line:
+                raise InvalidInput(f"the idTag is on line {first[id_tag]} already", code="duplicate_row")
             fields = _checked(id_tag, _row_fields(row))
         except ServiceError as exc:
             report.refused.append((line, id_tag, exc.message))
             continue
-        seen.add(id_tag)
         tag = db.session.scalar(select(IdTag).where(IdTag.id_tag == id_tag))
         if tag is None:
             db.session.add(IdTag(id_tag=id_tag, **fields))
@@ -237,6 +240,7 @@ def import_rows(rows: Iterable[tuple[int, dict[str, str]]]) -> ImportReport:
                 setattr(tag, name, value)
             report.updated += 1
         changed.append(id_tag)
+    report.refused.sort()
     announce_tags(changed)
     db.session.commit()
     return report
