@@ -7,6 +7,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
+import socketio
 from ocpp.v16 import call
 
 from tests.support.deployment import AUTH_KEY, deployment
@@ -214,6 +215,9 @@ def test_a_disabled_user_cannot_log_in_and_its_tokens_stop_working(csms, operato
         "POST", "/api/auth/login", {"email": "dis@example.test", "password": "password-123"}
     )
     assert (status, body["error"]["code"]) == (403, "account_disabled")
+    live = socketio.Client(reconnection=False)
+    with pytest.raises(socketio.exceptions.ConnectionError, match="disabled"):
+        live.connect(csms.web.base_url, auth={"token": customer.token}, wait_timeout=5)
 
     assert operator("PATCH", f"/api/cms/users/{registered['userId']}", {"disabled": False})[0] == 200
     Http(csms.web.base_url).login("dis@example.test")
