@@ -84,21 +84,22 @@ def test_the_decision_of_a_tag_and_its_group(record, expected):
 def test_a_second_rule_plugs_into_the_chain(app, monkeypatch):
     """What a later rule (a prepaid balance) needs: it sees accepted attempts only, and its
     refusal is the answer."""
-    db.session.add(IdTag(id_tag="RULE-1"))
+    owner = a_user()
+    db.session.add(IdTag(id_tag="RULE-1", user_id=owner.id))
     db.session.add(IdTag(id_tag="RULE-2", status="Blocked"))
     db.session.commit()
     point = a_charge_point()
     seen = []
 
     def poor(attempt):
-        seen.append((attempt.id_tag, attempt.starting))
+        seen.append((attempt.id_tag, attempt.starting, attempt.owner_id))
         return "Blocked"
 
     monkeypatch.setattr(authorization, "RULES", [poor])
     cache = app.extensions["ocpp"].id_tags
     assert authorization.authorize("RULE-1", point.id, cache, starting=False).status == "Blocked"
     assert authorization.authorize("RULE-2", point.id, cache, starting=True).status == "Blocked"
-    assert seen == [("RULE-1", False)]
+    assert seen == [("RULE-1", False, owner.id)]
 
 
 def test_concurrent_tx_counts_open_transactions_on_connected_chargers_only(app):

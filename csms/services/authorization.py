@@ -52,6 +52,7 @@ class TagRecord:
     parent_id_tag: str | None
     parent_status: str | None = None
     parent_expiry_date: datetime | None = None
+    owner_id: int | None = None  # the customer the tag bills (for rules about their account)
 
 
 def _own_status(status: str, expiry_date: datetime | None, now: datetime) -> str:
@@ -81,6 +82,7 @@ def load(id_tag: str) -> TagRecord | None:
     parent = IdTag.__table__.alias("parent")
     row = db.session.execute(
         select(IdTag.status, IdTag.expiry_date, IdTag.parent_id_tag, parent.c.status, parent.c.expiry_date)
+        .add_columns(IdTag.user_id)
         .outerjoin(parent, parent.c.id_tag == IdTag.parent_id_tag)
         .where(IdTag.id_tag == id_tag)
     ).first()
@@ -104,6 +106,10 @@ class IdTagCache:
         self._lock = threading.Lock()
 
     def info(self, id_tag: str) -> IdTagInfo:
+        return decide(self.record(id_tag), datetime.now(UTC))
+
+    def record(self, id_tag: str) -> TagRecord | None:
+        """What is stored of the tag and its group (None: unknown), cached."""
         tag = self._known.get(id_tag)
         # No stored tag holds NUL, and PostgreSQL refuses it in a query: such a tag is unknown.
         if tag is None and NUL not in id_tag and not self._unknown.get(id_tag, False):
@@ -118,7 +124,7 @@ class IdTagCache:
                         self._unknown.put(id_tag, True)
                     else:
                         self._known.put(id_tag, tag)
-        return decide(tag, datetime.now(UTC))
+        return tag
 
     def invalidate(self, id_tag: str | None = None) -> None:
         """Forget the decision on `id_tag` (on every tag if None)."""
@@ -164,6 +170,7 @@ class Attempt:
     charge_point_pk: int
     info: IdTagInfo  # the tag's own (and its group's) decision
     starting: bool  # a StartTransaction (True) or an Authorize (False)
+    owner_id: int | None  # the tag's owner, if it has one
 
 
 Rule = Callable[[Attempt], str | None]  # a refusal status, or None to let the attempt through
@@ -185,10 +192,11 @@ RULES: list[Rule] = [concurrent_transaction]
 def authorize(id_tag: str, charge_point_pk: int, cache: IdTagCache, *, starting: bool) -> IdTagInfo:
     """The idTagInfo to answer an Authorize or (`starting`) a StartTransaction: the tag's status,
     then the first refusal of `RULES` for an accepted tag."""
-    info = cache.info(id_tag)
+    record = cache.record(id_tag)
+    info = decide(record, datetime.now(UTC))
     if info.status != IdTagStatus.ACCEPTED:
         return info
-    attempt = Attempt(id_tag, charge_point_pk, info, starting)
+    attempt = Attempt(id_tag, charge_point_pk, info, starting, record.owner_id if record else None)
     for rule in RULES:
         refusal = rule(attempt)
         if refusal is not None:

@@ -59,7 +59,7 @@ def wanted_entries(policy: str, parent_id_tag: str | None, now: datetime | None 
     parent = IdTag.__table__.alias("parent")
     query = (
         select(IdTag.id_tag, IdTag.status, IdTag.expiry_date, IdTag.parent_id_tag)
-        .add_columns(parent.c.status, parent.c.expiry_date)
+        .add_columns(parent.c.status, parent.c.expiry_date, IdTag.user_id)
         .outerjoin(parent, parent.c.id_tag == IdTag.parent_id_tag)
         .order_by(IdTag.id_tag)
     )
