@@ -501,3 +501,61 @@ def test_a_customer_sees_the_samples_of_their_own_sessions_only(client, operator
     assert [s["value"] for s in mine["items"]] == ["1000.0000", "1001.0000"]
     assert client.get(path, headers=token(other)).status_code == 404
     assert client.get(path, headers=operator).status_code == 403
+
+
+def test_a_tag_moving_between_groups_updates_the_lists_of_both_and_no_other(app):
+    import dramatiq
+
+    from csms.models import QueuedCommand
+    from csms.services import id_tags
+
+    db.session.add_all(
+        [IdTag(id_tag=g) for g in ("G1", "G2", "G3")] + [IdTag(id_tag="CAR", parent_id_tag="G1")]
+    )
+    points = {group: a_charge_point() for group in ("G1", "G2", "G3")}
+    for group, point in points.items():
+        db.session.add(
+            LocalList(
+                charge_point_id=point.id,
+                policy="parent",
+                parent_id_tag=group,
+                supported=True,
+                version=1,
+                entries=local_lists.wanted_entries("parent", group),
+                charger_version=1,
+                full_needed=False,
+            )
+        )
+    db.session.commit()
+    connections(*(point.charge_point_id for point in points.values()))
+    db.session.commit()
+
+    id_tags.change("CAR", {"parent_id_tag": "G2"})
+    body = db.session.scalars(select(OutboxMessage.body).order_by(OutboxMessage.id.desc())).first()
+    (reason,) = dramatiq.Message.decode(body).args
+    assert reason == {"idTags": ["CAR"], "groups": ["CAR", "G1", "G2"]}
+    assert local_lists.sync_all(reason["groups"]) == {"Full": 0, "Differential": 2}
+    sent = db.session.execute(select(QueuedCommand.charge_point_id, QueuedCommand.payload)).all()
+    assert sorted(sent) == sorted(
+        [
+            (
+                points["G1"].charge_point_id,
+                {
+                    "listVersion": 2,
+                    "updateType": "Differential",
+                    "localAuthorizationList": [{"idTag": "CAR"}],
+                },
+            ),
+            (
+                points["G2"].charge_point_id,
+                {
+                    "listVersion": 2,
+                    "updateType": "Differential",
+                    "localAuthorizationList": [
+                        {"idTag": "CAR", "idTagInfo": {"status": "Accepted", "parentIdTag": "G2"}}
+                    ],
+                },
+            ),
+        ]
+    )
+    assert local_lists.sync_all(reason["groups"]) == {"Full": 0, "Differential": 0}  # run twice: nothing more

@@ -47,9 +47,10 @@ def announce_changed(id_tag: str) -> None:
     broadcast.announce(CHANGED, id_tag)
 
 
-def announce_tags(tags: list[str]) -> None:
+def announce_tags(tags: list[str], former_groups: Iterable[str | None] = ()) -> None:
     """Announce changed tags (every decision when one heads a group, or when there are many), and
-    ask the local lists to follow; all in the caller's transaction."""
+    ask the local lists to follow: the lists of every tag, and of the groups the tags are in, head,
+    or left (`former_groups`); all in the caller's transaction."""
     if not tags:
         return
     heads = db.session.scalar(select(IdTag.id).where(IdTag.parent_id_tag.in_(tags)).limit(1))
@@ -58,7 +59,14 @@ def announce_tags(tags: list[str]) -> None:
     else:
         for tag in tags:
             announce_changed(tag)
-    local_lists.request_sync(tags)
+    groups = set(tags) | {group for group in former_groups if group}
+    if len(tags) <= ANNOUNCE_EACH_MAX:
+        groups |= set(
+            db.session.scalars(
+                select(IdTag.parent_id_tag).where(IdTag.id_tag.in_(tags), IdTag.parent_id_tag.is_not(None))
+            )
+        )
+    local_lists.request_sync(tags, groups if len(tags) <= ANNOUNCE_EACH_MAX else None)
 
 
 # --- reading --------------------------------------------------------------------------------------
@@ -135,9 +143,10 @@ def change(id_tag: str, fields: dict[str, Any]) -> IdTag:
     _checked(id_tag, fields)
     if "status" in fields and fields["status"] is None:
         raise InvalidInput("status cannot be null", code="invalid_status")
+    former_group = tag.parent_id_tag
     for name, value in fields.items():
         setattr(tag, name, value)
-    announce_tags([id_tag])
+    announce_tags([id_tag], [former_group])
     db.session.commit()
     return tag
 
@@ -212,6 +221,7 @@ def import_rows(rows: Iterable[tuple[int, dict[str, str]]]) -> ImportReport:
     before or after its members."""
     report = ImportReport()
     changed: list[str] = []
+    former_groups: list[str | None] = []
     first: dict[str, int] = {}  # idTag -> the line that has it first; a later line is refused
     rows = list(rows)
     for line, row in rows:
@@ -236,11 +246,12 @@ def import_rows(rows: Iterable[tuple[int, dict[str, str]]]) -> ImportReport:
             report.unchanged += 1
             continue
         else:
+            former_groups.append(tag.parent_id_tag)
             for name, value in fields.items():
                 setattr(tag, name, value)
             report.updated += 1
         changed.append(id_tag)
     report.refused.sort()
-    announce_tags(changed)
+    announce_tags(changed, former_groups)
     db.session.commit()
     return report

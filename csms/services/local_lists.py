@@ -126,12 +126,14 @@ def set_policy(charge_point_id: str, policy: str, parent_id_tag: str | None) -> 
     return view(charge_point_id)
 
 
-def request_sync(id_tags: Iterable[str]) -> None:
-    """Tags changed (in the caller's transaction): once it commits, a worker brings every list that
-    holds tags up to date. Nothing when no charger has a list."""
+def request_sync(id_tags: Iterable[str], groups: Iterable[str] | None) -> None:
+    """Tags changed (in the caller's transaction): once it commits, a worker brings the lists that
+    may hold them up to date: every list of the `all` policy, and those of the groups named (every
+    list, when `groups` is None). Nothing when no charger has a list."""
     listed = select(LocalList.charge_point_id).where(LocalList.policy != LocalListPolicy.NONE).limit(1)
     if db.session.scalar(listed) is not None:
-        outbox.add([SYNC_LOCAL_LISTS.message({"idTags": sorted(set(id_tags))[:100]})])
+        reason = {"idTags": sorted(set(id_tags))[:100], "groups": None if groups is None else sorted(groups)}
+        outbox.add([SYNC_LOCAL_LISTS.message(reason)])
 
 
 # --- keeping chargers in step (workers) ----------------------------------------------------------
@@ -184,12 +186,15 @@ def sync(charge_point_pk: int, wanted: Callable[[str, str | None], list[dict]] |
     return update_type
 
 
-def sync_all(charge_point_pks: list[int] | None = None) -> dict[str, int]:
-    """Bring the given chargers' lists (every list, when None) up to date, each in its own
-    transaction; the lists of one policy are computed once. Returns how many updates of each type."""
+def sync_all(groups: list[str] | None = None) -> dict[str, int]:
+    """Bring the lists that may hold tags of `groups` (every list, when None) up to date, each in its
+    own transaction; the list of one policy is computed once. Returns how many updates of each type."""
     query = select(LocalList.charge_point_id).where(LocalList.supported.is_(True))
-    if charge_point_pks is not None:
-        query = query.where(LocalList.charge_point_id.in_(charge_point_pks))
+    if groups is not None:
+        query = query.where(
+            (LocalList.policy == LocalListPolicy.ALL)
+            | ((LocalList.policy == LocalListPolicy.PARENT) & LocalList.parent_id_tag.in_(groups))
+        )
     pks = list(db.session.scalars(query.order_by(LocalList.charge_point_id)))
     db.session.rollback()
     computed: dict[tuple[str, str | None], list[dict]] = {}
