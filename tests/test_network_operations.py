@@ -559,3 +559,14 @@ def test_a_tag_moving_between_groups_updates_the_lists_of_both_and_no_other(app)
         ]
     )
     assert local_lists.sync_all(reason["groups"]) == {"Full": 0, "Differential": 0}  # run twice: nothing more
+
+
+def test_socketio_refuses_the_token_of_a_disabled_account(app):
+    from flask_socketio import ConnectionRefusedError
+
+    from csms.realtime import on_connect
+
+    user = a_user(disabled_at=NOW)
+    bearer = token(user)["Authorization"].removeprefix("Bearer ")
+    with app.test_request_context(), pytest.raises(ConnectionRefusedError, match="this account is disabled"):
+        on_connect({"token": bearer})
