@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import Select, or_, select
+from sqlalchemy.exc import IntegrityError
 
 from csms.cluster import broadcast
 from csms.extensions import db
@@ -79,7 +80,12 @@ def get(id_tag: str) -> IdTag:
     return tag
 
 
-def search(q: str | None = None, status: str | None = None, parent_id_tag: str | None = None, owner_id=None):
+def search(
+    q: str | None = None,
+    status: str | None = None,
+    parent_id_tag: str | None = None,
+    owner_id: int | None = None,
+) -> Select:
     """The query for a list of tags: `q` matches the tag or its note; the others filter exactly."""
     query = select(IdTag)
     if q:
@@ -168,8 +174,6 @@ def delete(id_tag: str) -> None:
 
 
 def _commit_or_conflict(id_tag: str) -> None:
-    from sqlalchemy.exc import IntegrityError
-
     try:
         db.session.commit()
     except IntegrityError:  # the same tag issued concurrently: the unique key decided
