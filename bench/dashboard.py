@@ -185,8 +185,16 @@ def scenario(n: int, seconds: float, log_dir: Path, csms, measure) -> list[dict]
 
         from csms.services import tokens
 
+        with psycopg.connect(database_url, autocommit=True) as db:  # a token serves an existing account only
+            operator_id = db.execute(
+                "INSERT INTO users (email, password_hash, role, created_at)"
+                " VALUES (%s, 'x', 'operator', now()) RETURNING id",
+                (OPERATOR[0],),
+            ).fetchone()[0]
         token = tokens.issue(
-            tokens.Identity(1, "operator"), "bench-secret-key-0123456789abcdef0123", timedelta(hours=1)
+            tokens.Identity(operator_id, "operator"),
+            "bench-secret-key-0123456789abcdef0123",
+            timedelta(hours=1),
         )
         delays: list[float] = []
         stop = threading.Event()
