@@ -4,12 +4,14 @@ RabbitMQ, a `dramatiq` worker). One deployment per mode, shared by the tests of 
 
 from __future__ import annotations
 
+import contextlib
 from datetime import UTC, datetime
 
 import pytest
 import socketio
 from ocpp.v16 import call
 
+from tests.support.chargers import RawCharger
 from tests.support.deployment import AUTH_KEY, deployment
 from tests.support.network import CoreOnlyCharger, Http, ListKeepingCharger
 from tests.support.processes import wait_until
@@ -174,13 +176,43 @@ def test_local_lists_follow_tag_changes_with_differential_updates(csms, operator
         assert cp.local_list == {"LL-1": blocked, "LL-GROUP": {"status": "Accepted"}}
         assert len(cp.updates) == 5
 
-    # Offline, a change waits for the charger's return; it comes back with a list of its own.
+    # Offline, a change waits for the charger's return: back without booting (its list kept), it is
+    # asked its version first, then gets what it missed as a Differential update.
+    gone = lambda: not operator("GET", "/api/cms/points/NET-CP-2")[1]["connection"]["connected"]  # noqa: E731
+    assert wait_until(gone, timeout=10)
     operator("POST", "/api/cms/id-tags", {"idTag": "LL-3", "parentIdTag": "LL-GROUP"})
-    with ListKeepingCharger(csms.ws_url, "NET-CP-2", AUTH_KEY) as charger:
-        assert _updates_reach(charger, 1)
-        assert charger.charge_point.updates[0][:2] == (44, "Full")
-        assert set(charger.charge_point.local_list) == {"LL-1", "LL-3", "LL-GROUP"}
-    assert wait_until(lambda: _local_list(operator, "NET-CP-2")["chargerVersion"] == 44, timeout=10)
+    waiting = (
+        "SELECT count(*) FROM queued_commands WHERE charge_point_id = 'NET-CP-2'"
+        " AND action = 'GetLocalListVersion' AND state = 'queued'"
+    )
+    assert wait_until(lambda: csms.scalar(waiting) == 1, timeout=10)
+    answers = {"GetLocalListVersion": {"listVersion": 43}, "SendLocalList": {"status": "Accepted"}}
+    with RawCharger(csms.ws_url, "NET-CP-2", AUTH_KEY, answers=answers) as back:
+        back.call("Heartbeat", {})  # its first message: it may get its queued calls now
+        assert wait_until(lambda: _answer_calls(back) and len(back.received_calls) >= 2, timeout=20), (
+            back.received_calls
+        )
+        assert [frame[2:] for frame in back.received_calls] == [
+            ["GetLocalListVersion", {}],
+            [
+                "SendLocalList",
+                {
+                    "listVersion": 44,
+                    "updateType": "Differential",
+                    "localAuthorizationList": [
+                        {"idTag": "LL-3", "idTagInfo": {"status": "Accepted", "parentIdTag": "LL-GROUP"}}
+                    ],
+                },
+            ],
+        ]
+        assert wait_until(lambda: _local_list(operator, "NET-CP-2")["chargerVersion"] == 44, timeout=10)
+
+
+def _answer_calls(charger: RawCharger) -> bool:
+    """Answer whatever the CSMS sends for a moment (RawCharger answers calls while it reads)."""
+    with contextlib.suppress(TimeoutError):
+        charger.recv(timeout=0.3)
+    return True
 
 
 def test_a_charger_without_the_profile_gets_no_list(csms, operator):

@@ -17,12 +17,15 @@ matters, and again after each boot until it says yes (a firmware update may add 
 charger that answers NotSupported / NotImplemented to a list call is marked unsupported too.
 
 After each boot of a charger whose list matters, GetLocalListVersion: a version other than the one
-the CSMS last sent means a Full update. A charger that was offline when tags changed gets nothing
-meanwhile; its next boot brings its list up to date.
+the CSMS last sent means a Full update. A charger offline when its list changes gets no update
+queued (it may come back having lost its list, and updates built on the old one would then
+mislead): one GetLocalListVersion waits in its queue instead, sent when it is back, booted or not,
+and its answer decides between a Differential and a Full update.
 """
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
@@ -32,7 +35,7 @@ from sqlalchemy import select
 
 from csms.cluster import presence
 from csms.extensions import db
-from csms.models import ChargePoint, IdTag, LocalList, LocalListPolicy
+from csms.models import ChargePoint, CommandState, IdTag, LocalList, LocalListPolicy, QueuedCommand
 from csms.pipeline import outbox
 from csms.pipeline.addresses import SYNC_LOCAL_LISTS
 from csms.services import authorization, command_queue
@@ -154,26 +157,27 @@ def _connected(charge_point_id: str) -> bool:
 
 
 def _ask(charge_point_id: str, action: str, payload: dict, key: str | None = None) -> None:
-    command_queue.request(
-        f"local-list:{key or uuid.uuid4()}:{action}"[:100], charge_point_id, action, payload, "local list"
-    )
+    """Queue a call for the charger; `key` makes asking again for the same reason queue nothing."""
+    digest = hashlib.sha256(f"{charge_point_id}:{key or uuid.uuid4()}:{action}".encode()).hexdigest()
+    command_queue.request(f"local-list:{digest[:40]}", charge_point_id, action, payload, "local list")
 
 
 def sync(charge_point_pk: int, wanted: Callable[[str, str | None], list[dict]] | None = None) -> str | None:
     """Queue the update that brings the charger's list to what its policy wants (Differential, or
     Full when needed); the caller commits. Returns the update type, or None when nothing is sent:
-    the list is already right, the charger lacks the profile, or it is offline (its next boot
-    brings it up to date)."""
+    the list is already right, the charger lacks the profile, or it is offline (a version check
+    waits for its return)."""
     found = _locked(charge_point_pk)
     if found is None or not found.supported:
         return None
-    charge_point_id = db.session.scalar(
-        select(ChargePoint.charge_point_id).where(ChargePoint.id == charge_point_pk)
-    )
-    if charge_point_id is None or not _connected(charge_point_id):
+    charge_point_id = _charge_point_id(charge_point_pk)
+    if charge_point_id is None:
         return None
     entries = (wanted or wanted_entries)(found.policy, found.parent_id_tag)
     if not found.full_needed and entries == found.entries:
+        return None
+    if not _connected(charge_point_id):
+        _check_on_return(charge_point_id)
         return None
     version = max(found.version, found.charger_version or 0) + 1
     if found.full_needed:
@@ -184,6 +188,16 @@ def sync(charge_point_pk: int, wanted: Callable[[str, str | None], list[dict]] |
     _ask(charge_point_id, "SendLocalList", payload)
     found.version, found.entries, found.full_needed = version, entries, False
     return update_type
+
+
+def _check_on_return(charge_point_id: str) -> None:
+    """The charger is offline and its list out of step: a GetLocalListVersion waits in its queue,
+    sent when it is back (booted or not), and its answer brings the list up to date. One per
+    absence (keyed by when it was last seen), however many changes it misses."""
+    last_seen = db.session.scalar(
+        select(ChargePoint.last_seen_at).where(ChargePoint.charge_point_id == charge_point_id)
+    )
+    _ask(charge_point_id, "GetLocalListVersion", {}, key=f"away since {last_seen}")
 
 
 def sync_all(groups: list[str] | None = None) -> dict[str, int]:
@@ -214,13 +228,14 @@ def sync_all(groups: list[str] | None = None) -> dict[str, int]:
 
 
 def begin(charge_point_pks: list[int]) -> None:
-    """A policy was set: find out whether the chargers have the profile (then sync), or sync now."""
+    """A policy was set: find out whether the chargers have the profile (asked now, or when they
+    are back), or bring their lists up to date."""
     for pk in charge_point_pks:
         found = _locked(pk)
         if found is None:
             continue
         charge_point_id = _charge_point_id(pk)
-        if found.supported is None and charge_point_id and _connected(charge_point_id):
+        if found.supported is None and charge_point_id:
             _ask(charge_point_id, "GetConfiguration", {"key": [PROFILES_KEY]})
         else:
             sync(pk)
@@ -276,12 +291,29 @@ def on_answer(charge_point_id: str, action: str, request: dict, command: dict, c
             _ask(charge_point_id, "GetLocalListVersion", {}, key=key)
     elif action == "GetLocalListVersion" and answered:
         found.supported = True
+        if _update_under_way(charge_point_id):
+            return  # its answer will tell; this version may predate it
         found.charger_version = response.get("listVersion")
         if found.charger_version != found.version:
-            found.full_needed = True  # §4: the charger's list is not the one the CSMS sent last
+            found.full_needed = True  # the charger's list is not the one the CSMS sent last
         sync(found.charge_point_id)
     elif action == "SendLocalList":
         _after_send(found, request, command, response, error, charge_point_id, key)
+
+
+def _update_under_way(charge_point_id: str) -> bool:
+    """Whether a SendLocalList of the CSMS's own waits for the charger or awaits its answer."""
+    pending = db.session.scalar(
+        select(QueuedCommand.id)
+        .where(
+            QueuedCommand.charge_point_id == charge_point_id,
+            QueuedCommand.action == "SendLocalList",
+            QueuedCommand.state.in_([CommandState.QUEUED.value, CommandState.SENT.value]),
+            QueuedCommand.requested_by.is_(None),
+        )
+        .limit(1)
+    )
+    return pending is not None
 
 
 def _learn_profiles(found: LocalList, request: dict, response: dict) -> None:
