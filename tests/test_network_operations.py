@@ -225,13 +225,14 @@ def test_idtag_import_reports_each_refused_row_and_is_idempotent(any_db_app, tmp
         "CARD-6,,,,9999,\n"
         "THIS-TAG-IS-FAR-TOO-LONG,,,,,\n"
         "CARD-1,,,,,\n"
+        "CARD-7,,,,,bad\x00note\n"
         "\n",
         encoding="utf-8",
     )
     cli = any_db_app.test_cli_runner()
     first = cli.invoke(args=["idtag", "import", str(path)])
     assert first.exit_code == 1, first.output
-    assert first.stdout.splitlines()[0] == "imported 3 tag(s): 3 new, 0 updated; 0 unchanged; 6 refused"
+    assert first.stdout.splitlines()[0] == "imported 3 tag(s): 3 new, 0 updated; 0 unchanged; 7 refused"
     assert first.stderr.splitlines() == [
         "  line 5 (CARD-3): status must be one of Accepted, Blocked, Expired, Invalid",
         "  line 6 (CARD-4): expiryDate is not an ISO 8601 date-time",
@@ -239,6 +240,7 @@ def test_idtag_import_reports_each_refused_row_and_is_idempotent(any_db_app, tmp
         "  line 8 (CARD-6): no user 9999 to own the tag",
         "  line 9 (THIS-TAG-IS-FAR-TOO-LONG): idTag must be 1 to 20 printable ASCII characters",
         "  line 10 (CARD-1): the idTag is on line 2 already",
+        "  line 11 (CARD-7): note must be at most 255 characters, without NUL",
     ]
     rows = db.session.execute(
         select(IdTag.id_tag, IdTag.status, IdTag.parent_id_tag, IdTag.user_id, IdTag.note).order_by(
@@ -251,7 +253,7 @@ def test_idtag_import_reports_each_refused_row_and_is_idempotent(any_db_app, tmp
         ("FLEET", "Accepted", None, None, "the fleet"),
     ]
     again = cli.invoke(args=["idtag", "import", str(path)])
-    assert again.stdout.splitlines()[0] == "imported 0 tag(s): 0 new, 0 updated; 3 unchanged; 6 refused"
+    assert again.stdout.splitlines()[0] == "imported 0 tag(s): 0 new, 0 updated; 3 unchanged; 7 refused"
 
     path.write_text("idTag,status\nCARD-2,Accepted\n", encoding="utf-8")
     changed = cli.invoke(args=["idtag", "import", str(path)])

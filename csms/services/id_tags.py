@@ -25,6 +25,7 @@ from csms.cluster import broadcast
 from csms.extensions import db
 from csms.models import IdTag, IdTagStatus, User
 from csms.services import local_lists
+from csms.services.bounds import NUL
 from csms.services.errors import Conflict, InvalidInput, NotFound, ServiceError
 
 CHANGED = "id-tag"  # the announcement every node's IdTagCache follows; key: the idTag
@@ -124,8 +125,8 @@ def _checked(id_tag: str, fields: dict[str, Any]) -> dict[str, Any]:
     if owner is not None and db.session.get(User, owner) is None:
         raise InvalidInput(f"no user {owner} to own the tag", code="owner_not_found")
     note = fields.get("note")
-    if note is not None and len(note) > NOTE_MAX:
-        raise InvalidInput(f"note is longer than {NOTE_MAX} characters", code="invalid_note")
+    if note is not None and (len(note) > NOTE_MAX or NUL in note):
+        raise InvalidInput(f"note must be at most {NOTE_MAX} characters, without NUL", code="invalid_note")
     return fields
 
 
