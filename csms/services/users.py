@@ -7,7 +7,7 @@ import re
 import secrets
 from datetime import UTC, datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import Select, func, select
 from sqlalchemy.exc import IntegrityError
 from werkzeug.security import check_password_hash, generate_password_hash
 
@@ -30,9 +30,6 @@ def normalize_email(email: str) -> str:
     return email
 
 
-validate_id_tag = id_tags.validate_id_tag
-
-
 def create_user(
     email: str,
     password: str,
@@ -50,7 +47,7 @@ def create_user(
     if not CURRENCY.match(currency):
         raise InvalidInput("currency must be an ISO 4217 code such as EUR", code="invalid_currency")
     if id_tag is not None:
-        validate_id_tag(id_tag)
+        id_tags.validate_id_tag(id_tag)
     _refuse_taken(email, id_tag)
 
     user = User(email=email, password_hash=generate_password_hash(password), role=role)
@@ -116,7 +113,8 @@ def active(user_id: int) -> User:
     return user
 
 
-def search(q: str | None = None, role: str | None = None, disabled: bool | None = None):
+def search(q: str | None = None, role: str | None = None, disabled: bool | None = None) -> Select:
+    """The query for a list of accounts: `q` matches the email; the others filter exactly."""
     query = select(User)
     if q:
         query = query.where(User.email.ilike(f"%{q.strip().lower()}%"))
