@@ -5,7 +5,7 @@ import dramatiq
 from actors.batch import run_batch
 from actors.exchanges import Exchange, Notifications
 from csms.realtime import charger_room
-from csms.services import call_outcomes, commands, message_log
+from csms.services import call_outcomes, commands, local_lists, message_log
 
 
 @dramatiq.actor(queue_name="commands", max_retries=10, min_backoff=500, max_backoff=60_000)
@@ -30,3 +30,7 @@ def apply_commands(views: list[Exchange], notifications: Notifications) -> None:
                 "requestedBy": command.get("requested_by"),
             }
             notifications.add("command:result", data, [charger_room(view.charge_point_id)])
+            if view.action in local_lists.ACTIONS:
+                local_lists.on_answer(
+                    view.charge_point_id, view.action, view.request, command, view.first["unique_id"]
+                )

@@ -9,7 +9,15 @@ import dramatiq
 from actors.batch import run_batch
 from actors.exchanges import Exchange, Notifications
 from csms.realtime import charger_room
-from csms.services import bounds, charger_state, diagnostics, firmware, maintenance, message_log
+from csms.services import (
+    bounds,
+    charger_state,
+    diagnostics,
+    firmware,
+    local_lists,
+    maintenance,
+    message_log,
+)
 
 
 @dramatiq.actor(queue_name="ocpp_messages", max_retries=10, min_backoff=500, max_backoff=60_000)
@@ -37,7 +45,8 @@ def apply_charger_state(views: list[Exchange], notifications: Notifications) -> 
         if not view.answered:
             continue
         if view.action == "BootNotification":
-            charger_state.apply_boot(view.charge_point_id, view.request, view.at)
+            if charger_state.apply_boot(view.charge_point_id, view.request, view.at):
+                local_lists.after_boot(view.charge_point_id, view.first["unique_id"])
             firmware.apply_boot(view.charge_point_id, view.request.get("firmwareVersion"))
         elif view.action == "StatusNotification":
             apply_status(view, notifications)

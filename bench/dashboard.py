@@ -221,14 +221,22 @@ def live_events(seconds: float, log_dir: Path, csms, measure, tree_cpu_seconds) 
         web,
         worker,
         url,
-        _,
+        database_url,
     ):
         from datetime import timedelta
 
         from csms.services import tokens
 
+        with psycopg.connect(database_url, autocommit=True) as db:  # a token serves an existing account only
+            operator_id = db.execute(
+                "INSERT INTO users (email, password_hash, role, created_at)"
+                " VALUES (%s, 'x', 'operator', now()) RETURNING id",
+                (OPERATOR[0],),
+            ).fetchone()[0]
         token = tokens.issue(
-            tokens.Identity(1, "operator"), "bench-secret-key-0123456789abcdef0123", timedelta(hours=1)
+            tokens.Identity(operator_id, "operator"),
+            "bench-secret-key-0123456789abcdef0123",
+            timedelta(hours=1),
         )
         _, finish = listen_for_meter_values(url.replace("ws://", "http://"), token)
         plan = {"mode": "rate", "rate": 1.0, "duration": seconds, "meter_every": 1, "timeout": 30.0}

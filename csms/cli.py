@@ -1,4 +1,5 @@
-"""The Flask CLI: `flask seed-demo`, `flask charger add|import`, `flask user add`, `flask idtag set`.
+"""The Flask CLI: `flask seed-demo`, `flask charger add|import`, `flask user add|list|role|disable|enable`,
+`flask idtag set|import`.
 
 Each command reports a bad argument as a one-line error and exits non-zero (click's usage errors
 exit 2, refused input exits 1), so scripts can rely on the status.
@@ -142,6 +143,52 @@ def user_add(email: str, password: str, role: str, id_tag: str | None) -> None:
     )
 
 
+@user_cli.command("list")
+@click.option("--search", "q", help="Email contains.")
+@click.option("--role", type=click.Choice(["customer", "operator"]))
+def user_list(q: str | None, role: str | None) -> None:
+    """List accounts: id, email, role, and whether disabled."""
+    for user in db.session.scalars(users.search(q, role).order_by("id")):
+        state = "disabled" if user.disabled_at else "active"
+        click.echo(f"{user.id}\t{user.email}\t{user.role}\t{state}")
+
+
+@user_cli.command("role")
+@click.argument("user")
+@click.argument("role", type=click.Choice(["customer", "operator"]))
+def user_role(user: str, role: str) -> None:
+    """Make an account (id or email) a customer or an operator."""
+    try:
+        found = users.change(users.find(user), role=role, currency=current_app.config["CURRENCY"])
+    except ServiceError as exc:
+        db.session.rollback()
+        raise _fail(exc) from exc
+    click.echo(f"{found.email} is now {found.role}")
+
+
+def _set_disabled(user: str, disabled: bool) -> None:
+    try:
+        found = users.change(users.find(user), disabled=disabled)
+    except ServiceError as exc:
+        db.session.rollback()
+        raise _fail(exc) from exc
+    click.echo(f"{found.email} {'disabled: it cannot log in' if disabled else 'enabled'}")
+
+
+@user_cli.command("disable")
+@click.argument("user")
+def user_disable(user: str) -> None:
+    """Disable an account (id or email): no login, and its tokens stop working at once."""
+    _set_disabled(user, True)
+
+
+@user_cli.command("enable")
+@click.argument("user")
+def user_enable(user: str) -> None:
+    """Enable a disabled account again."""
+    _set_disabled(user, False)
+
+
 idtag_cli = click.Group("idtag", help="Manage id tags.")
 
 
@@ -160,6 +207,40 @@ def idtag_set(id_tag: str, status: str | None, expires: datetime | None) -> None
         raise _fail(exc) from exc
     expiry = tag.expiry_date.isoformat() if tag.expiry_date else "none"
     click.echo(f"idTag {tag.id_tag}: {tag.status}, expires {expiry}")
+
+
+@idtag_cli.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def idtag_import(file: Path) -> None:
+    """Create or update id tags from a CSV with a header row naming its columns: idTag (required),
+    status, expiryDate, parentIdTag, ownerId, note. Bad rows are refused with their reason, the
+    others imported; importing the same file again changes nothing. Exits 1 if any row was refused."""
+    try:
+        text = file.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise click.ClickException(f"{file}: not UTF-8 text") from exc
+    reader = csv.DictReader(io.StringIO(text))
+    columns = [name.strip() for name in reader.fieldnames or []]
+    if "idTag" not in columns:
+        raise click.ClickException(f"{file}: the header row must name an idTag column")
+    unknown = sorted(set(columns) - set(id_tags.IMPORT_COLUMNS))
+    if unknown:
+        raise click.ClickException(f"{file}: unknown columns {', '.join(unknown)}")
+    reader.fieldnames = columns
+    rows = [
+        (reader.line_num, {key: value for key, value in row.items() if key is not None})
+        for row in reader
+        if any((value or "").strip() for value in row.values() if isinstance(value, str))
+    ]
+    report = id_tags.import_rows(rows)
+    click.echo(
+        f"imported {report.created + report.updated} tag(s): {report.created} new, {report.updated} "
+        f"updated; {report.unchanged} unchanged; {len(report.refused)} refused"
+    )
+    for line, id_tag, reason in report.refused:
+        click.echo(f"  line {line} ({id_tag or 'no idTag'}): {reason}", err=True)
+    if report.refused:
+        raise SystemExit(1)
 
 
 def init_app(app: Flask) -> None:

@@ -33,6 +33,16 @@ def _at_least(cast: Any, minimum: float) -> Any:
     return checked
 
 
+def _one_of(*choices: str) -> Any:
+    def checked(value: str) -> str:
+        value = value.strip().lower()
+        if value not in choices:
+            raise ValueError(f"must be one of {', '.join(choices)}")
+        return value
+
+    return checked
+
+
 def _money(value: str) -> int:
     """ "20.00" → 2000 minor units: a positive amount with at most two decimals."""
     try:
@@ -99,6 +109,7 @@ class Config:
     LOGIN_FAILURES_PER_ADDRESS = 100  # failed logins from one address per 15 minutes, then 429
     PUBLIC_URL: str | None = None  # chargers' way to this CSMS over HTTP (file URLs); None: the request's
     UPLOAD_MAX_BYTES = 32 * 1024 * 1024  # a firmware image or diagnostics file (csms.api.operations)
+    REGISTRATION = "open"  # open: anyone registers as a customer; closed: operators create accounts
 
 
 _CASTS: dict[str, Any] = {
@@ -132,6 +143,7 @@ _CASTS: dict[str, Any] = {
     "CHARGER_BURST": _at_least(int, 1),
     "UNPLANNED_HOLD": _money,
     "LOGIN_FAILURES_PER_ADDRESS": int,
+    "REGISTRATION": _one_of("open", "closed"),
 }
 
 

@@ -20,9 +20,10 @@ from flask_socketio import ConnectionRefusedError, join_room
 
 from csms.broker import is_embedded
 from csms.cors import parse_origins, socketio_origins
-from csms.extensions import socketio
+from csms.extensions import db, socketio
 from csms.fastjson import TextJson
-from csms.services import tokens
+from csms.services import tokens, users
+from csms.services.errors import ServiceError
 
 log = logging.getLogger(__name__)
 
@@ -140,8 +141,11 @@ def on_connect(auth: Any) -> None:
         raise ConnectionRefusedError("token required")
     try:
         identity = tokens.verify(token, current_app.config["SECRET_KEY"])
-    except tokens.InvalidToken as exc:
+        identity = tokens.Identity(identity.user_id, users.active(identity.user_id).role)
+    except ServiceError as exc:  # an invalid token, or one of a disabled or deleted account
         raise ConnectionRefusedError(exc.message) from None
+    finally:
+        db.session.remove()
     join_room(OPERATORS if identity.role == "operator" else customer_room(identity.user_id))
 
 

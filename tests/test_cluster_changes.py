@@ -251,7 +251,8 @@ def test_dashboards_on_every_node_see_the_cluster_s_presence(cluster):
     """Node A's dashboards hear of a charger connecting to node B, with the cluster's count; when the
     charger moves to A, B closes its old socket but does not report it offline."""
     a, b = cluster.nodes
-    token = tokens.issue(tokens.Identity(1, "operator"), SECRET, timedelta(minutes=5))
+    operator_id = cluster.scalar("SELECT id FROM users WHERE role = 'operator'")
+    token = tokens.issue(tokens.Identity(operator_id, "operator"), SECRET, timedelta(minutes=5))
     heard: list[dict] = []
     dashboard = socketio.Client(reconnection=False)
     dashboard.on("charger:connection:changed", heard.append)

@@ -258,8 +258,11 @@ def test_the_prepaid_amount_running_out_stops_the_session(production):
 
 
 def test_dashboards_hear_events_emitted_by_the_worker_process(production):
-    with production(charge_points={"FLOW-3": AUTH_KEY}) as csms:
-        token = tokens.issue(tokens.Identity(1, "operator"), SECRET, timedelta(minutes=5))
+    with production(
+        charge_points={"FLOW-3": AUTH_KEY}, operators={"ops@example.test": "password-123"}
+    ) as csms:
+        operator_id = csms.scalar("SELECT id FROM users WHERE role = 'operator'")
+        token = tokens.issue(tokens.Identity(operator_id, "operator"), SECRET, timedelta(minutes=5))
         client = socketio.Client(reconnection=False)
         received = []
         client.on("charger:status:changed", lambda data: received.append(("status", data)))

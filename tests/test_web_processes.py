@@ -68,6 +68,7 @@ def two_processes(tmp_path, postgres_databases, rabbitmq_url):
         rabbitmq_url=rabbitmq_url,
         env={"CSMS_WEB_PROCESSES": "2", "CSMS_BOOT_CONFIGURATION": "", "CSMS_SECRET_KEY": SECRET},
         charge_points=dict.fromkeys(CHARGERS, KEY),
+        operators={"ops@example.test": "password-123"},  # Socket.IO serves an existing account only
     ) as csms:
         assert wait_until(lambda: len(children_of(csms.web.process.pid)) == 2, timeout=10)
         nodes_health(csms.web.base_url)  # both listen (the first one to listen let the fixture go)
@@ -99,7 +100,8 @@ def test_dashboards_on_either_process_hear_events_over_the_websocket_transport(t
     kernel may hand to different processes; over its WebSocket transport (the dashboard's) a session
     is one connection, on one process, and every process relays every event."""
     csms = two_processes
-    token = tokens.issue(tokens.Identity(1, "operator"), SECRET, timedelta(minutes=5))
+    operator_id = csms.scalar("SELECT id FROM users WHERE role = 'operator'")
+    token = tokens.issue(tokens.Identity(operator_id, "operator"), SECRET, timedelta(minutes=5))
     received: list[tuple[int, str]] = []
     clients = []
     try:

@@ -9,7 +9,7 @@ from flask import current_app, request
 from flask_smorest import Blueprint
 
 from csms.api.login_limiter import LoginLimiter
-from csms.api.security import Unauthorized
+from csms.api.security import Forbidden, Unauthorized
 from csms.models import User
 from csms.schemas.auth import Credentials, Registration, Token
 from csms.schemas.common import Error
@@ -35,9 +35,13 @@ def _token_for(user: User) -> dict:
 @bp.post("/register")
 @bp.arguments(Registration)
 @bp.response(201, Token)
+@bp.alt_response(403, schema=Error, description="registration is closed (CSMS_REGISTRATION=closed)")
 @bp.alt_response(409, schema=Error, description="email already registered")
 def register(body):
-    """Create a customer account (with a wallet and an app idTag) and return its token."""
+    """Create a customer account (with a wallet and an app idTag) and return its token. With
+    `CSMS_REGISTRATION=closed` only operators create accounts (403 `registration_closed`)."""
+    if current_app.config["REGISTRATION"] == "closed":
+        raise Forbidden("registration is closed: ask an operator for an account", code="registration_closed")
     id_tag = f"APP-{secrets.token_hex(6).upper()}"
     user = users.create_user(
         body["email"],
@@ -53,6 +57,7 @@ def register(body):
 @bp.arguments(Credentials)
 @bp.response(200, Token)
 @bp.alt_response(401, schema=Error, description="wrong email or password")
+@bp.alt_response(403, schema=Error, description="the account is disabled")
 @bp.alt_response(429, schema=Error, description="too many failed logins from this address")
 def login(body):
     """Exchange email and password for a bearer token. After 5 failures for one email from one
@@ -73,4 +78,6 @@ def authenticate(email: str, password: str) -> User:
         limiter.failed(address, email)
         raise Unauthorized("wrong email or password", code="invalid_credentials")
     limiter.succeeded(address, email)
+    if user.disabled_at is not None:  # told only to whoever knows the password
+        raise users.AccountDisabled("this account is disabled", code="account_disabled")
     return user

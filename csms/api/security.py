@@ -6,7 +6,7 @@ import functools
 
 from flask import current_app, g, request
 
-from csms.services import tokens
+from csms.services import tokens, users
 from csms.services.errors import ServiceError
 
 
@@ -26,11 +26,14 @@ class TooManyRequests(ServiceError):
 
 
 def current_identity() -> tokens.Identity:
+    """The identity of the request's token, as the account is now: a disabled account's tokens
+    stop working at once (403 `account_disabled`) and the role is the account's current one."""
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token:
         raise Unauthorized("a bearer token is required")
-    return tokens.verify(token.strip(), current_app.config["SECRET_KEY"])
+    identity = tokens.verify(token.strip(), current_app.config["SECRET_KEY"])
+    return tokens.Identity(identity.user_id, users.active(identity.user_id).role)
 
 
 def requires(*roles: str):

@@ -6,6 +6,7 @@ from flask import current_app, g
 from flask_smorest import Blueprint
 from sqlalchemy import select, update
 
+from csms.api.network import samples_page
 from csms.api.pagination import paginate
 from csms.api.remote import call_charger
 from csms.api.security import requires
@@ -15,6 +16,7 @@ from csms.models import ChargingSession, LedgerEntry, SessionState, Wallet
 from csms.schemas.charging import Session, SessionPage, StartCharging, StopCharging, StopResult, TopUp
 from csms.schemas.charging import Wallet as WalletSchema
 from csms.schemas.common import INT32_MAX, Error, PageArgs
+from csms.schemas.network import SampleArgs, SamplePage
 from csms.services import payments, sessions, wallet
 from csms.services.errors import Conflict, NotFound, ServiceError
 
@@ -160,3 +162,17 @@ def list_sessions(args):
 def get_session(session_id: int):
     """One of the customer's sessions."""
     return _own_session(session_id)
+
+
+@bp.get("/charging/sessions/<int:session_id>/samples")
+@requires("customer")
+@bp.arguments(SampleArgs, location="query")
+@bp.response(200, SamplePage)
+@bp.alt_response(404, schema=Error, description="not one of the customer's sessions")
+def get_session_samples(args, session_id: int):
+    """The meter samples of one of the customer's sessions (measurand, phase, unit, context,
+    location), oldest first, paged; empty before the charger started the transaction."""
+    session = _own_session(session_id)
+    if session.transaction_id is None:
+        return {"items": [], "total": 0, "page": args["page"], "per_page": args["per_page"]}
+    return samples_page(session.transaction_id, args)

@@ -1,7 +1,7 @@
 """Who is looking at the dashboard: the operator signed in to this browser session, if any.
 
 The session cookie holds only the user's id; each request loads the account again, so an operator
-removed or demoted loses the dashboard at their next click, not when the cookie expires.
+removed, disabled or demoted loses the dashboard at their next click, not when the cookie expires.
 """
 
 from __future__ import annotations
@@ -28,7 +28,8 @@ def sign_out() -> None:
 
 def current_user() -> User | None:
     user_id = session.get("user_id")
-    return db.session.get(User, user_id) if isinstance(user_id, int) else None
+    user = db.session.get(User, user_id) if isinstance(user_id, int) else None
+    return user if user is not None and user.disabled_at is None else None
 
 
 def operator_required(view: Callable[..., Any]) -> Callable[..., Any]:

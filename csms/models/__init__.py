@@ -18,6 +18,7 @@ from csms.models.firmware import (
     FirmwareUpdate,
     StoredFile,
 )
+from csms.models.local_list import LocalList, LocalListPolicy
 from csms.models.login import LoginFailure
 from csms.models.logs import CmsEvent, CommandAudit, OcppMessage
 from csms.models.maintenance import ChargerOperation
@@ -48,6 +49,8 @@ __all__ = [
     "IdTagStatus",
     "LedgerEntry",
     "LedgerKind",
+    "LocalList",
+    "LocalListPolicy",
     "LoginFailure",
     "MeterSample",
     "OcppMessage",

@@ -78,6 +78,13 @@ class Transaction(Base):
             sqlite_where=text(_OPEN_SQL),
             postgresql_where=text(_OPEN_SQL),
         ),
+        # The open transactions of an idTag, for ConcurrentTx (csms.services.authorization).
+        Index(
+            "ix_transactions_open_id_tag",
+            "id_tag",
+            sqlite_where=text(_OPEN_SQL),
+            postgresql_where=text(_OPEN_SQL),
+        ),
         {"sqlite_autoincrement": True},
     )
 

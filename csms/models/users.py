@@ -33,13 +33,19 @@ class User(Base):
     email: Mapped[str] = mapped_column(String(254), unique=True)
     password_hash: Mapped[str] = mapped_column(String(255))
     role: Mapped[str] = mapped_column(String(16), default=Role.CUSTOMER)
+    # Set by an operator: the account cannot log in, and its tokens stop working at once.
+    disabled_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     id_tags: Mapped[list[IdTag]] = relationship(back_populates="user")
 
 
 class IdTag(Base):
-    """An RFID card or app token; `id_tag` is the OCPP IdToken (CiString20)."""
+    """An RFID card or app token; `id_tag` is the OCPP IdToken (CiString20).
+
+    `parent_id_tag` names the group the tag belongs to (another tag, OCPP 1.6 §3.5.4): the group's
+    status applies to every member (csms.services.authorization). The user is the tag's owner.
+    """
 
     __tablename__ = "id_tags"
     __table_args__ = (
@@ -51,7 +57,8 @@ class IdTag(Base):
     user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"), index=True)
     status: Mapped[str] = mapped_column(String(16), default=IdTagStatus.ACCEPTED)
     expiry_date: Mapped[datetime | None]
-    parent_id_tag: Mapped[str | None] = mapped_column(String(20))
+    parent_id_tag: Mapped[str | None] = mapped_column(String(20), index=True)
+    note: Mapped[str | None] = mapped_column(String(255))
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
     user: Mapped[User | None] = relationship(back_populates="id_tags")

@@ -298,6 +298,7 @@ class Gateway:
         listener.subscribe(chargers.CHANGED, self.authenticator.forget)
         listener.subscribe(chargers.MANY_CHANGED, lambda _count: self._reload_directory(everything=True))
         listener.subscribe(id_tags.CHANGED, self.id_tags.invalidate)
+        listener.subscribe(id_tags.GROUP_CHANGED, lambda _count: self.id_tags.invalidate())
         listener.on_resync(self._resync)
 
     def _resync(self) -> None:

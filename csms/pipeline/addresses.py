@@ -33,6 +33,7 @@ PROCESS_TRANSACTION_MESSAGES = ActorAddress("transactions", "process_transaction
 RECORD_COMMANDS = ActorAddress("commands", "record_commands")
 RECORD_CMS_EVENTS = ActorAddress("cms_events", "record_cms_events")
 NOTIFY = ActorAddress("notifications", "notify")
+SYNC_LOCAL_LISTS = ActorAddress("commands", "sync_local_lists")
 
 # Where each exchange goes: the actor of its concern stores its frames in the same database
 # transaction as its effect, so each exchange reaches the workers once.

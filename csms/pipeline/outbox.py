@@ -46,3 +46,11 @@ def backlog() -> int:
     from sqlalchemy import func
 
     return db.session.scalar(select(func.count()).select_from(OutboxMessage)) or 0
+
+
+def add(messages: Iterable[dramatiq.Message]) -> None:
+    """Put messages in the outbox inside the caller's transaction (the caller commits): they reach
+    their actors if, and only if, the change that caused them commits (a web node's relay sends them
+    on, csms.pipeline.handoff)."""
+    rows = [{"message_id": m.message_id, "queue_name": m.queue_name, "body": m.encode()} for m in messages]
+    insert_ignoring_conflicts(db.session, OutboxMessage, rows, ["message_id"])

@@ -5,8 +5,9 @@ from __future__ import annotations
 import functools
 import re
 import secrets
+from datetime import UTC, datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import Select, func, select
 from sqlalchemy.exc import IntegrityError
 from werkzeug.security import check_password_hash, generate_password_hash
 
@@ -14,10 +15,10 @@ from csms.extensions import db
 from csms.models import IdTag, Role, User, Wallet
 from csms.offload import password_check
 from csms.services import id_tags
-from csms.services.errors import Conflict, InvalidInput
+from csms.services.errors import Conflict, InvalidInput, NotFound, ServiceError
+from csms.services.tokens import InvalidToken
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-_ID_TAG = re.compile(r"^[\x21-\x7e]{1,20}$")  # OCPP IdToken: CiString20, printable
 PASSWORD_MIN = 8
 CURRENCY = re.compile(r"^[A-Z]{3}$")
 
@@ -27,12 +28,6 @@ def normalize_email(email: str) -> str:
     if len(email) > 254 or not _EMAIL.match(email):
         raise InvalidInput(f"invalid email address {email!r}", code="invalid_email")
     return email
-
-
-def validate_id_tag(id_tag: str) -> str:
-    if not _ID_TAG.match(id_tag):
-        raise InvalidInput("idTag must be 1 to 20 printable ASCII characters", code="invalid_id_tag")
-    return id_tag
 
 
 def create_user(
@@ -52,7 +47,7 @@ def create_user(
     if not CURRENCY.match(currency):
         raise InvalidInput("currency must be an ISO 4217 code such as EUR", code="invalid_currency")
     if id_tag is not None:
-        validate_id_tag(id_tag)
+        id_tags.validate_id_tag(id_tag)
     _refuse_taken(email, id_tag)
 
     user = User(email=email, password_hash=generate_password_hash(password), role=role)
@@ -63,7 +58,8 @@ def create_user(
             db.session.add(Wallet(user_id=user.id, currency=currency))
         if id_tag is not None:
             db.session.add(IdTag(id_tag=id_tag, user_id=user.id))
-            id_tags.announce_changed(id_tag)  # no node keeps a stale "Invalid" for it
+            db.session.flush()
+            id_tags.announce_tags([id_tag])  # no node keeps a stale "Invalid" for it
         db.session.commit()
     except IntegrityError:
         # A registration of the same email (or idTag) committed between the check above and here:
@@ -95,3 +91,77 @@ def authenticate(email: str, password: str) -> User | None:
     stored = user.password_hash if user else password_check(_stand_in_hash)
     matches = password_check(check_password_hash, stored, password)
     return user if user is not None and matches else None
+
+
+# --- operators managing accounts ----------------------------------------------------------------
+
+
+class AccountDisabled(ServiceError):
+    status = 403
+    code = "account_disabled"
+
+
+def active(user_id: int) -> User:
+    """The account a token names, as it is now: a token of a deleted or disabled account stops
+    working at once, and the role is the account's current one (a demoted operator's token does
+    not keep the operator's rights)."""
+    user = db.session.get(User, user_id) if 0 < user_id < 2**31 else None
+    if user is None:
+        raise InvalidToken("the token's account no longer exists")
+    if user.disabled_at is not None:
+        raise AccountDisabled("this account is disabled")
+    return user
+
+
+def search(q: str | None = None, role: str | None = None, disabled: bool | None = None) -> Select:
+    """The query for a list of accounts: `q` matches the email; the others filter exactly."""
+    query = select(User)
+    if q:
+        query = query.where(User.email.ilike(f"%{q.strip().lower()}%"))
+    if role:
+        query = query.where(User.role == role)
+    if disabled is not None:
+        query = query.where(User.disabled_at.is_not(None) if disabled else User.disabled_at.is_(None))
+    return query
+
+
+def find(key: int | str) -> User:
+    """A user by id or email."""
+    if isinstance(key, int) or key.isdigit():
+        user = db.session.get(User, int(key)) if 0 < int(key) < 2**31 else None
+    else:
+        user = db.session.scalar(select(User).where(User.email == key.strip().lower()))
+    if user is None:
+        raise NotFound(f"no user {key}", code="user_not_found")
+    return user
+
+
+def change(
+    user: User,
+    *,
+    role: str | None = None,
+    disabled: bool | None = None,
+    by: int | None = None,
+    currency: str = "EUR",
+) -> User:
+    """Change an account's role and/or disable (or enable) it; commits. An operator cannot demote or
+    disable their own account (`by`), so the last operator cannot lock everyone out by mistake. A
+    customer made operator keeps its wallet; an operator made customer gets one if it had none."""
+    if role is not None and role not in {r.value for r in Role}:
+        raise InvalidInput(f"role must be one of {', '.join(r.value for r in Role)}", code="invalid_role")
+    if by is not None and by == user.id and (disabled or (role is not None and role != user.role)):
+        raise Conflict("an operator cannot demote or disable their own account", code="own_account")
+    if role is not None and role != user.role:
+        user.role = role
+        if (
+            role == Role.CUSTOMER
+            and db.session.scalar(select(Wallet.id).where(Wallet.user_id == user.id)) is None
+        ):
+            db.session.add(Wallet(user_id=user.id, currency=currency))
+    if disabled is not None:
+        if disabled and user.disabled_at is None:
+            user.disabled_at = datetime.now(UTC)
+        elif not disabled:
+            user.disabled_at = None
+    db.session.commit()
+    return user

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from ocpp.v16 import call_result
 from ocpp.v16.enums import DataTransferStatus, RegistrationStatus
 
-from csms.services import transactions
+from csms.services import authorization, transactions
 from csms.services.bounds import NUL, NUL_REPLACEMENT
 from csms.services.chargers import registration_status
 from csms.services.clock import parse_utc, utc_now_iso_ms
@@ -40,7 +40,10 @@ def on_heartbeat(session: OcppSession, payload: dict[str, Any]) -> call_result.H
 
 
 def on_authorize(session: OcppSession, payload: dict[str, Any]) -> call_result.Authorize:
-    return call_result.Authorize(id_tag_info=session.gateway.id_tags.info(payload["idTag"]).as_ocpp())
+    info = authorization.authorize(
+        payload["idTag"], session.charge_point_pk, session.gateway.id_tags, starting=False
+    )
+    return call_result.Authorize(id_tag_info=info.as_ocpp())
 
 
 def on_start_transaction(session: OcppSession, payload: dict[str, Any]) -> call_result.StartTransaction:
@@ -56,8 +59,11 @@ def on_start_transaction(session: OcppSession, payload: dict[str, Any]) -> call_
         payload.get("reservationId"),
     )
     transaction_id = session.gateway.transaction_ids.submit(start)
-    info = session.gateway.id_tags.info(id_tag).as_ocpp()
-    # §7.2 ConcurrentTx: the same idTag's earlier transaction on this connector is still open.
+    info = authorization.authorize(
+        id_tag, session.charge_point_pk, session.gateway.id_tags, starting=True
+    ).as_ocpp()
+    # §7.2 ConcurrentTx, on this charger: the same idTag's earlier transaction on this connector is
+    # still open (its transactions elsewhere: csms.services.authorization).
     info["status"] = session.open_transactions.started(
         payload["connectorId"], transaction_id, id_tag, info["status"]
     )
