@@ -3,6 +3,7 @@
 import dramatiq
 
 from actors.notifications import publish
+from csms.extensions import db
 from csms.realtime import customer_room
 from csms.services import billing
 from csms.services.money import format_minor
@@ -15,6 +16,13 @@ def settle_session(session_id: int) -> None:
     if settlement is None or not settlement.newly_settled:
         return
     publish("charging:stopped", stopped_event(settlement), [customer_room(settlement.user_id)])
+
+
+@dramatiq.actor(queue_name="billing", max_retries=20, min_backoff=1_000, max_backoff=300_000)
+def bill_transaction(transaction_id: int) -> None:
+    """Bill a stopped transaction no app session pays for (its tag's owner, or no one); once."""
+    billing.bill_transaction(transaction_id)
+    db.session.commit()
 
 
 def stopped_event(settlement: billing.Settlement) -> dict:

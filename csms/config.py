@@ -44,6 +44,11 @@ def _money(value: str) -> int:
     return int(amount * 100)
 
 
+def _money_or_zero(value: str) -> int:
+    """ "5.00" → 500 minor units, and "0" → 0: an amount that may be nothing."""
+    return 0 if value.strip() in {"0", "0.0", "0.00"} else _money(value)
+
+
 def normalize_database_url(url: str) -> str:
     """Map `postgres://` and `postgresql://` to psycopg 3, the driver that cooperates with gevent."""
     for prefix in ("postgres://", "postgresql://"):
@@ -97,6 +102,18 @@ class Config:
     UNPLANNED_HOLD = 2000  # minor units held from a tag owner's wallet for a start outside an app session
     TRUSTED_PROXIES = ""  # addresses/networks whose X-Forwarded-For is believed (csms.proxies)
     LOGIN_FAILURES_PER_ADDRESS = 100  # failed logins from one address per 15 minutes, then 429
+    MIN_BALANCE = (
+        0  # minor units (env: "5.00"): a prepaid tag owner with less available is refused at Authorize
+    )
+    SESSION_SAMPLE_INTERVAL = 10  # MeterValueSampleInterval (s) set on a charger for an app session
+    BUDGET_MARGIN_SECONDS = 30.0  # a prepaid session is stopped this long before its budget is spent
+    STRIPE_API_KEY: str | None = None  # the Stripe secret key (CSMS_PAYMENT_PROVIDER=stripe)
+    STRIPE_WEBHOOK_SECRET: str | None = None  # set: POST /api/payments/stripe/webhook is served
+    STRIPE_API_BASE: str | None = None  # None: Stripe's own API; a stand-in's URL in tests
+    OPERATOR_NAME = "CSMS operator"  # printed on receipts
+    OPERATOR_ADDRESS = ""
+    OPERATOR_TAX_ID = ""
+    RECEIPT_PREFIX = "R"  # receipt numbers read R-000001, R-000002, ...
 
 
 _CASTS: dict[str, Any] = {
@@ -129,6 +146,9 @@ _CASTS: dict[str, Any] = {
     "CHARGER_BURST": _at_least(int, 1),
     "UNPLANNED_HOLD": _money,
     "LOGIN_FAILURES_PER_ADDRESS": int,
+    "MIN_BALANCE": _money_or_zero,
+    "SESSION_SAMPLE_INTERVAL": _at_least(int, 1),
+    "BUDGET_MARGIN_SECONDS": _at_least(float, 0),
 }
 
 

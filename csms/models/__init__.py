@@ -13,14 +13,16 @@ from csms.models.cluster import ChargerConnection, ClusterNode
 from csms.models.command_queue import CommandState, QueuedCommand
 from csms.models.login import LoginFailure
 from csms.models.logs import CmsEvent, CommandAudit, OcppMessage
+from csms.models.money import Payment, PaymentState, Receipt, ReceiptCounter
 from csms.models.network import ChargePoint, Connector, RegistrationStatus, Station
 from csms.models.outbox import OutboxMessage
 from csms.models.tariff import Tariff
-from csms.models.users import IdTag, IdTagStatus, Role, User
+from csms.models.users import AccountPolicy, IdTag, IdTagStatus, Role, User
 from csms.models.wallet import LedgerEntry, LedgerKind, Wallet
 
 __all__ = [
     "ACTIVE_SESSION_STATES",
+    "AccountPolicy",
     "Base",
     "ChargePoint",
     "ChargerConnection",
@@ -38,7 +40,11 @@ __all__ = [
     "MeterSample",
     "OcppMessage",
     "OutboxMessage",
+    "Payment",
+    "PaymentState",
     "QueuedCommand",
+    "Receipt",
+    "ReceiptCounter",
     "RegistrationStatus",
     "Role",
     "SessionState",

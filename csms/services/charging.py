@@ -139,17 +139,38 @@ def request_remote_stop(session_id: int, charge_point_id: str, transaction_id: i
     )
 
 
-def refresh_progress(transactions: dict[int, str]) -> dict[int, metering.Progress]:
+def refresh_progress(
+    transactions: dict[int, str], power_w: dict[int, int] | None = None, margin_seconds: float = 0.0
+) -> dict[int, metering.Progress]:
     """Update the live energy and cost of the sessions on these transactions (id → chargePointId);
-    when a prepaid amount is used up, mark the session stopping and ask for RemoteStopTransaction
-    (once)."""
-    progress = metering.update_sessions(sorted(transactions))
+    when a prepaid amount is used up, or will be within `margin_seconds` at the power drawn now,
+    mark the session stopping and ask for RemoteStopTransaction (once): the stop must reach the
+    charger before the budget is spent, not after."""
+    progress = metering.update_sessions(sorted(transactions), power_w)
     for transaction_id, p in progress.items():
-        if p.exhausted:
+        near = p.seconds_to_budget is not None and p.seconds_to_budget <= margin_seconds
+        if p.exhausted or near:
             session = db.session.get(ChargingSession, p.session_id)
             if session.state == SessionState.CHARGING:
                 session.state = SessionState.STOPPING
-            request_remote_stop(
-                p.session_id, transactions[transaction_id], transaction_id, "prepaid amount used up"
+            reason = (
+                "prepaid amount used up"
+                if p.exhausted
+                else f"prepaid amount used up in {p.seconds_to_budget:.0f} s at the current power"
             )
+            request_remote_stop(p.session_id, transactions[transaction_id], transaction_id, reason)
     return progress
+
+
+SAMPLE_INTERVAL_KEY = "MeterValueSampleInterval"
+
+
+def request_sample_interval(session_id: int, charge_point_id: str, seconds: int) -> bool:
+    """Ask the charger to sample often enough to forecast a prepaid session's end (once per session)."""
+    return command_queue.request(
+        f"session:{session_id}:sample-interval",
+        charge_point_id,
+        "ChangeConfiguration",
+        {"key": SAMPLE_INTERVAL_KEY, "value": str(seconds)},
+        f"session {session_id}: meter values every {seconds} s to stop it before its budget",
+    )

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from ocpp.v16 import call_result
 from ocpp.v16.enums import DataTransferStatus, RegistrationStatus
 
-from csms.services import transactions
+from csms.services import prepaid, transactions
 from csms.services.bounds import NUL, NUL_REPLACEMENT
 from csms.services.chargers import registration_status
 from csms.services.clock import parse_utc, utc_now_iso_ms
@@ -40,7 +40,12 @@ def on_heartbeat(session: OcppSession, payload: dict[str, Any]) -> call_result.H
 
 
 def on_authorize(session: OcppSession, payload: dict[str, Any]) -> call_result.Authorize:
-    return call_result.Authorize(id_tag_info=session.gateway.id_tags.info(payload["idTag"]).as_ocpp())
+    gateway = session.gateway
+    info = gateway.id_tags.info(payload["idTag"])
+    if info.status == "Accepted":  # the prepaid rule reads the owner's standing only when it matters
+        standing = gateway.standings.standing(payload["idTag"])
+        info = prepaid.below_minimum(info, standing, gateway.config["MIN_BALANCE"])
+    return call_result.Authorize(id_tag_info=info.as_ocpp())
 
 
 def on_start_transaction(session: OcppSession, payload: dict[str, Any]) -> call_result.StartTransaction:
