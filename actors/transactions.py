@@ -79,10 +79,10 @@ def _start(view: Exchange, notifications: Notifications, candidates: unplanned.C
     _settled(notifications, settled)  # already over: billed as it was adopted
     if linked.stopped:
         return linked.session_id
-    # A prepaid budget: sample often enough to stop the charger before it is spent.
-    charging.request_sample_interval(
-        linked.session_id, view.charge_point_id, current_app.config["SESSION_SAMPLE_INTERVAL"]
-    )
+    if linked.claimed:  # an app session's budget: sample often enough to stop before it is spent
+        charging.request_sample_interval(
+            linked.session_id, view.charge_point_id, current_app.config["SESSION_SAMPLE_INTERVAL"]
+        )
     db.session.flush()  # meter values may have been processed before this link
     charging.refresh_progress({transaction_id: view.charge_point_id})
     return None

@@ -1,4 +1,5 @@
-"""The Flask CLI: `flask seed-demo`, `flask charger add|import`, `flask user add`, `flask idtag set`.
+"""The Flask CLI: `flask seed-demo`, `flask charger add|import`, `flask user add|policy`, `flask idtag
+set`, `flask wallet adjust|refund-session`.
 
 Each command reports a bad argument as a one-line error and exits non-zero (click's usage errors
 exit 2, refused input exits 1), so scripts can rely on the status.
@@ -15,8 +16,9 @@ import click
 from flask import Flask, current_app
 
 from csms.extensions import db
-from csms.services import chargers, demo, id_tags, users
+from csms.services import chargers, demo, id_tags, users, wallet
 from csms.services.errors import ServiceError
+from csms.services.money import format_minor, parse_amount
 
 
 def _fail(exc: ServiceError) -> click.ClickException:
@@ -119,6 +121,19 @@ def user_add(email: str, password: str, role: str, id_tag: str | None) -> None:
     )
 
 
+@user_cli.command("policy")
+@click.argument("email")
+@click.argument("policy", type=click.Choice(["prepaid", "postpaid"]))
+def user_policy(email: str, policy: str) -> None:
+    """Set how a customer pays for charging with their tag: prepaid (wallet) or postpaid (on account)."""
+    try:
+        users.set_account_policy(email, policy)
+    except ServiceError as exc:
+        db.session.rollback()
+        raise _fail(exc) from exc
+    click.echo(f"{email}: {policy}")
+
+
 idtag_cli = click.Group("idtag", help="Manage id tags.")
 
 
@@ -139,6 +154,39 @@ def idtag_set(id_tag: str, status: str | None, expires: datetime | None) -> None
     click.echo(f"idTag {tag.id_tag}: {tag.status}, expires {expiry}")
 
 
+wallet_cli = click.Group("wallet", help="Adjust wallets and refund sessions (each a ledger entry with why).")
+
+
+@wallet_cli.command("adjust")
+@click.argument("email")
+@click.argument("amount")
+@click.option("--reason", required=True, help="Why: kept in the ledger entry.")
+def wallet_adjust(email: str, amount: str, reason: str) -> None:
+    """Credit (AMOUNT > 0) or debit (AMOUNT < 0, e.g. -- -5.00) a customer's wallet."""
+    try:
+        user = users.by_email(email)
+        entry = wallet.adjust(user.id, parse_amount(amount), reason, operator_id=None)
+    except ServiceError as exc:
+        db.session.rollback()
+        raise _fail(exc) from exc
+    click.echo(f"{email}: {entry.kind} {format_minor(entry.amount_minor)} {entry.currency} ({reason})")
+
+
+@wallet_cli.command("refund-session")
+@click.argument("session_id", type=int)
+@click.option("--amount", help="Part of the cost to refund; the whole rest if omitted.")
+@click.option("--reason", required=True, help="Why: kept in the ledger entry.")
+def wallet_refund_session(session_id: int, amount: str | None, reason: str) -> None:
+    """Refund a billed session to its customer's wallet, in full or in part."""
+    try:
+        minor = parse_amount(amount) if amount is not None else None
+        entry = wallet.refund_session(session_id, minor, reason, operator_id=None)
+    except ServiceError as exc:
+        db.session.rollback()
+        raise _fail(exc) from exc
+    click.echo(f"session {session_id}: refunded {format_minor(entry.amount_minor)} {entry.currency}")
+
+
 def init_app(app: Flask) -> None:
-    for command in (seed_demo, charger_cli, user_cli, idtag_cli):
+    for command in (seed_demo, charger_cli, user_cli, idtag_cli, wallet_cli):
         app.cli.add_command(command)

@@ -90,9 +90,9 @@ def balance(world) -> tuple[int, int]:
 
 def stop_requests() -> list[tuple[str, dict, str]]:
     rows = db.session.execute(
-        select(QueuedCommand.dedup_key, QueuedCommand.payload, QueuedCommand.reason)
-        .where(QueuedCommand.action == "RemoteStopTransaction")
-        .order_by(QueuedCommand.id)
+        select(QueuedCommand.dedup_key, QueuedCommand.payload, QueuedCommand.reason).order_by(
+            QueuedCommand.id
+        )
     )
     return [tuple(row) for row in rows]
 

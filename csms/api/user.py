@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import current_app, g
+from flask import current_app, g, jsonify
 from flask_smorest import Blueprint
 from sqlalchemy import select, update
 
@@ -15,7 +15,8 @@ from csms.models import ChargingSession, LedgerEntry, SessionState, Wallet
 from csms.schemas.charging import Session, SessionPage, StartCharging, StopCharging, StopResult, TopUp
 from csms.schemas.charging import Wallet as WalletSchema
 from csms.schemas.common import INT32_MAX, Error, PageArgs
-from csms.services import payments, sessions, wallet
+from csms.schemas.money import TopUpPending
+from csms.services import payments, sessions
 from csms.services.errors import Conflict, NotFound, ServiceError
 
 bp = Blueprint("user", __name__, url_prefix="/api/user", description="A customer's wallet and charging")
@@ -48,6 +49,7 @@ def _wallet_view(found: Wallet, page_number: int, per_page: int) -> dict:
         "currency": found.currency,
         "available_minor": found.available_minor,
         "held_minor": found.held_minor,
+        "owed_minor": found.owed_minor,
         "ledger": ledger["items"],
         "ledger_total": ledger["total"],
     }
@@ -56,19 +58,35 @@ def _wallet_view(found: Wallet, page_number: int, per_page: int) -> dict:
 @bp.post("/wallet/topup")
 @requires("customer")
 @bp.arguments(TopUp)
-@bp.response(200, WalletSchema)
+@bp.response(200, WalletSchema, description="credited at once (a provider that takes the money now)")
+@bp.alt_response(202, schema=TopUpPending, description="pending: the app finishes the payment")
 @bp.alt_response(409, schema=Error, description="no payment provider configured")
+@bp.alt_response(502, schema=Error, description="the payment provider refused")
 def top_up(body):
-    """Add money through the configured payment provider; an idempotencyKey makes a retry safe."""
+    """Add money through the configured payment provider; an idempotencyKey makes a retry safe.
+    With a provider that confirms later (Stripe) the answer is 202 with the pending payment and the
+    client secret the app pays with; the wallet is credited when the provider confirms."""
     found = _wallet()
-    name = current_app.config["PAYMENT_PROVIDER"] or ("development" if is_embedded(current_app) else "none")
-    provider = payments.provider(name)
-    reference = provider.charge(
-        g.identity.user_id, body["amount"], found.currency, body.get("idempotency_key")
+    request = payments.TopUpRequest(
+        g.identity.user_id, found.id, body["amount"], found.currency, body.get("idempotency_key")
     )
-    wallet.top_up(found.id, body["amount"], reference=reference, description=f"Top-up via {provider.name}")
+    started, payment = payments.start_top_up(payment_provider(), request)
+    if payment is not None:
+        body = TopUpPending().dump({"payment": payment, "client_secret": started.client_secret})
+        return jsonify(body), 202
     db.session.expire_all()
     return _wallet_view(found, 1, 50)
+
+
+def payment_provider() -> payments.PaymentProvider:
+    """The configured provider, built once per application."""
+    provider = current_app.extensions.get("payment_provider")
+    if provider is None:
+        name = current_app.config["PAYMENT_PROVIDER"] or ("development" if is_embedded(current_app) else None)
+        if name is None:
+            raise Conflict("no payment provider is configured for top-ups", code="payments_unavailable")
+        provider = current_app.extensions["payment_provider"] = payments.load(name, current_app.config)
+    return provider
 
 
 def _own_session(session_id: int) -> ChargingSession:

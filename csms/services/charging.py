@@ -27,6 +27,7 @@ class Linked:
     user_id: int
     transaction_id: int
     stopped: bool
+    claimed: bool = False  # this call gave a waiting app session its transaction
 
 
 def link_session(transaction_id: int) -> Linked | None:
@@ -55,11 +56,13 @@ def link_session(transaction_id: int) -> Linked | None:
     )
     if session is None:
         return None
-    if session.transaction_id is None:
+    claimed = session.transaction_id is None
+    if claimed:
         session.transaction_id = transaction_id
         session.state = SessionState.CHARGING
         session.started_at = transaction.started_at
-    return Linked(session.id, session.user_id, transaction_id, transaction.state == TransactionState.STOPPED)
+    stopped = transaction.state == TransactionState.STOPPED
+    return Linked(session.id, session.user_id, transaction_id, stopped, claimed)
 
 
 @dataclass(frozen=True)

@@ -11,10 +11,10 @@ from sqlalchemy.exc import IntegrityError
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from csms.extensions import db
-from csms.models import IdTag, Role, User, Wallet
+from csms.models import AccountPolicy, IdTag, Role, User, Wallet
 from csms.offload import password_check
-from csms.services import id_tags
-from csms.services.errors import Conflict, InvalidInput
+from csms.services import id_tags, wallet
+from csms.services.errors import Conflict, InvalidInput, NotFound
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _ID_TAG = re.compile(r"^[\x21-\x7e]{1,20}$")  # OCPP IdToken: CiString20, printable
@@ -95,3 +95,21 @@ def authenticate(email: str, password: str) -> User | None:
     stored = user.password_hash if user else password_check(_stand_in_hash)
     matches = password_check(check_password_hash, stored, password)
     return user if user is not None and matches else None
+
+
+def by_email(email: str) -> User:
+    user = db.session.scalar(select(User).where(User.email == normalize_email(email)))
+    if user is None:
+        raise NotFound(f"no account {email!r}", code="user_not_found")
+    return user
+
+
+def set_account_policy(email: str, policy: str) -> User:
+    """Prepaid or postpaid (csms.models.AccountPolicy); every node's Authorize follows at once. Commits."""
+    if policy not in tuple(AccountPolicy):
+        raise InvalidInput("policy must be prepaid or postpaid", code="invalid_policy")
+    user = by_email(email)
+    user.account_policy = policy
+    wallet.announce_balance(user.id)  # the owner's standing at Authorize changes with the policy
+    db.session.commit()
+    return user
