@@ -14,7 +14,7 @@ from typing import Any
 import stripe
 
 from csms.services import payments
-from csms.services.errors import Conflict, ServiceError
+from csms.services.errors import BadGateway, Conflict, ServiceError
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +49,7 @@ class StripeProvider:
                 params=params, options=options if request.idempotency_key else None
             )
         except stripe.StripeError as exc:
-            raise ServiceError(
+            raise BadGateway(
                 f"Stripe refused the top-up: {exc.user_message or exc}", code="payment_provider_error"
             ) from None
         return payments.TopUpStarted(reference=intent.id, credited=False, client_secret=intent.client_secret)
