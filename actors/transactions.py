@@ -84,7 +84,9 @@ def _start(view: Exchange, notifications: Notifications, candidates: unplanned.C
             linked.session_id, view.charge_point_id, current_app.config["SESSION_SAMPLE_INTERVAL"]
         )
     db.session.flush()  # meter values may have been processed before this link
-    charging.refresh_progress({transaction_id: view.charge_point_id})
+    charging.refresh_progress(
+        {transaction_id: view.charge_point_id}, margin_seconds=current_app.config["BUDGET_MARGIN_SECONDS"]
+    )
     return None
 
 

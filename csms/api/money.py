@@ -21,7 +21,10 @@ bp = Blueprint("money", __name__, url_prefix="/api", description="Payments, adju
 @bp.response(200, WebhookAnswer)
 @bp.alt_response(400, schema=Error, description="the signature does not verify, or not an event")
 @bp.alt_response(404, schema=Error, description="CSMS_STRIPE_WEBHOOK_SECRET is not set")
-@bp.doc(security=[], requestBody={"content": {"application/json": {"schema": {"type": "object"}}}})
+@bp.doc(
+    security=[],
+    requestBody={"required": True, "content": {"application/json": {"schema": {"type": "object"}}}},
+)
 def stripe_webhook():
     """Stripe's events (payment_intent.succeeded / .payment_failed, charge.refunded), authenticated by
     their Stripe-Signature; served whenever the webhook secret is set, so events of earlier payments
