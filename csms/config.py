@@ -49,6 +49,15 @@ def _money_or_zero(value: str) -> int:
     return 0 if value.strip() in {"0", "0.0", "0.00"} else _money(value)
 
 
+def _payment_provider(value: str) -> str:
+    """A shipped provider's name, or an import path `package.module:Class` (csms.services.payments)."""
+    name = value.strip()
+    module, _, cls = name.partition(":")
+    if name in {"development", "stripe"} or (module and cls.isidentifier()):
+        return name
+    raise ValueError("must be development, stripe or package.module:Class")
+
+
 def normalize_database_url(url: str) -> str:
     """Map `postgres://` and `postgresql://` to psycopg 3, the driver that cooperates with gevent."""
     for prefix in ("postgres://", "postgresql://"):
@@ -147,6 +156,7 @@ _CASTS: dict[str, Any] = {
     "UNPLANNED_HOLD": _money,
     "LOGIN_FAILURES_PER_ADDRESS": int,
     "MIN_BALANCE": _money_or_zero,
+    "PAYMENT_PROVIDER": _payment_provider,
     "SESSION_SAMPLE_INTERVAL": _at_least(int, 1),
     "BUDGET_MARGIN_SECONDS": _at_least(float, 0),
 }
