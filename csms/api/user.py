@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import current_app, g, jsonify
 from flask_smorest import Blueprint
 from sqlalchemy import select, update
+from sqlalchemy.orm import selectinload
 
 from csms.api.pagination import paginate
 from csms.api.remote import call_charger
@@ -167,7 +168,11 @@ def stop_charging(body):
 @bp.response(200, SessionPage)
 def list_sessions(args):
     """The customer's sessions, newest first, with live energy and running or final cost."""
-    query = select(ChargingSession).where(ChargingSession.user_id == g.identity.user_id)
+    query = (
+        select(ChargingSession)
+        .where(ChargingSession.user_id == g.identity.user_id)
+        .options(selectinload(ChargingSession.transaction))  # each shows its bill: one query for all
+    )
     return paginate(query, ChargingSession.id.desc(), args)
 
 
