@@ -11,8 +11,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from html import escape
 
-from fpdf import FPDF
-from fpdf.enums import XPos, YPos
 from sqlalchemy import select, update
 
 from csms.extensions import db
@@ -175,6 +173,11 @@ def html(receipt: ReceiptView) -> str:
 
 def pdf(receipt: ReceiptView) -> bytes:
     """The receipt as a one-page PDF (fpdf2's core font: text outside Latin-1 is replaced)."""
+    # Imported here: fpdf2 (with Pillow) adds a third of a second to every worker's start, for a
+    # document few requests ask for.
+    from fpdf import FPDF
+    from fpdf.enums import XPos, YPos
+
     document = FPDF(format="A4")
     document.set_title(f"Receipt {receipt.number}")
     document.add_page()
