@@ -72,7 +72,7 @@ def csms(tmp_path_factory, postgres_databases, rabbitmq_url):
             "CSMS_SESSION_SAMPLE_INTERVAL": "5",
         },
         charge_points={f"API-CP-{n}": AUTH_KEY for n in range(1, 13)},
-        customers={"poor@example.test": ("POOR-TAG", 200)},
+        customers={"lowbalance@example.test": ("POOR-TAG", 200)},
         tariff=TARIFF,
         web_nodes=2,
     ) as running:
@@ -591,7 +591,7 @@ def test_a_prepaid_owner_below_the_minimum_is_refused_at_authorize_until_topped_
     with RawCharger(csms.ws_url, "API-CP-11", AUTH_KEY) as cp:
         cp.boot()
         assert [authorize(cp, tag) for tag in ("POOR-TAG", "NO-SUCH-TAG")] == ["Blocked", "Invalid"]
-        poor = Http(rest_url(csms)).login("poor@example.test")
+        poor = Http(rest_url(csms)).login("lowbalance@example.test")
         assert poor("POST", "/api/user/wallet/topup", {"amount": "3.00"})[0] == 200
         assert wait_until(lambda: authorize(cp, "POOR-TAG") == "Accepted", timeout=10)
 
