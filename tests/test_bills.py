@@ -304,7 +304,9 @@ def test_operator_adjustments_and_refunds_are_ledger_entries_with_who_and_why(wo
         select(ChargingSession.id).where(ChargingSession.transaction_id == transaction_id)
     )
     refunds = f"/api/cms/sessions/{session_id}/refunds"
-    part = client.post(refunds, json={"amount": "2.00", "reason": "slow charging"}, headers=auth)
+    once = {"amount": "2.00", "reason": "slow charging", "idempotencyKey": "ticket-7"}
+    part, retried = (client.post(refunds, json=once, headers=auth) for _ in range(2))
+    assert (retried.status_code, retried.get_json()["id"]) == (201, part.get_json()["id"])
     assert (part.status_code, part.get_json()["amount"], part.get_json()["transactionId"]) == (
         201,
         "2.00",

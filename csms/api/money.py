@@ -64,10 +64,16 @@ def adjust_wallet(body, user_id: int):
 @bp.alt_response(404, schema=Error)
 @bp.alt_response(409, schema=Error, description="not billed yet, or more than it cost")
 def refund_session(body, session_id: int):
-    """Give a billed session's cost back to the wallet, in full (no amount) or in part, with why."""
+    """Give a billed session's cost back to the wallet, in full (no amount) or in part, with why; an
+    idempotencyKey makes a retry refund once."""
     _id_or_404(session_id, "session")
+    key = body.get("idempotency_key")
     return wallet.refund_session(
-        session_id, body.get("amount"), body["reason"], operator_id=g.identity.user_id
+        session_id,
+        body.get("amount"),
+        body["reason"],
+        operator_id=g.identity.user_id,
+        reference=f"session-refund:{session_id}:{key}" if key else None,
     )
 
 

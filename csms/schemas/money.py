@@ -46,6 +46,7 @@ class Adjustment(Schema):
 class SessionRefund(Schema):
     amount = Money(validate=validate.Range(min=1, max=MAX_AMOUNT, error="between 0.01 and 1000000"))
     reason = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    idempotency_key = fields.String(data_key="idempotencyKey", validate=validate.Length(min=1, max=64))
 
 
 class LedgerEntryOut(Schema):

@@ -168,16 +168,25 @@ def adjust(
 
 
 def refund_session(
-    session_id: int, amount_minor: int | None, reason: str, *, operator_id: int | None
+    session_id: int,
+    amount_minor: int | None,
+    reason: str,
+    *,
+    operator_id: int | None,
+    reference: str | None = None,
 ) -> LedgerEntry:
     """Give back what a completed session cost, in full (`amount_minor` None) or in part; commits.
 
     The sum of a session's refunds never exceeds what it captured: a conditional update of the
     session's `refunded_minor` decides, so two operators refunding at once cannot both overpay.
+    `reference`, when given, makes a retried request refund once (answered with the first refund).
     """
     reason = (reason or "").strip()
     if not reason:
         raise InvalidInput("a refund needs a reason", code="reason_required")
+    done = _credited(reference) if reference is not None else None
+    if done is not None:
+        return done
     session = db.session.get(ChargingSession, session_id)
     if session is None:
         raise NotFound(f"no session {session_id}", code="session_not_found")
@@ -212,12 +221,12 @@ def refund_session(
         currency=wallet.currency,
         transaction_id=session.transaction_id,
         created_by_id=operator_id,
+        reference=reference,
         description=f"Refund of session {session_id}: {reason}"[:255],
     )
     db.session.add(entry)
     announce_balance(session.user_id)
-    db.session.commit()
-    return entry
+    return _commit_once(entry, reference)
 
 
 def _wallet_of(user_id: int) -> Wallet:
