@@ -32,4 +32,5 @@ def stopped_event(settlement: billing.Settlement) -> dict:
         "energyWh": settlement.energy_wh,
         "cost": format_minor(settlement.captured_minor),
         "refunded": format_minor(settlement.refunded_minor),
+        "unbilled": format_minor(settlement.unbilled_minor),  # past the prepaid amount, not charged
     }
