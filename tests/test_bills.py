@@ -212,14 +212,21 @@ def test_a_tariff_edited_mid_session_leaves_its_bill_alone_and_the_budget_is_wat
     assert (session.state, session.cost_minor) == ("completed", 518)
     assert SessionSchema().dump(session)["breakdown"] == EXPECTED
     assert db.session.get(Transaction, transaction_id).tariff["name"] == "Night"
-    # The app session asked the charger for meter values every 10 s (once, however often redelivered).
+    # The app session asked the charger for meter values every 10 s, and for the usual 60 s
+    # (CSMS_BOOT_CONFIGURATION) once billed: each once, however often redelivered.
     assert queued() == [
         (
             f"session:{session_id}:sample-interval",
             "ChangeConfiguration",
             {"key": "MeterValueSampleInterval", "value": "10"},
             f"session {session_id}: meter values every 10 s to stop it before its budget",
-        )
+        ),
+        (
+            f"session:{session_id}:sample-interval-restore",
+            "ChangeConfiguration",
+            {"key": "MeterValueSampleInterval", "value": "60"},
+            f"session {session_id} ended: meter values every 60 s again",
+        ),
     ]
 
 

@@ -35,6 +35,7 @@ from csms.pipeline import addresses
 from csms.pipeline.handoff import Handoff, build_handoff
 from csms.services import chargers, credentials, id_tags, transactions, wallet
 from csms.services.authorization import IdTagCache
+from csms.services.chargers import parse_boot_configuration
 from csms.services.errors import ServiceError
 from csms.services.prepaid import StandingCache
 
@@ -212,17 +213,6 @@ class ChargerAuthenticator:
         record = self._lookup(charge_point_id)
         assert record is not None
         return record
-
-
-def parse_boot_configuration(text: str) -> list[tuple[str, str]]:
-    """`Key=Value,Key=Value` → pairs; the configuration pushed after an accepted BootNotification."""
-    pairs = []
-    for item in filter(None, (part.strip() for part in text.split(","))):
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise ValueError(f"CSMS_BOOT_CONFIGURATION: expected Key=Value, got {item!r}")
-        pairs.append((key.strip(), value.strip()))
-    return pairs
 
 
 class Gateway:

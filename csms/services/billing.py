@@ -72,16 +72,10 @@ class Settlement:
     unbilled_minor: int = 0
 
 
-def settle(session_id: int) -> Settlement | None:
-    """Capture the session's cost from its hold and refund the rest, exactly once, and commit."""
-    settlement = settle_in_transaction(session_id)
-    db.session.commit()
-    return settlement
-
-
 def settle_in_transaction(session_id: int) -> Settlement | None:
-    """`settle` inside the caller's database transaction (a worker batch that must free the
-    connector's session slot before it opens another session there).
+    """Capture the session's cost from its hold and refund the rest, exactly once, in the caller's
+    database transaction (the billing actor's, or a worker batch that must free the connector's
+    session slot before it opens another session there).
 
     The capture ledger entry is the lock: it is unique per session, so of two workers settling the
     same session only the one whose INSERT lands moves money; the other finds it done. The capture

@@ -14,7 +14,8 @@ from typing import Any
 from sqlalchemy import select, update
 
 from csms.extensions import db
-from csms.models import ChargingSession, SessionState, Transaction, TransactionState
+from csms.models import ChargingSession, QueuedCommand, SessionState, Transaction, TransactionState
+from csms.models.charging import ACTIVE_SESSION_STATES
 from csms.services import bounds, command_queue, metering
 from csms.services.clock import parse_utc
 
@@ -176,4 +177,33 @@ def request_sample_interval(session_id: int, charge_point_id: str, seconds: int)
         "ChangeConfiguration",
         {"key": SAMPLE_INTERVAL_KEY, "value": str(seconds)},
         f"session {session_id}: meter values every {seconds} s to stop it before its budget",
+    )
+
+
+def restore_sample_interval(session_id: int, seconds: str) -> bool:
+    """After a session whose sampling the CSMS quickened, give the charger its usual interval back
+    (once), unless another app session on it is still going (its own end restores it)."""
+    asked = db.session.scalar(
+        select(QueuedCommand.id).where(QueuedCommand.dedup_key == f"session:{session_id}:sample-interval")
+    )
+    session = db.session.get(ChargingSession, session_id)
+    if asked is None or session is None:
+        return False
+    busy = db.session.scalar(
+        select(ChargingSession.id)
+        .where(
+            ChargingSession.charge_point_id == session.charge_point_id,
+            ChargingSession.id != session_id,
+            ChargingSession.state.in_(ACTIVE_SESSION_STATES),
+        )
+        .limit(1)
+    )
+    if busy is not None:
+        return False
+    return command_queue.request(
+        f"session:{session_id}:sample-interval-restore",
+        session.charge_point.charge_point_id,
+        "ChangeConfiguration",
+        {"key": SAMPLE_INTERVAL_KEY, "value": seconds},
+        f"session {session_id} ended: meter values every {seconds} s again",
     )
