@@ -10,6 +10,7 @@ import time
 import pytest
 from sqlalchemy import select
 
+from csms.config import load
 from csms.extensions import db
 from csms.models import LedgerEntry, Payment, Wallet
 from csms.services import payments, users
@@ -222,3 +223,16 @@ def test_an_unloadable_provider_is_a_clear_409(name):
     with pytest.raises(Conflict) as refused:
         payments.load(name, {})
     assert refused.value.code == "payments_unavailable"
+
+
+def test_money_settings_are_checked_at_start():
+    settings = load(environ={"CSMS_PAYMENT_PROVIDER": "acme.pay:Provider", "CSMS_MIN_BALANCE": "5.00"})
+    assert (settings["PAYMENT_PROVIDER"], settings["MIN_BALANCE"]) == ("acme.pay:Provider", 500)
+    assert load(environ={"CSMS_MIN_BALANCE": "0"})["MIN_BALANCE"] == 0
+    for name, value in (
+        ("PAYMENT_PROVIDER", "paypal"),
+        ("MIN_BALANCE", "-1"),
+        ("SESSION_SAMPLE_INTERVAL", "0"),
+    ):
+        with pytest.raises(ValueError, match=f"CSMS_{name}"):
+            load(environ={f"CSMS_{name}": value})
