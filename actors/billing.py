@@ -1,17 +1,26 @@
 """Settling a finished session: capture its cost from the hold, refund the rest, exactly once."""
 
 import dramatiq
+from flask import current_app
 
 from actors.notifications import publish
+from csms.extensions import db
 from csms.realtime import customer_room
-from csms.services import billing
+from csms.services import billing, charging
+from csms.services.chargers import parse_boot_configuration
 from csms.services.money import format_minor
 
 
 @dramatiq.actor(queue_name="billing", max_retries=20, min_backoff=1_000, max_backoff=300_000)
 def settle_session(session_id: int) -> None:
-    """Bill the session once its transaction has stopped; a second run finds it settled."""
-    settlement = billing.settle(session_id)
+    """Bill the session once its transaction has stopped; a second run finds it settled. The charger
+    gets its usual MeterValueSampleInterval back (CSMS_BOOT_CONFIGURATION's) in the same commit."""
+    settlement = billing.settle_in_transaction(session_id)
+    if settlement is not None and settlement.newly_settled:
+        usual = dict(parse_boot_configuration(current_app.config["BOOT_CONFIGURATION"]))
+        if charging.SAMPLE_INTERVAL_KEY in usual:
+            charging.restore_sample_interval(session_id, usual[charging.SAMPLE_INTERVAL_KEY])
+    db.session.commit()
     if settlement is None or not settlement.newly_settled:
         return
     publish(
@@ -22,6 +31,13 @@ def settle_session(session_id: int) -> None:
     )
 
 
+@dramatiq.actor(queue_name="billing", max_retries=20, min_backoff=1_000, max_backoff=300_000)
+def bill_transaction(transaction_id: int) -> None:
+    """Bill a stopped transaction no app session pays for (its tag's owner, or no one); once."""
+    billing.bill_transaction(transaction_id)
+    db.session.commit()
+
+
 def stopped_event(settlement: billing.Settlement) -> dict:
     """The `charging:stopped` event of a settled session."""
     return {
@@ -29,4 +45,5 @@ def stopped_event(settlement: billing.Settlement) -> dict:
         "energyWh": settlement.energy_wh,
         "cost": format_minor(settlement.captured_minor),
         "refunded": format_minor(settlement.refunded_minor),
+        "unbilled": format_minor(settlement.unbilled_minor),  # past the prepaid amount, not charged
     }

@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 
 import dramatiq
+from flask import current_app
 from sqlalchemy import select
 
 from actors.batch import run_batch
@@ -34,6 +35,7 @@ def apply_meter_values(views: list[Exchange], notifications: Notifications) -> N
     transactions = _lock_transactions(answered)
     rows: list[dict] = []
     readings: dict[int, tuple[int, datetime]] = {}
+    power: dict[int, int] = {}
     charger_of: dict[int, str] = {}
     events = []
     for view in answered:
@@ -54,10 +56,13 @@ def apply_meter_values(views: list[Exchange], notifications: Notifications) -> N
         if transaction_id is not None and reading is not None:
             readings[transaction_id] = max(readings.get(transaction_id, reading), reading)
             charger_of[transaction_id] = view.charge_point_id
+        watts = metering.power_reading(samples)
+        if transaction_id is not None and watts is not None:
+            power[transaction_id] = watts
         events.append((view, pk, transaction_id, samples))
     metering.store(rows)
     metering.raise_registers(readings)
-    progress = charging.refresh_progress(charger_of)
+    progress = charging.refresh_progress(charger_of, power, current_app.config["BUDGET_MARGIN_SECONDS"])
     for view, pk, transaction_id, samples in events:
         notifications.add(*_meter_event(view, samples, progress.get(transaction_id)), charger_id=pk)
 

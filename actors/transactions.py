@@ -9,8 +9,9 @@ from actors.batch import run_batch
 from actors.exchanges import Exchange, Notifications
 from actors.storage import store_and_apply_charger_state
 from csms.extensions import db
+from csms.models import Transaction
 from csms.realtime import charger_room, customer_room
-from csms.services import bounds, charger_state, charging, reservations, unplanned
+from csms.services import bills, bounds, charger_state, charging, reservations, unplanned
 
 
 @dramatiq.actor(queue_name="transactions", max_retries=20, min_backoff=500, max_backoff=120_000)
@@ -21,7 +22,7 @@ def process_transaction_messages(exchanges: list) -> None:
 
 
 def apply_transactions(views: list[Exchange], notifications: Notifications) -> None:
-    from actors.billing import settle_session
+    from actors.billing import bill_transaction, settle_session
 
     store_and_apply_charger_state(views, notifications)
     candidates = unplanned.Candidates.of(
@@ -39,6 +40,8 @@ def apply_transactions(views: list[Exchange], notifications: Notifications) -> N
             pk = charger_state.charge_point_pk(view.charge_point_id)
             stopped = charging.stop(pk, view.request, view.notes)
             session_id = stopped.session.session_id if stopped.session is not None else None
+            if stopped.known and session_id is None:
+                notifications.send_after(bill_transaction, stopped.transaction_id)
         if session_id is not None:
             notifications.send_after(settle_session, session_id)
 
@@ -52,6 +55,8 @@ def _start(view: Exchange, notifications: Notifications, candidates: unplanned.C
     if transaction_id in candidates.superseding:
         _settled(notifications, unplanned.close_superseded(transaction_id))
     linked = charging.link_session(transaction_id)
+    transaction = db.session.get(Transaction, transaction_id)
+    bills.snapshot(transaction)  # the tariff as it is now prices the whole transaction
     settled = []
     if linked is None and view.request["idTag"] in candidates.owned_tags:
         adoption = unplanned.adopt(
@@ -75,8 +80,14 @@ def _start(view: Exchange, notifications: Notifications, candidates: unplanned.C
     _settled(notifications, settled)  # already over: billed as it was adopted
     if linked.stopped:
         return linked.session_id
+    if linked.claimed:  # an app session's budget: sample often enough to stop before it is spent
+        charging.request_sample_interval(
+            linked.session_id, view.charge_point_id, current_app.config["SESSION_SAMPLE_INTERVAL"]
+        )
     db.session.flush()  # meter values may have been processed before this link
-    charging.refresh_progress({transaction_id: view.charge_point_id})
+    charging.refresh_progress(
+        {transaction_id: view.charge_point_id}, margin_seconds=current_app.config["BUDGET_MARGIN_SECONDS"]
+    )
     return None
 
 

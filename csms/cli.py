@@ -1,5 +1,5 @@
-"""The Flask CLI: `flask seed-demo`, `flask charger add|import`, `flask user add|list|role|disable|enable`,
-`flask idtag set|import`.
+"""The Flask CLI: `flask seed-demo`, `flask charger add|import`, `flask user
+add|list|role|disable|enable|policy`, `flask idtag set|import`, `flask wallet adjust|refund-session`.
 
 Each command reports a bad argument as a one-line error and exits non-zero (click's usage errors
 exit 2, refused input exits 1), so scripts can rely on the status.
@@ -17,8 +17,9 @@ from flask import Flask, current_app
 
 from csms.extensions import db
 from csms.models.network import DEFAULT_SECURITY_PROFILE
-from csms.services import chargers, demo, id_tags, users
+from csms.services import chargers, demo, id_tags, users, wallet
 from csms.services.errors import ServiceError
+from csms.services.money import format_minor, parse_amount
 
 
 def _fail(exc: ServiceError) -> click.ClickException:
@@ -189,6 +190,19 @@ def user_enable(user: str) -> None:
     _set_disabled(user, False)
 
 
+@user_cli.command("policy")
+@click.argument("email")
+@click.argument("policy", type=click.Choice(["prepaid", "postpaid"]))
+def user_policy(email: str, policy: str) -> None:
+    """Set how a customer pays for charging with their tag: prepaid (wallet) or postpaid (on account)."""
+    try:
+        users.set_account_policy(email, policy)
+    except ServiceError as exc:
+        db.session.rollback()
+        raise _fail(exc) from exc
+    click.echo(f"{email}: {policy}")
+
+
 idtag_cli = click.Group("idtag", help="Manage id tags.")
 
 
@@ -243,6 +257,39 @@ def idtag_import(file: Path) -> None:
         raise SystemExit(1)
 
 
+wallet_cli = click.Group("wallet", help="Adjust wallets and refund sessions (each a ledger entry with why).")
+
+
+@wallet_cli.command("adjust")
+@click.argument("email")
+@click.argument("amount")
+@click.option("--reason", required=True, help="Why: kept in the ledger entry.")
+def wallet_adjust(email: str, amount: str, reason: str) -> None:
+    """Credit (AMOUNT > 0) or debit (AMOUNT < 0, e.g. -- -5.00) a customer's wallet."""
+    try:
+        user = users.find(email)
+        entry = wallet.adjust(user.id, parse_amount(amount), reason, operator_id=None)
+    except ServiceError as exc:
+        db.session.rollback()
+        raise _fail(exc) from exc
+    click.echo(f"{email}: {entry.kind} {format_minor(entry.amount_minor)} {entry.currency} ({reason})")
+
+
+@wallet_cli.command("refund-session")
+@click.argument("session_id", type=int)
+@click.option("--amount", help="Part of the cost to refund; the whole rest if omitted.")
+@click.option("--reason", required=True, help="Why: kept in the ledger entry.")
+def wallet_refund_session(session_id: int, amount: str | None, reason: str) -> None:
+    """Refund a billed session to its customer's wallet, in full or in part."""
+    try:
+        minor = parse_amount(amount) if amount is not None else None
+        entry = wallet.refund_session(session_id, minor, reason, operator_id=None)
+    except ServiceError as exc:
+        db.session.rollback()
+        raise _fail(exc) from exc
+    click.echo(f"session {session_id}: refunded {format_minor(entry.amount_minor)} {entry.currency}")
+
+
 def init_app(app: Flask) -> None:
-    for command in (seed_demo, charger_cli, user_cli, idtag_cli):
+    for command in (seed_demo, charger_cli, user_cli, idtag_cli, wallet_cli):
         app.cli.add_command(command)

@@ -54,6 +54,20 @@ def _money(value: str) -> int:
     return int(amount * 100)
 
 
+def _money_or_zero(value: str) -> int:
+    """ "5.00" → 500 minor units, and "0" → 0: an amount that may be nothing."""
+    return 0 if value.strip() in {"0", "0.0", "0.00"} else _money(value)
+
+
+def _payment_provider(value: str) -> str:
+    """A shipped provider's name, or an import path `package.module:Class` (csms.services.payments)."""
+    name = value.strip()
+    module, _, cls = name.partition(":")
+    if name in {"development", "stripe"} or (module and cls.isidentifier()):
+        return name
+    raise ValueError("must be development, stripe or package.module:Class")
+
+
 def normalize_database_url(url: str) -> str:
     """Map `postgres://` and `postgresql://` to psycopg 3, the driver that cooperates with gevent."""
     for prefix in ("postgres://", "postgresql://"):
@@ -110,6 +124,18 @@ class Config:
     PUBLIC_URL: str | None = None  # chargers' way to this CSMS over HTTP (file URLs); None: the request's
     UPLOAD_MAX_BYTES = 32 * 1024 * 1024  # a firmware image or diagnostics file (csms.api.operations)
     REGISTRATION = "open"  # open: anyone registers as a customer; closed: operators create accounts
+    MIN_BALANCE = (
+        0  # minor units (env: "5.00"): a prepaid tag owner with less available is refused at Authorize
+    )
+    SESSION_SAMPLE_INTERVAL = 10  # MeterValueSampleInterval (s) set on a charger for an app session
+    BUDGET_MARGIN_SECONDS = 30.0  # a prepaid session is stopped this long before its budget is spent
+    STRIPE_API_KEY: str | None = None  # the Stripe secret key (CSMS_PAYMENT_PROVIDER=stripe)
+    STRIPE_WEBHOOK_SECRET: str | None = None  # set: POST /api/payments/stripe/webhook is served
+    STRIPE_API_BASE: str | None = None  # None: Stripe's own API; a stand-in's URL in tests
+    OPERATOR_NAME = "CSMS operator"  # printed on receipts
+    OPERATOR_ADDRESS = ""
+    OPERATOR_TAX_ID = ""
+    RECEIPT_PREFIX = "R"  # receipt numbers read R-000001, R-000002, ...
 
 
 _CASTS: dict[str, Any] = {
@@ -144,6 +170,10 @@ _CASTS: dict[str, Any] = {
     "UNPLANNED_HOLD": _money,
     "LOGIN_FAILURES_PER_ADDRESS": int,
     "REGISTRATION": _one_of("open", "closed"),
+    "MIN_BALANCE": _money_or_zero,
+    "PAYMENT_PROVIDER": _payment_provider,
+    "SESSION_SAMPLE_INTERVAL": _at_least(int, 1),
+    "BUDGET_MARGIN_SECONDS": _at_least(float, 0),
 }
 
 

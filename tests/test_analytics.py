@@ -119,6 +119,8 @@ def test_the_rest_report(network, any_db_app):
                 "energyWh": 6000,
                 "sessions": 2,
                 "revenue": {"EUR": "3.00"},
+                "unbilled": {},
+                "unbilledWh": 0,
                 "utilization": 0.0417,
             },
             {
@@ -128,6 +130,8 @@ def test_the_rest_report(network, any_db_app):
                 "energyWh": 700,
                 "sessions": 1,
                 "revenue": {},
+                "unbilled": {},
+                "unbilledWh": 0,
                 "utilization": 0.125,
             },
         ],

@@ -1,7 +1,8 @@
 """The customer story and the operator commands over HTTP against two real web nodes (REST on one,
 the charger on the other), a real charger and (in production mode) RabbitMQ, a `dramatiq
-csms.worker actors` worker and PostgreSQL; and issue #14's finding 3 (energy delivered but never
-billed) reproduced the same way."""
+csms.worker actors` worker and PostgreSQL; issue #14's finding 3 (energy delivered but never
+billed) reproduced the same way; and issue #18's prepaid rules (Authorize below CSMS_MIN_BALANCE, a
+budget stopped before it is spent)."""
 
 from __future__ import annotations
 
@@ -67,8 +68,11 @@ def csms(tmp_path_factory, postgres_databases, rabbitmq_url):
             "CSMS_CALL_TIMEOUT": "2",
             "CSMS_PAYMENT_PROVIDER": "development",
             "CSMS_DISPATCH_INTERVAL": "0.2",
+            "CSMS_MIN_BALANCE": "5.00",
+            "CSMS_SESSION_SAMPLE_INTERVAL": "5",
         },
-        charge_points={f"API-CP-{n}": AUTH_KEY for n in range(1, 11)},
+        charge_points={f"API-CP-{n}": AUTH_KEY for n in range(1, 13)},
+        customers={"lowbalance@example.test": ("POOR-TAG", 200)},
         tariff=TARIFF,
         web_nodes=2,
     ) as running:
@@ -576,3 +580,66 @@ def test_a_customer_tag_without_the_app_and_a_wallet_short_of_the_hold(csms):
     # 4 kWh: 1.60 + 0.25 = 1.85, + 10 % = 2.035 -> 2.04; 2 kWh: 0.80 + 0.25 = 1.05, + 10 % = 1.155 -> 1.16
     assert ledger(rfid) == [("refund", "17.96"), ("capture", "2.04"), ("hold", "20.00"), ("topup", "30.00")]
     assert ledger(poor) == [("refund", "1.84"), ("capture", "1.16"), ("hold", "3.00"), ("topup", "3.00")]
+
+
+def authorize(cp: RawCharger, tag: str) -> str:
+    return cp.call("Authorize", {"idTag": tag})[2]["idTagInfo"]["status"]
+
+
+def test_a_prepaid_owner_below_the_minimum_is_refused_at_authorize_until_topped_up(csms):
+    """2.00 is below CSMS_MIN_BALANCE (5.00): Blocked; topped up on the other node, Accepted."""
+    with RawCharger(csms.ws_url, "API-CP-11", AUTH_KEY) as cp:
+        cp.boot()
+        assert [authorize(cp, tag) for tag in ("POOR-TAG", "NO-SUCH-TAG")] == ["Blocked", "Invalid"]
+        poor = Http(rest_url(csms)).login("lowbalance@example.test")
+        assert poor("POST", "/api/user/wallet/topup", {"amount": "3.00"})[0] == 200
+        assert wait_until(lambda: authorize(cp, "POOR-TAG") == "Accepted", timeout=10)
+
+
+def test_an_app_session_is_stopped_before_its_budget_and_its_overrun_reported(csms):
+    """3.00 at 11 kW costs 11 x 0.40 x 1.1 = 4.84 an hour. The session's start sets the charger's
+    MeterValueSampleInterval; at 10:33:30 (2.98 spent) the 0.02 left last 15 s, within the 30 s
+    margin, so the stop is asked then; the charger still delivers until 10:36 (3.18): the hold pays
+    3.00, and 0.18 (373 Wh) are reported unbilled."""
+    http = customer(csms, "budget@example.test")
+    answers = {
+        "RemoteStartTransaction": {"status": "Accepted"},
+        "RemoteStopTransaction": {"status": "Accepted"},
+    }
+    with RawCharger(csms.ws_url, "API-CP-12", AUTH_KEY, answers=answers) as cp:
+        cp.boot()
+        body = {"deviceId": "API-CP-12", "connectorId": 1, "amount": "3.00"}
+        thread, result = in_background(http, "POST", "/api/user/charging/start", body)
+        answer_while(cp, thread)
+        status, session = result["value"]
+        assert status == 201, session
+        tag = cp.received_calls[0][3]["idTag"]
+        transaction_id = start_with(cp, tag, 1000, "2026-10-01T10:00:00Z")[2]["transactionId"]
+        interval = ["ChangeConfiguration", {"key": "MeterValueSampleInterval", "value": "5"}]
+        assert wait_until(lambda: cp.call("Heartbeat", {}) and interval in [c[2:] for c in cp.received_calls])
+
+        def reading(at: str, wh: int) -> None:
+            sampled = [
+                {"value": str(wh), "unit": "Wh"},
+                {"value": "11000", "unit": "W", "measurand": "Power.Active.Import"},
+            ]
+            values = [{"timestamp": f"2026-10-01T{at}Z", "sampledValue": sampled}]
+            cp.call("MeterValues", {"connectorId": 1, "transactionId": transaction_id, "meterValue": values})
+
+        reading("10:10:00", 1000 + 1833)  # 1.08 spent: 1,428 s left
+        reading("10:33:30", 1000 + 6142)  # 2.98 spent: 15 s left
+        assert remote_stop_received(cp, transaction_id, limit=30)
+        stop_at(cp, transaction_id, 1000 + 6600, "2026-10-01T10:36:00Z")
+
+    path = f"/api/user/charging/sessions/{session['id']}"
+    assert wait_until(lambda: http("GET", path)[1]["state"] == "completed", timeout=30)
+    billed = http("GET", path)[1]
+    assert (billed["cost"], billed["unbilled"], billed["unbilledWh"]) == ("3.00", "0.18", 373)
+    assert billed["breakdown"] == {
+        "energy": "2.64",
+        "time": "0.00",
+        "sessionFee": "0.25",
+        "tax": "0.29",
+        "total": "3.18",
+    }
+    assert ledger(http)[:2] == [("refund", "0.00"), ("capture", "3.00")]

@@ -27,7 +27,14 @@ def fuzz_app(request, tmp_path_factory, sqlite_template):
         database = folder / "csms.sqlite3"
         database.write_bytes(sqlite_template.read_bytes())
         database_url = f"sqlite:///{database}"
-    app = create_app({"DATABASE_URL": database_url, "INSTANCE_PATH": str(folder), "TESTING": True})
+    app = create_app(
+        {
+            "DATABASE_URL": database_url,
+            "INSTANCE_PATH": str(folder),
+            "TESTING": True,
+            "STRIPE_WEBHOOK_SECRET": "whsec_fuzz",  # the Stripe webhook is served: junk must be a 400
+        }
+    )
     with app.app_context():
         operator = users.create_user("fuzz-op@example.test", "password-123", role="operator")
         customer = users.create_user("fuzz-cu@example.test", "password-123", id_tag="FUZZ-TAG")

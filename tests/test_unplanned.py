@@ -257,7 +257,8 @@ def handed_off_start(world, transaction_id: int, at: datetime, meter: int) -> di
 
 def test_starts_applied_out_of_order_are_both_billed(world):
     """The first start's message is applied after the second's (a retried batch): the second takes
-    the waiting app session and closes the first, which is then billed on its own, at once."""
+    the waiting app session and closes the first, which is billed at once to its tag's owner, from
+    the wallet (csms.services.billing.bill_transaction); its late start then bills nothing again."""
     app_session = sessions.open_session(world["user"], CP, 1, 3000).id
     at = [datetime(2026, 9, 1, 10, m, tzinfo=UTC) for m in (0, 30)]
     first, second = transactions.allocate_transaction_ids(
@@ -269,9 +270,13 @@ def test_starts_applied_out_of_order_are_both_billed(world):
     run_twice(world["app"], process_transaction_messages, [handed_off_start(world, second, at[1], 5000)])
     assert session_of(second).id == app_session
     run_twice(world["app"], process_transaction_messages, [handed_off_start(world, first, at[0], 1000)])
-    late = session_of(first)
-    assert (late.state, late.prepaid_minor, late.energy_wh, late.cost_minor) == ("completed", 2000, 4000, 100)
-    assert ledger(late.id) == [("hold", 2000), ("capture", 100), ("refund", 1900)]
+    assert session_of(first) is None
+    late = db.session.get(Transaction, first)
+    assert (late.state, late.energy_wh, late.cost_minor, late.billing) == ("stopped", 4000, 100, "wallet")
+    charged = db.session.execute(
+        select(LedgerEntry.kind, LedgerEntry.amount_minor).where(LedgerEntry.transaction_id == first)
+    )
+    assert [tuple(row) for row in charged] == [("charge", 100)]
     assert balance(world) == (10_000 - 100 - 3000, 3000)  # the app session still holds its 30.00
 
 

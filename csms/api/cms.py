@@ -21,7 +21,7 @@ from csms.models import ChargePoint, ChargingSession, OcppMessage, Station, Tari
 from csms.pipeline import announce as cms_events
 from csms.schemas import cms as schemas
 from csms.schemas.common import Error, replacing
-from csms.services import analytics, maintenance, records, reservations
+from csms.services import analytics, bills, maintenance, records, reservations
 from csms.services.errors import InvalidInput, NotFound
 from csms.services.money import format_minor
 
@@ -257,7 +257,16 @@ def list_transactions(args):
     items = []
     for transaction, cp, session_id, cost in page["items"]:
         item = {c.key: getattr(transaction, c.key) for c in Transaction.__table__.columns}
-        items.append({**item, "charge_point_id": cp, "session_id": session_id, "cost": cost})
+        bill = bills.bill_view(transaction) or {}
+        items.append(
+            {
+                **item,
+                "charge_point_id": cp,
+                "session_id": session_id,
+                "cost": cost if session_id is not None else transaction.cost_minor,
+                "breakdown": bill.get("breakdown"),
+            }
+        )
     return {**page, "items": items}
 
 
@@ -298,6 +307,10 @@ def analytics_report(args):
                 "energy_wh": group.energy_wh,
                 "sessions": group.sessions,
                 "revenue": {currency: format_minor(minor) for currency, minor in group.revenue_minor.items()},
+                "unbilled": {
+                    currency: format_minor(minor) for currency, minor in group.unbilled_minor.items()
+                },
+                "unbilled_wh": group.unbilled_wh,
                 "utilization": group.utilization,
             }
             for group in groups

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from flask import current_app, g
+from flask import current_app, g, jsonify
 from flask_smorest import Blueprint
 from sqlalchemy import select, update
+from sqlalchemy.orm import selectinload
 
 from csms.api.network import samples_page
 from csms.api.pagination import paginate
@@ -16,8 +17,9 @@ from csms.models import ChargingSession, LedgerEntry, SessionState, Wallet
 from csms.schemas.charging import Session, SessionPage, StartCharging, StopCharging, StopResult, TopUp
 from csms.schemas.charging import Wallet as WalletSchema
 from csms.schemas.common import INT32_MAX, Error, PageArgs
+from csms.schemas.money import TopUpPending
 from csms.schemas.network import SampleArgs, SamplePage
-from csms.services import payments, sessions, wallet
+from csms.services import payments, sessions
 from csms.services.errors import Conflict, NotFound, ServiceError
 
 bp = Blueprint("user", __name__, url_prefix="/api/user", description="A customer's wallet and charging")
@@ -50,6 +52,7 @@ def _wallet_view(found: Wallet, page_number: int, per_page: int) -> dict:
         "currency": found.currency,
         "available_minor": found.available_minor,
         "held_minor": found.held_minor,
+        "owed_minor": found.owed_minor,
         "ledger": ledger["items"],
         "ledger_total": ledger["total"],
     }
@@ -58,19 +61,35 @@ def _wallet_view(found: Wallet, page_number: int, per_page: int) -> dict:
 @bp.post("/wallet/topup")
 @requires("customer")
 @bp.arguments(TopUp)
-@bp.response(200, WalletSchema)
+@bp.response(200, WalletSchema, description="credited at once (a provider that takes the money now)")
+@bp.alt_response(202, schema=TopUpPending, description="pending: the app finishes the payment")
 @bp.alt_response(409, schema=Error, description="no payment provider configured")
+@bp.alt_response(502, schema=Error, description="the payment provider refused")
 def top_up(body):
-    """Add money through the configured payment provider; an idempotencyKey makes a retry safe."""
+    """Add money through the configured payment provider; an idempotencyKey makes a retry safe.
+    With a provider that confirms later (Stripe) the answer is 202 with the pending payment and the
+    client secret the app pays with; the wallet is credited when the provider confirms."""
     found = _wallet()
-    name = current_app.config["PAYMENT_PROVIDER"] or ("development" if is_embedded(current_app) else "none")
-    provider = payments.provider(name)
-    reference = provider.charge(
-        g.identity.user_id, body["amount"], found.currency, body.get("idempotency_key")
+    request = payments.TopUpRequest(
+        g.identity.user_id, found.id, body["amount"], found.currency, body.get("idempotency_key")
     )
-    wallet.top_up(found.id, body["amount"], reference=reference, description=f"Top-up via {provider.name}")
+    started, payment = payments.start_top_up(payment_provider(), request)
+    if payment is not None:
+        body = TopUpPending().dump({"payment": payment, "client_secret": started.client_secret})
+        return jsonify(body), 202
     db.session.expire_all()
     return _wallet_view(found, 1, 50)
+
+
+def payment_provider() -> payments.PaymentProvider:
+    """The configured provider, built once per application."""
+    provider = current_app.extensions.get("payment_provider")
+    if provider is None:
+        name = current_app.config["PAYMENT_PROVIDER"] or ("development" if is_embedded(current_app) else None)
+        if name is None:
+            raise Conflict("no payment provider is configured for top-ups", code="payments_unavailable")
+        provider = current_app.extensions["payment_provider"] = payments.load(name, current_app.config)
+    return provider
 
 
 def _own_session(session_id: int) -> ChargingSession:
@@ -151,7 +170,11 @@ def stop_charging(body):
 @bp.response(200, SessionPage)
 def list_sessions(args):
     """The customer's sessions, newest first, with live energy and running or final cost."""
-    query = select(ChargingSession).where(ChargingSession.user_id == g.identity.user_id)
+    query = (
+        select(ChargingSession)
+        .where(ChargingSession.user_id == g.identity.user_id)
+        .options(selectinload(ChargingSession.transaction))  # each shows its bill: one query for all
+    )
     return paginate(query, ChargingSession.id.desc(), args)
 
 

@@ -22,15 +22,17 @@ from csms.models.local_list import LocalList, LocalListPolicy
 from csms.models.login import LoginFailure
 from csms.models.logs import CmsEvent, CommandAudit, OcppMessage
 from csms.models.maintenance import ChargerOperation
+from csms.models.money import Payment, PaymentState, Receipt, ReceiptCounter
 from csms.models.network import ChargePoint, Connector, RegistrationStatus, Station
 from csms.models.outbox import OutboxMessage
 from csms.models.reservations import Reservation, ReservationState
 from csms.models.tariff import Tariff
-from csms.models.users import IdTag, IdTagStatus, Role, User
+from csms.models.users import AccountPolicy, IdTag, IdTagStatus, Role, User
 from csms.models.wallet import LedgerEntry, LedgerKind, Wallet
 
 __all__ = [
     "ACTIVE_SESSION_STATES",
+    "AccountPolicy",
     "Base",
     "ChargePoint",
     "ChargerConnection",
@@ -55,7 +57,11 @@ __all__ = [
     "MeterSample",
     "OcppMessage",
     "OutboxMessage",
+    "Payment",
+    "PaymentState",
     "QueuedCommand",
+    "Receipt",
+    "ReceiptCounter",
     "RegistrationStatus",
     "Reservation",
     "ReservationState",

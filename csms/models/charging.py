@@ -104,6 +104,15 @@ class Transaction(Base):
     stopped_at: Mapped[datetime | None]
     stop_reason: Mapped[str | None] = mapped_column(String(32))
     stop_id_tag: Mapped[str | None] = mapped_column(String(20))
+    # The tariff as it was when the transaction started (csms.services.bills): a later edit of the
+    # tariff never changes this transaction's price.
+    tariff: Mapped[dict | None] = mapped_column(JsonDoc)
+    # Its price once stopped: minor units and the bill's lines; `billing` says who paid
+    # (session | wallet | open_balance | nobody) and `billed_user_id` whom.
+    cost_minor: Mapped[int | None] = mapped_column(BigInteger)
+    breakdown: Mapped[dict | None] = mapped_column(JsonDoc)
+    billing: Mapped[str | None] = mapped_column(String(16))
+    billed_user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
@@ -147,6 +156,10 @@ class ChargingSession(Base):
     prepaid_minor: Mapped[int] = mapped_column(BigInteger)
     energy_wh: Mapped[int] = mapped_column(BigInteger, default=0)
     cost_minor: Mapped[int] = mapped_column(BigInteger, default=0)  # running, then final
+    # Priced beyond the hold and not captured (the charger overran the budget), never dropped silently.
+    unbilled_minor: Mapped[int] = mapped_column(BigInteger, default=0)
+    unbilled_wh: Mapped[int] = mapped_column(BigInteger, default=0)
+    refunded_minor: Mapped[int] = mapped_column(BigInteger, default=0)  # by operators, after settling
     charger_response: Mapped[dict | None] = mapped_column(JsonDoc)
     failure_reason: Mapped[str | None] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

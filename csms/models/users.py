@@ -16,6 +16,15 @@ class Role(StrEnum):
     OPERATOR = "operator"
 
 
+class AccountPolicy(StrEnum):
+    """How a customer pays for charging started with their tag: from the wallet only (prepaid, refused
+    at Authorize below CSMS_MIN_BALANCE), or on account, what the wallet cannot cover becoming an open
+    balance to invoice (postpaid)."""
+
+    PREPAID = "prepaid"
+    POSTPAID = "postpaid"
+
+
 class IdTagStatus(StrEnum):
     """OCPP 1.6 AuthorizationStatus values an id tag can hold (ConcurrentTx is decided at run time)."""
 
@@ -27,7 +36,10 @@ class IdTagStatus(StrEnum):
 
 class User(Base):
     __tablename__ = "users"
-    __table_args__ = (CheckConstraint("role IN ('customer', 'operator')", name="role"),)
+    __table_args__ = (
+        CheckConstraint("role IN ('customer', 'operator')", name="role"),
+        CheckConstraint("account_policy IN ('prepaid', 'postpaid')", name="account_policy"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     email: Mapped[str] = mapped_column(String(254), unique=True)
@@ -35,6 +47,7 @@ class User(Base):
     role: Mapped[str] = mapped_column(String(16), default=Role.CUSTOMER)
     # Set by an operator: the account cannot log in, and its tokens stop working at once.
     disabled_at: Mapped[datetime | None]
+    account_policy: Mapped[str] = mapped_column(String(16), default=AccountPolicy.PREPAID)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     id_tags: Mapped[list[IdTag]] = relationship(back_populates="user")

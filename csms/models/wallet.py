@@ -16,6 +16,11 @@ class LedgerKind(StrEnum):
     HOLD = "hold"
     CAPTURE = "capture"
     REFUND = "refund"
+    CREDIT = "credit"  # an operator's adjustment or refund in the customer's favour
+    DEBIT = "debit"  # an operator's adjustment against the customer
+    CHARGE = "charge"  # a transaction outside an app session, paid from the wallet
+    OPEN_BALANCE = "open_balance"  # what the wallet could not pay, owed (no money moved)
+    REVERSAL = "reversal"  # a top-up the payment provider refunded
 
 
 class Wallet(Base):
@@ -28,6 +33,7 @@ class Wallet(Base):
     __table_args__ = (
         CheckConstraint("available_minor >= 0", name="available_not_negative"),
         CheckConstraint("held_minor >= 0", name="held_not_negative"),
+        CheckConstraint("owed_minor >= 0", name="owed_not_negative"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -35,6 +41,8 @@ class Wallet(Base):
     currency: Mapped[str] = mapped_column(String(3))
     available_minor: Mapped[int] = mapped_column(BigInteger, default=0)
     held_minor: Mapped[int] = mapped_column(BigInteger, default=0)
+    # Open balance: charging the wallet could not pay for, to be invoiced (csms.services.billing).
+    owed_minor: Mapped[int] = mapped_column(BigInteger, default=0)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 
@@ -43,12 +51,14 @@ class LedgerEntry(Base):
 
     `(session_id, kind)` is unique, so a hold, capture or refund happens once per charging session
     however often the billing message is redelivered. `reference` is unique for payment-provider ids,
-    so a top-up notification replayed by the provider credits once.
+    so a top-up notification replayed by the provider credits once, and for the CSMS's own keys
+    (`transaction:<id>:charge`), so a transaction is billed once. `created_by_id` is the operator who
+    made an adjustment; `description` says why.
     """
 
     __tablename__ = "ledger_entries"
     __table_args__ = (
-        CheckConstraint("kind IN ('topup', 'hold', 'capture', 'refund')", name="kind"),
+        CheckConstraint(f"kind IN ({', '.join(repr(k.value) for k in LedgerKind)})", name="kind"),
         CheckConstraint("amount_minor >= 0", name="amount_not_negative"),
         UniqueConstraint("session_id", "kind"),
         UniqueConstraint("reservation_id", "kind"),  # a reservation's fee: held, then settled, once
@@ -61,6 +71,10 @@ class LedgerEntry(Base):
     currency: Mapped[str] = mapped_column(String(3))
     session_id: Mapped[int | None] = mapped_column(ForeignKey("charging_sessions.id", ondelete="RESTRICT"))
     reservation_id: Mapped[int | None] = mapped_column(ForeignKey("reservations.id", ondelete="RESTRICT"))
+    transaction_id: Mapped[int | None] = mapped_column(
+        ForeignKey("transactions.id", ondelete="RESTRICT"), index=True
+    )
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     reference: Mapped[str | None] = mapped_column(String(128), unique=True)
     description: Mapped[str | None] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -33,9 +33,11 @@ from csms.ocpp.websocket import Keepalive
 from csms.offload import off_the_hub
 from csms.pipeline import addresses
 from csms.pipeline.handoff import Handoff, build_handoff
-from csms.services import chargers, credentials, id_tags, transactions
+from csms.services import chargers, credentials, id_tags, transactions, wallet
 from csms.services.authorization import IdTagCache
+from csms.services.chargers import parse_boot_configuration
 from csms.services.errors import ServiceError
+from csms.services.prepaid import StandingCache
 
 log = logging.getLogger(__name__)
 
@@ -265,17 +267,6 @@ class ChargerAuthenticator:
         return record
 
 
-def parse_boot_configuration(text: str) -> list[tuple[str, str]]:
-    """`Key=Value,Key=Value` → pairs; the configuration pushed after an accepted BootNotification."""
-    pairs = []
-    for item in filter(None, (part.strip() for part in text.split(","))):
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise ValueError(f"CSMS_BOOT_CONFIGURATION: expected Key=Value, got {item!r}")
-        pairs.append((key.strip(), value.strip()))
-    return pairs
-
-
 class Gateway:
     def __init__(self, app: Flask):
         config = app.config
@@ -285,6 +276,7 @@ class Gateway:
         self.registry = ConnectionRegistry(self.node_id)
         self.node = Node(app, self.node_id, self.registry)
         self.id_tags = IdTagCache(ttl=config["AUTH_CACHE_SECONDS"])
+        self.standings = StandingCache(ttl=config["AUTH_CACHE_SECONDS"])
         self.authenticator = ChargerAuthenticator(config["AUTH_CACHE_SECONDS"], config["AUTO_REGISTER"])
         self.boot_configuration = parse_boot_configuration(config["BOOT_CONFIGURATION"])
         self.handoff: Handoff = build_handoff(app)
@@ -299,11 +291,14 @@ class Gateway:
         listener.subscribe(chargers.MANY_CHANGED, lambda _count: self._reload_directory(everything=True))
         listener.subscribe(id_tags.CHANGED, self.id_tags.invalidate)
         listener.subscribe(id_tags.GROUP_CHANGED, lambda _count: self.id_tags.invalidate())
+        listener.subscribe(id_tags.CHANGED, self.standings.forget_tag)
+        listener.subscribe(wallet.BALANCE, self.standings.forget_owner)
         listener.on_resync(self._resync)
 
     def _resync(self) -> None:
         """Announcements may have been missed: nothing cached can be trusted."""
         self.id_tags.invalidate()
+        self.standings.forget_tag()
         self._reload_directory(everything=True)
 
     # --- hand-off -------------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 from marshmallow import Schema, fields, validate
 
 from csms.schemas.common import ID, Money, page_of
+from csms.services import bills
 
 
 class LedgerEntry(Schema):
@@ -10,6 +11,8 @@ class LedgerEntry(Schema):
     currency = fields.String()
     session_id = fields.Integer(data_key="sessionId", allow_none=True)
     reservation_id = fields.Integer(data_key="reservationId", allow_none=True)
+    transaction_id = fields.Integer(data_key="transactionId", allow_none=True)
+    created_by_id = fields.Integer(data_key="createdBy", allow_none=True)  # the operator of an adjustment
     description = fields.String(allow_none=True)
     created_at = fields.DateTime(data_key="createdAt")
 
@@ -18,6 +21,7 @@ class Wallet(Schema):
     currency = fields.String()
     available = Money(attribute="available_minor")
     held = Money(attribute="held_minor")
+    owed = Money(attribute="owed_minor")  # open balance: charging the wallet could not pay
     ledger = fields.List(fields.Nested(LedgerEntry))
     ledger_total = fields.Integer(data_key="ledgerTotal")
 
@@ -56,6 +60,13 @@ class Session(Schema):
     created_at = fields.DateTime(data_key="createdAt")
     started_at = fields.DateTime(data_key="startedAt", allow_none=True)
     stopped_at = fields.DateTime(data_key="stoppedAt", allow_none=True)
+    unbilled = Money(attribute="unbilled_minor")  # priced beyond the prepaid amount, not charged
+    unbilled_wh = fields.Integer(data_key="unbilledWh")
+    refunded = Money(attribute="refunded_minor")
+    breakdown = fields.Function(
+        lambda s: (bills.bill_view(s.transaction) or {}).get("breakdown"), allow_none=True
+    )
+    tariff = fields.Function(lambda s: s.transaction.tariff if s.transaction else None, allow_none=True)
 
 
 class StopResult(Schema):

@@ -185,6 +185,9 @@ class TransactionRow(Schema):
     stop_reason = fields.String(data_key="stopReason", allow_none=True)
     session_id = fields.Integer(data_key="sessionId", allow_none=True)
     cost = Money(allow_none=True)
+    billing = fields.String(allow_none=True)  # session | wallet | open_balance | nobody, once billed
+    breakdown = fields.Dict(allow_none=True)
+    tariff = fields.Dict(allow_none=True)
 
 
 class MessageRow(Schema):
@@ -227,6 +230,12 @@ class AnalyticsGroup(Schema):
     revenue = fields.Dict(
         keys=fields.String(), values=fields.String(), metadata={"description": "per currency"}
     )
+    unbilled = fields.Dict(
+        keys=fields.String(),
+        values=fields.String(),
+        metadata={"description": "per currency: delivered past a prepaid amount, not charged"},
+    )
+    unbilled_wh = fields.Integer(data_key="unbilledWh")
     utilization = fields.Float(metadata={"description": "share of connector time occupied, 0 to 1"})
 
 

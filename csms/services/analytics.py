@@ -5,7 +5,9 @@ Computed in SQL on SQLite and PostgreSQL alike: timestamps become seconds since 
 
 - `sessions` and `energyWh`: the transactions that started in the window (energy so far for one
   still running), so a transaction is counted once, in the window it began;
-- `revenue`: the final cost of the customer sessions of those transactions, per currency;
+- `revenue`: what those transactions were billed, per currency: the final cost of their customer
+  sessions, and what was charged to a wallet or owed without a session;
+- `unbilled` / `unbilledWh`: what was delivered past a session's prepaid amount and not charged;
 - `utilization`: the share of connector time occupied by a transaction (from its start to its stop,
   or to now) within the window, over the group's connectors: a charger with two connectors, one
   busy the whole day, is 0.5 for that day.
@@ -19,7 +21,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import Float, String, case, cast, func, literal, select, union_all
 
 from csms.extensions import db
-from csms.models import ChargePoint, ChargingSession, Connector, Station, Transaction
+from csms.models import ChargePoint, ChargingSession, Connector, LedgerEntry, LedgerKind, Station, Transaction
 from csms.models.charging import SessionState
 from csms.services import sql
 from csms.services.errors import InvalidInput
@@ -39,6 +41,8 @@ class Group:
     sessions: int = 0
     occupied_seconds: int = 0
     revenue_minor: dict[str, int] = field(default_factory=dict)
+    unbilled_minor: dict[str, int] = field(default_factory=dict)
+    unbilled_wh: int = 0
     window_seconds: float = 0.0
 
     @property
@@ -139,16 +143,13 @@ def _by_day(start: datetime, end: datetime, now: datetime) -> list[Group]:
             int(sessions or 0),
             int(energy or 0),
         )
-    revenue = db.session.execute(
-        select(calendar.c.day, ChargingSession.currency, func.sum(ChargingSession.cost_minor))
-        .select_from(calendar)
-        .join(Transaction, (started >= calendar.c.day_start) & (started < calendar.c.day_end))
-        .join(ChargingSession, ChargingSession.transaction_id == Transaction.id)
-        .where(ChargingSession.state == SessionState.COMPLETED)
-        .group_by(calendar.c.day, ChargingSession.currency)
+    _add_money(
+        groups,
+        calendar.c.day,
+        lambda q: q.select_from(calendar).join(
+            Transaction, (started >= calendar.c.day_start) & (started < calendar.c.day_end)
+        ),
     )
-    for day, currency, total in revenue:
-        groups[day].revenue_minor[currency] = int(total)
     return list(groups.values())
 
 
@@ -200,14 +201,48 @@ def _by_place(start: datetime, end: datetime, now: datetime, group_by: str) -> l
             int(sessions or 0),
             int(energy or 0),
         )
-    revenue = db.session.execute(
-        select(key, ChargingSession.currency, func.sum(ChargingSession.cost_minor))
-        .select_from(Transaction)
-        .join(ChargePoint, ChargePoint.id == Transaction.charge_point_id)
+    _add_money(
+        groups,
+        key,
+        lambda q: (
+            q.select_from(Transaction)
+            .join(ChargePoint, ChargePoint.id == Transaction.charge_point_id)
+            .where(starts_here)
+        ),
+    )
+    return sorted(groups.values(), key=lambda group: (group.key == UNASSIGNED, group.label))
+
+
+def _add_money(groups: dict[str, Group], key, frame) -> None:
+    """Revenue and unbilled amounts per group and currency; `frame` joins a query to the window's
+    transactions. Sessions bring their final cost and what they left unbilled; transactions billed
+    without a session (and a postpaid session's overrun) bring their ledger charges and open balances."""
+    sessions = db.session.execute(
+        frame(
+            select(
+                key,
+                ChargingSession.currency,
+                func.sum(ChargingSession.cost_minor),
+                func.sum(ChargingSession.unbilled_minor),
+                func.sum(ChargingSession.unbilled_wh),
+            )
+        )
         .join(ChargingSession, ChargingSession.transaction_id == Transaction.id)
-        .where(ChargingSession.state == SessionState.COMPLETED, starts_here)
+        .where(ChargingSession.state == SessionState.COMPLETED)
         .group_by(key, ChargingSession.currency)
     )
-    for place, currency, total in revenue:
-        groups[str(place)].revenue_minor[currency] = int(total)
-    return sorted(groups.values(), key=lambda group: (group.key == UNASSIGNED, group.label))
+    for place, currency, revenue, unbilled, unbilled_wh in sessions:
+        group = groups[str(place)]
+        group.revenue_minor[currency] = group.revenue_minor.get(currency, 0) + int(revenue or 0)
+        if unbilled:
+            group.unbilled_minor[currency] = group.unbilled_minor.get(currency, 0) + int(unbilled)
+        group.unbilled_wh += int(unbilled_wh or 0)
+    billed = db.session.execute(
+        frame(select(key, LedgerEntry.currency, func.sum(LedgerEntry.amount_minor)))
+        .join(LedgerEntry, LedgerEntry.transaction_id == Transaction.id)
+        .where(LedgerEntry.kind.in_([LedgerKind.CHARGE, LedgerKind.OPEN_BALANCE]))
+        .group_by(key, LedgerEntry.currency)
+    )
+    for place, currency, total in billed:
+        group = groups[str(place)]
+        group.revenue_minor[currency] = group.revenue_minor.get(currency, 0) + int(total or 0)

@@ -13,7 +13,20 @@ from decimal import ROUND_HALF_UP, Decimal
 from sqlalchemy import select, update
 
 from csms.extensions import db
-from csms.models import ChargingSession, LedgerEntry, LedgerKind, SessionState, Tariff, Transaction, Wallet
+from csms.models import (
+    AccountPolicy,
+    ChargingSession,
+    IdTag,
+    LedgerEntry,
+    LedgerKind,
+    SessionState,
+    Tariff,
+    Transaction,
+    User,
+    Wallet,
+)
+from csms.services import bills, receipts
+from csms.services import wallet as wallet_service
 from csms.services.money import CENT
 from csms.services.sql import insert_ignoring_conflicts
 
@@ -47,12 +60,6 @@ def to_minor(amount: Decimal) -> int:
     return int((amount / CENT).to_integral_value(rounding=ROUND_HALF_UP))
 
 
-def session_tariff(session: ChargingSession) -> Tariff | None:
-    if session.tariff_id is not None:
-        return db.session.get(Tariff, session.tariff_id)
-    return db.session.scalar(select(Tariff).where(Tariff.is_default.is_(True)))
-
-
 @dataclass(frozen=True)
 class Settlement:
     session_id: int
@@ -63,22 +70,19 @@ class Settlement:
     energy_wh: int
     newly_settled: bool
     charge_point_pk: int
-
-
-def settle(session_id: int) -> Settlement | None:
-    """Capture the session's cost from its hold and refund the rest, exactly once, and commit."""
-    settlement = settle_in_transaction(session_id)
-    db.session.commit()
-    return settlement
+    unbilled_minor: int = 0
 
 
 def settle_in_transaction(session_id: int) -> Settlement | None:
-    """`settle` inside the caller's database transaction (a worker batch that must free the
-    connector's session slot before it opens another session there).
+    """Capture the session's cost from its hold and refund the rest, exactly once, in the caller's
+    database transaction (the billing actor's, or a worker batch that must free the connector's
+    session slot before it opens another session there).
 
     The capture ledger entry is the lock: it is unique per session, so of two workers settling the
     same session only the one whose INSERT lands moves money; the other finds it done. The capture
-    never exceeds the hold, so the wallet can never go negative.
+    never exceeds the hold, so the wallet can never go negative. A price beyond the hold (the
+    charger delivered past the budget before it stopped) is never dropped silently: a postpaid
+    owner owes it (open balance), otherwise it is recorded on the session as unbilled.
     """
     session = db.session.get(ChargingSession, session_id, with_for_update=True)
     if session is None or session.transaction_id is None:
@@ -87,10 +91,11 @@ def settle_in_transaction(session_id: int) -> Settlement | None:
     if transaction is None or transaction.state != "stopped":
         return None
     energy = transaction.energy_wh or 0
-    duration = (transaction.stopped_at or transaction.started_at) - transaction.started_at
-    price = to_minor(cost(Prices.of(session_tariff(session)), energy, duration))
+    bill = bills.price(transaction)
+    price = bill.total
     captured = min(price, session.prepaid_minor)
     refunded = session.prepaid_minor - captured
+    overrun = price - captured
     wallet_id = db.session.scalar(select(Wallet.id).where(Wallet.user_id == session.user_id))
     inserted = insert_ignoring_conflicts(
         db.session,
@@ -102,11 +107,13 @@ def settle_in_transaction(session_id: int) -> Settlement | None:
                 "amount_minor": captured,
                 "currency": session.currency,
                 "session_id": session.id,
+                "transaction_id": transaction.id,
                 "description": f"Charging session {session.id}: {energy} Wh",
             },
         ],
         ["session_id", "kind"],
     )
+    unbilled = 0
     if inserted:
         db.session.add(
             LedgerEntry(
@@ -126,10 +133,22 @@ def settle_in_transaction(session_id: int) -> Settlement | None:
                 available_minor=Wallet.available_minor + refunded,
             )
         )
+        billed = "session"
+        if overrun and _policy(session.user_id) == AccountPolicy.POSTPAID:
+            _owe(wallet_id, session.user_id, overrun, session.currency, transaction, f"session:{session.id}")
+            billed = "open_balance"
+        elif overrun:
+            unbilled = overrun
+            session.unbilled_minor = overrun
+            session.unbilled_wh = energy * overrun // price
         session.state = SessionState.COMPLETED
         session.energy_wh = energy
         session.cost_minor = captured
         session.stopped_at = transaction.stopped_at
+        transaction.billing = billed
+        transaction.billed_user_id = session.user_id
+        receipts.issue(transaction.id, session.id, session.user_id, price - unbilled, session.currency)
+        wallet_service.announce_balance(session.user_id)
     return Settlement(
         session.id,
         session.user_id,
@@ -139,4 +158,88 @@ def settle_in_transaction(session_id: int) -> Settlement | None:
         energy,
         bool(inserted),
         transaction.charge_point_id,
+        session.unbilled_minor,
+    )
+
+
+@dataclass(frozen=True)
+class TransactionBill:
+    transaction_id: int
+    user_id: int | None
+    billing: str
+    cost_minor: int
+
+
+def bill_transaction(transaction_id: int) -> TransactionBill | None:
+    """Bill a stopped transaction no app session pays for, once, in the caller's database transaction.
+
+    The tag's owner pays from the wallet when it covers the price, else owes it as an open balance
+    (a prepaid owner too: the energy was delivered; Authorize refuses their next start). A tag
+    nobody owns: priced and reported, billed to no one. None when there is nothing to bill (still
+    running, billed already, or a session's to settle).
+    """
+    transaction = db.session.get(Transaction, transaction_id, with_for_update=True)
+    if transaction is None or transaction.state != "stopped" or transaction.billing is not None:
+        return None
+    if db.session.scalar(select(ChargingSession.id).where(ChargingSession.transaction_id == transaction_id)):
+        return None
+    bill = bills.price(transaction)
+    user_id = db.session.scalar(select(IdTag.user_id).where(IdTag.id_tag == transaction.id_tag))
+    wallet = (
+        db.session.scalar(select(Wallet).where(Wallet.user_id == user_id).with_for_update())
+        if user_id is not None
+        else None
+    )
+    if wallet is None:
+        transaction.billing = "nobody"
+        return TransactionBill(transaction_id, None, "nobody", bill.total)
+    label = f"Transaction {transaction.id}: {transaction.energy_wh or 0} Wh"
+    charged = db.session.execute(
+        update(Wallet)
+        .where(Wallet.id == wallet.id, Wallet.available_minor >= bill.total)
+        .values(available_minor=Wallet.available_minor - bill.total)
+    ).rowcount
+    if charged:
+        db.session.add(
+            LedgerEntry(
+                wallet_id=wallet.id,
+                kind=LedgerKind.CHARGE,
+                amount_minor=bill.total,
+                currency=wallet.currency,
+                transaction_id=transaction.id,
+                reference=f"transaction:{transaction.id}:charge",
+                description=label,
+            )
+        )
+        transaction.billing = "wallet"
+    else:
+        _owe(wallet.id, user_id, bill.total, wallet.currency, transaction, f"transaction:{transaction.id}")
+        transaction.billing = "open_balance"
+    transaction.billed_user_id = user_id
+    receipts.issue(transaction.id, None, user_id, bill.total, wallet.currency)
+    wallet_service.announce_balance(user_id)
+    return TransactionBill(transaction_id, user_id, transaction.billing, bill.total)
+
+
+def _policy(user_id: int) -> str:
+    return db.session.scalar(select(User.account_policy).where(User.id == user_id))
+
+
+def _owe(
+    wallet_id: int, user_id: int, amount: int, currency: str, transaction: Transaction, key: str
+) -> None:
+    """Record `amount` the wallet could not pay as owed (an open balance to invoice)."""
+    db.session.add(
+        LedgerEntry(
+            wallet_id=wallet_id,
+            kind=LedgerKind.OPEN_BALANCE,
+            amount_minor=amount,
+            currency=currency,
+            transaction_id=transaction.id,
+            reference=f"{key}:open-balance",
+            description=f"Transaction {transaction.id}: not covered by the wallet, owed",
+        )
+    )
+    db.session.execute(
+        update(Wallet).where(Wallet.id == wallet_id).values(owed_minor=Wallet.owed_minor + amount)
     )

@@ -192,3 +192,14 @@ def registration_status(charge_point_pk: int) -> str | None:
     )
     db.session.rollback()
     return status
+
+
+def parse_boot_configuration(text: str) -> list[tuple[str, str]]:
+    """`Key=Value,Key=Value` → pairs; the configuration pushed after an accepted BootNotification."""
+    pairs = []
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"CSMS_BOOT_CONFIGURATION: expected Key=Value, got {item!r}")
+        pairs.append((key.strip(), value.strip()))
+    return pairs

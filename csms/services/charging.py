@@ -14,7 +14,8 @@ from typing import Any
 from sqlalchemy import select, update
 
 from csms.extensions import db
-from csms.models import ChargingSession, SessionState, Transaction, TransactionState
+from csms.models import ChargingSession, QueuedCommand, SessionState, Transaction, TransactionState
+from csms.models.charging import ACTIVE_SESSION_STATES
 from csms.services import bounds, command_queue, metering
 from csms.services.clock import parse_utc
 
@@ -27,6 +28,7 @@ class Linked:
     user_id: int
     transaction_id: int
     stopped: bool
+    claimed: bool = False  # this call gave a waiting app session its transaction
 
 
 def link_session(transaction_id: int) -> Linked | None:
@@ -55,11 +57,13 @@ def link_session(transaction_id: int) -> Linked | None:
     )
     if session is None:
         return None
-    if session.transaction_id is None:
+    claimed = session.transaction_id is None
+    if claimed:
         session.transaction_id = transaction_id
         session.state = SessionState.CHARGING
         session.started_at = transaction.started_at
-    return Linked(session.id, session.user_id, transaction_id, transaction.state == TransactionState.STOPPED)
+    stopped = transaction.state == TransactionState.STOPPED
+    return Linked(session.id, session.user_id, transaction_id, stopped, claimed)
 
 
 @dataclass(frozen=True)
@@ -139,17 +143,67 @@ def request_remote_stop(session_id: int, charge_point_id: str, transaction_id: i
     )
 
 
-def refresh_progress(transactions: dict[int, str]) -> dict[int, metering.Progress]:
+def refresh_progress(
+    transactions: dict[int, str], power_w: dict[int, int] | None = None, margin_seconds: float = 0.0
+) -> dict[int, metering.Progress]:
     """Update the live energy and cost of the sessions on these transactions (id → chargePointId);
-    when a prepaid amount is used up, mark the session stopping and ask for RemoteStopTransaction
-    (once)."""
-    progress = metering.update_sessions(sorted(transactions))
+    when a prepaid amount is used up, or will be within `margin_seconds` at the power drawn now,
+    mark the session stopping and ask for RemoteStopTransaction (once): the stop must reach the
+    charger before the budget is spent, not after."""
+    progress = metering.update_sessions(sorted(transactions), power_w)
     for transaction_id, p in progress.items():
-        if p.exhausted:
+        near = p.seconds_to_budget is not None and p.seconds_to_budget <= margin_seconds
+        if p.exhausted or near:
             session = db.session.get(ChargingSession, p.session_id)
             if session.state == SessionState.CHARGING:
                 session.state = SessionState.STOPPING
-            request_remote_stop(
-                p.session_id, transactions[transaction_id], transaction_id, "prepaid amount used up"
+            reason = (
+                "prepaid amount used up"
+                if p.exhausted
+                else f"prepaid amount used up in {p.seconds_to_budget:.0f} s at the current power"
             )
+            request_remote_stop(p.session_id, transactions[transaction_id], transaction_id, reason)
     return progress
+
+
+SAMPLE_INTERVAL_KEY = "MeterValueSampleInterval"
+
+
+def request_sample_interval(session_id: int, charge_point_id: str, seconds: int) -> bool:
+    """Ask the charger to sample often enough to forecast a prepaid session's end (once per session)."""
+    return command_queue.request(
+        f"session:{session_id}:sample-interval",
+        charge_point_id,
+        "ChangeConfiguration",
+        {"key": SAMPLE_INTERVAL_KEY, "value": str(seconds)},
+        f"session {session_id}: meter values every {seconds} s to stop it before its budget",
+    )
+
+
+def restore_sample_interval(session_id: int, seconds: str) -> bool:
+    """After a session whose sampling the CSMS quickened, give the charger its usual interval back
+    (once), unless another app session on it is still going (its own end restores it)."""
+    asked = db.session.scalar(
+        select(QueuedCommand.id).where(QueuedCommand.dedup_key == f"session:{session_id}:sample-interval")
+    )
+    session = db.session.get(ChargingSession, session_id)
+    if asked is None or session is None:
+        return False
+    busy = db.session.scalar(
+        select(ChargingSession.id)
+        .where(
+            ChargingSession.charge_point_id == session.charge_point_id,
+            ChargingSession.id != session_id,
+            ChargingSession.state.in_(ACTIVE_SESSION_STATES),
+        )
+        .limit(1)
+    )
+    if busy is not None:
+        return False
+    return command_queue.request(
+        f"session:{session_id}:sample-interval-restore",
+        session.charge_point.charge_point_id,
+        "ChangeConfiguration",
+        {"key": SAMPLE_INTERVAL_KEY, "value": seconds},
+        f"session {session_id} ended: meter values every {seconds} s again",
+    )

@@ -16,7 +16,7 @@ from sqlalchemy import select
 
 from csms.extensions import db
 from csms.models import ChargingSession, MeterSample, SessionState, Transaction
-from csms.services import billing, bounds
+from csms.services import billing, bills, bounds
 from csms.services.clock import parse_utc
 from csms.services.sql import any_of, insert_ignoring_conflicts, update_if_lower
 
@@ -153,6 +153,19 @@ def raise_registers(readings: dict[int, tuple[int, datetime]]) -> None:
     update_if_lower(db.session, Transaction, "id", "meter_last_wh", rows)
 
 
+POWER = "Power.Active.Import"
+
+
+def power_reading(samples: list[Sample]) -> int | None:
+    """The latest total active import power among the samples, in W."""
+    readings = [
+        (s.sampled_at, int(s.value))
+        for s in samples
+        if s.measurand == POWER and s.unit == "W" and not s.phase
+    ]
+    return max(readings)[1] if readings else None
+
+
 @dataclass(frozen=True)
 class Progress:
     session_id: int
@@ -161,12 +174,25 @@ class Progress:
     cost_minor: int
     prepaid_minor: int
     exhausted: bool
+    seconds_to_budget: float | None = None  # at the current power; None when nothing is drawn
 
 
-def update_sessions(transaction_ids: list[int]) -> dict[int, Progress]:
+def seconds_to_budget(prices: billing.Prices, remaining_minor: int, power_w: int) -> float | None:
+    """How long until the cost grows by `remaining_minor` at `power_w` (and the time price): the
+    forecast that lets the CSMS stop a prepaid session before, not after, its budget is spent."""
+    per_hour = (Decimal(max(power_w, 0)) / 1000 * prices.energy_price + prices.time_price) * (
+        1 + prices.tax_percent / 100
+    )
+    if per_hour <= 0:
+        return None
+    return float(Decimal(max(remaining_minor, 0)) / 100 / per_hour * 3600)
+
+
+def update_sessions(transaction_ids: list[int], power_w: dict[int, int] | None = None) -> dict[int, Progress]:
     """Refresh the live energy and running cost of the sessions charging on these transactions, from
     each transaction's highest reading (so the order metering and linking happen in does not
-    matter). Returns the progress per transaction id that has such a session."""
+    matter). Returns the progress per transaction id that has such a session, with the time left to
+    its budget at the power measured now (`power_w` by transaction id; else the average so far)."""
     if not transaction_ids:
         return {}
     # Locked, in id order: a settlement that completes one of them meanwhile (it locks the session
@@ -192,19 +218,20 @@ def update_sessions(transaction_ids: list[int]) -> dict[int, Progress]:
             .execution_options(populate_existing=True)
         )
     }
-    prices: dict[int | None, billing.Prices] = {}
     progress = {}
     for session in sessions:
         transaction = transactions[session.transaction_id]
-        if session.tariff_id not in prices:
-            prices[session.tariff_id] = billing.Prices.of(billing.session_tariff(session))
+        prices = bills.prices_of(bills.snapshot(transaction))
         start = transaction.meter_start_wh
         energy = max((transaction.meter_last_wh or start) - start, 0)
         elapsed = (transaction.meter_last_at or transaction.started_at) - transaction.started_at
-        running = billing.to_minor(billing.cost(prices[session.tariff_id], energy, elapsed))
+        running = billing.to_minor(billing.cost(prices, energy, elapsed))
         if energy > session.energy_wh or running > session.cost_minor:
             session.energy_wh = max(energy, session.energy_wh)
             session.cost_minor = max(running, session.cost_minor)
+        power = (power_w or {}).get(transaction.id)
+        if power is None and elapsed.total_seconds() > 0:
+            power = int(energy * 3600 / elapsed.total_seconds())
         progress[transaction.id] = Progress(
             session.id,
             session.user_id,
@@ -212,5 +239,6 @@ def update_sessions(transaction_ids: list[int]) -> dict[int, Progress]:
             session.cost_minor,
             session.prepaid_minor,
             session.cost_minor >= session.prepaid_minor,
+            seconds_to_budget(prices, session.prepaid_minor - session.cost_minor, power or 0),
         )
     return progress

@@ -115,6 +115,7 @@ def release(session_id: int, state: str, reason: str) -> bool:
     )
     session.state = state
     session.failure_reason = reason[:255]
+    wallet_service.announce_balance(session.user_id)
     try:
         db.session.commit()
     except IntegrityError:

@@ -8,13 +8,16 @@ must still end on someone's bill (the README's customer section states the polic
 - a newer start on a connector closes the transactions still open there that started before it: a
   connector carries one transaction at a time, so the charger has ended them even if their
   StopTransaction never came; their sessions are settled at once;
-- a transaction whose idTag has an owner becomes a session of that owner, paid from a new hold: the
+- a transaction whose idTag has a prepaid owner becomes a session of that owner, paid from a new hold: the
   amount of the session that gave up on that connector, else `UNPLANNED_HOLD`; a wallet that cannot
   cover it gives what it has and the charger is asked to stop at once (RemoteStopTransaction), as it
   is when the start was not answered Accepted, and when nobody can pay (an empty wallet, or the
   connector held by another customer's session waiting for its own start);
 - a transaction already over when it is adopted (its Stop, or a newer start, was applied first) is
-  settled at once.
+  settled at once;
+- every other transaction (a postpaid owner's, a tag nobody owns, one nobody's wallet could hold
+  for) is billed when it stops (`billing.bill_transaction`): from the owner's wallet when it covers
+  the price, else as the owner's open balance; a tag nobody owns is priced and billed to no one.
 """
 
 from __future__ import annotations
@@ -27,12 +30,14 @@ from sqlalchemy.orm import aliased
 
 from csms.extensions import db
 from csms.models import (
+    AccountPolicy,
     ChargePoint,
     ChargingSession,
     IdTag,
     SessionState,
     Transaction,
     TransactionState,
+    User,
     Wallet,
 )
 from csms.models.charging import ACTIVE_SESSION_STATES
@@ -138,6 +143,8 @@ def close_superseded(transaction_id: int) -> list[billing.Settlement]:
             settlement = billing.settle_in_transaction(stopped.session.session_id)
             if settlement is not None and settlement.newly_settled:
                 settlements.append(settlement)
+        else:
+            billing.bill_transaction(old_id)
     db.session.flush()
     return settlements
 
@@ -162,16 +169,20 @@ def adopt(
     needs the connector's one active-session place.
     """
     transaction = db.session.get(Transaction, transaction_id)
-    if transaction is None:
-        return Adoption(None)
-    user_id = db.session.scalar(select(IdTag.user_id).where(IdTag.id_tag == transaction.id_tag))
+    if transaction is None or transaction.billing is not None:
+        return Adoption(None)  # billed already, as a transaction without a session
+    user_id, policy = db.session.execute(
+        select(IdTag.user_id, User.account_policy).join(User).where(IdTag.id_tag == transaction.id_tag)
+    ).one_or_none() or (None, None)
+    if policy == AccountPolicy.POSTPAID:
+        return Adoption(None)  # charging on account: billed as the transaction stops
     wallet = (
         db.session.scalar(select(Wallet).where(Wallet.user_id == user_id).with_for_update())
         if user_id is not None
         else None
     )
     if wallet is None:
-        return Adoption(None)  # not a customer's tag: no wallet to bill (README)
+        return Adoption(None)  # not a customer's tag: priced as it stops, billed to no one (README)
     running = transaction.state == TransactionState.STARTED
     busy = running and db.session.scalar(
         select(ChargingSession.id).where(

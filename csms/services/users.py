@@ -12,9 +12,9 @@ from sqlalchemy.exc import IntegrityError
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from csms.extensions import db
-from csms.models import IdTag, Role, User, Wallet
+from csms.models import AccountPolicy, IdTag, Role, User, Wallet
 from csms.offload import password_check
-from csms.services import id_tags
+from csms.services import id_tags, wallet
 from csms.services.errors import Conflict, InvalidInput, NotFound, ServiceError
 from csms.services.tokens import InvalidToken
 
@@ -163,5 +163,16 @@ def change(
             user.disabled_at = datetime.now(UTC)
         elif not disabled:
             user.disabled_at = None
+    db.session.commit()
+    return user
+
+
+def set_account_policy(email: str, policy: str) -> User:
+    """Prepaid or postpaid (csms.models.AccountPolicy); every node's Authorize follows at once. Commits."""
+    if policy not in tuple(AccountPolicy):
+        raise InvalidInput("policy must be prepaid or postpaid", code="invalid_policy")
+    user = find(email)
+    user.account_policy = policy
+    wallet.announce_balance(user.id)  # the owner's standing at Authorize changes with the policy
     db.session.commit()
     return user

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from ocpp.v16 import call_result
 from ocpp.v16.enums import DataTransferStatus, RegistrationStatus
 
-from csms.services import authorization, transactions
+from csms.services import authorization, prepaid, transactions
 from csms.services.bounds import NUL, NUL_REPLACEMENT
 from csms.services.chargers import registration_status
 from csms.services.clock import parse_utc, utc_now_iso_ms
@@ -40,9 +40,11 @@ def on_heartbeat(session: OcppSession, payload: dict[str, Any]) -> call_result.H
 
 
 def on_authorize(session: OcppSession, payload: dict[str, Any]) -> call_result.Authorize:
-    info = authorization.authorize(
-        payload["idTag"], session.charge_point_pk, session.gateway.id_tags, starting=False
-    )
+    gateway = session.gateway
+    info = authorization.authorize(payload["idTag"], session.charge_point_pk, gateway.id_tags, starting=False)
+    if info.status == "Accepted":  # the prepaid rule reads the owner's standing only when it matters
+        standing = gateway.standings.standing(payload["idTag"])
+        info = prepaid.below_minimum(info, standing, gateway.config["MIN_BALANCE"])
     return call_result.Authorize(id_tag_info=info.as_ocpp())
 
 
