@@ -11,7 +11,7 @@ import pytest
 
 from csms.extensions import socketio
 from csms.realtime import device_of, notification, notification_type
-from csms.services import tokens
+from csms.services import tokens, users
 from tests.builders import a_charge_point
 from tests.support.exchanges import exchange
 
@@ -61,7 +61,9 @@ def test_a_notification_is_the_seed_shape_with_a_utc_timestamp():
 
 
 def operator_client(app):
-    token = tokens.issue(tokens.Identity(1, "operator"), app.config["SECRET_KEY"], timedelta(minutes=5))
+    operator = users.create_user("operator@example.test", "password-123", role="operator")
+    identity = tokens.Identity(operator.id, "operator")  # a token serves an existing account only
+    token = tokens.issue(identity, app.config["SECRET_KEY"], timedelta(minutes=5))
     client = socketio.test_client(app, auth={"token": token})
     assert client.is_connected()
     return client
