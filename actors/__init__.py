@@ -4,4 +4,13 @@ Importing an actor module only declares its actors on Dramatiq's global broker: 
 opens no connection. The process that runs them chooses the broker first (`csms.worker`).
 """
 
-from actors import billing, cms, commands, metering, notifications, storage, transactions  # noqa: F401
+from actors import (  # noqa: F401
+    billing,
+    cms,
+    commands,
+    integration,
+    metering,
+    notifications,
+    storage,
+    transactions,
+)

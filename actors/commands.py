@@ -5,7 +5,7 @@ import dramatiq
 from actors.batch import run_batch
 from actors.exchanges import Exchange, Notifications
 from csms.realtime import charger_room
-from csms.services import commands, message_log
+from csms.services import commands, events, message_log
 
 
 @dramatiq.actor(queue_name="commands", max_retries=10, min_backoff=500, max_backoff=60_000)
@@ -29,3 +29,4 @@ def apply_commands(views: list[Exchange], notifications: Notifications) -> None:
                 "requestedBy": command.get("requested_by"),
             }
             notifications.add("command:result", data, [charger_room(view.charge_point_id)])
+            events.emit("command.result", data, key=view.first["event_id"])

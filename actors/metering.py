@@ -14,7 +14,7 @@ from actors.storage import store_and_apply_charger_state
 from csms.extensions import db
 from csms.models import Transaction
 from csms.realtime import charger_room, customer_room
-from csms.services import bounds, charger_state, charging, metering
+from csms.services import bounds, charger_state, charging, events, metering
 from csms.services.money import format_minor
 from csms.services.sql import any_of
 
@@ -35,7 +35,7 @@ def apply_meter_values(views: list[Exchange], notifications: Notifications) -> N
     rows: list[dict] = []
     readings: dict[int, tuple[int, datetime]] = {}
     charger_of: dict[int, str] = {}
-    events = []
+    parsed = []
     for view in answered:
         pk = pks.get(view.charge_point_id)
         if pk is None:
@@ -54,12 +54,16 @@ def apply_meter_values(views: list[Exchange], notifications: Notifications) -> N
         if transaction_id is not None and reading is not None:
             readings[transaction_id] = max(readings.get(transaction_id, reading), reading)
             charger_of[transaction_id] = view.charge_point_id
-        events.append((view, transaction_id, samples))
+        parsed.append((view, transaction_id, samples))
     metering.store(rows)
     metering.raise_registers(readings)
     progress = charging.refresh_progress(charger_of)
-    for view, transaction_id, samples in events:
-        notifications.add(*_meter_event(view, samples, progress.get(transaction_id)))
+    announced = []
+    for view, transaction_id, samples in parsed:
+        event, data, rooms = _meter_event(view, samples, progress.get(transaction_id))
+        notifications.add(event, data, rooms)
+        announced.append(("meter.values.updated", data, view.first["event_id"]))
+    events.emit_many(announced)
 
 
 def _lock_transactions(views: list[Exchange]) -> dict[int, int]:

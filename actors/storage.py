@@ -9,7 +9,7 @@ import dramatiq
 from actors.batch import run_batch
 from actors.exchanges import Exchange, Notifications
 from csms.realtime import charger_room
-from csms.services import bounds, charger_state, message_log
+from csms.services import bounds, charger_state, events, message_log
 
 
 @dramatiq.actor(queue_name="ocpp_messages", max_retries=10, min_backoff=500, max_backoff=60_000)
@@ -56,3 +56,5 @@ def apply_status(view: Exchange, notifications: Notifications) -> None:
             "timestamp": at.isoformat(),
         }
         notifications.add("charger:status:changed", data, [charger_room(cp)])
+        key = f"{cp}:{status['connectorId']}:{data['timestamp']}:{status['status']}:{status['errorCode']}"
+        events.emit("notification.charger.status.changed", {**data, "info": status.get("info")}, key=key)

@@ -10,7 +10,7 @@ from actors.exchanges import Exchange, Notifications
 from actors.storage import store_and_apply_charger_state
 from csms.extensions import db
 from csms.realtime import charger_room, customer_room
-from csms.services import charger_state, charging, unplanned
+from csms.services import charger_state, charging, events, unplanned
 
 
 @dramatiq.actor(queue_name="transactions", max_retries=20, min_backoff=500, max_backoff=120_000)
@@ -39,6 +39,8 @@ def apply_transactions(views: list[Exchange], notifications: Notifications) -> N
             pk = charger_state.charge_point_pk(view.charge_point_id)
             stopped = charging.stop(pk, view.request, view.notes)
             session_id = stopped.session.session_id if stopped.session is not None else None
+            if stopped.known and stopped.newly_stopped:
+                _emit_stopped(view, stopped)
         if session_id is not None:
             notifications.send_after(settle_session, session_id)
 
@@ -60,6 +62,7 @@ def _start(view: Exchange, notifications: Notifications, candidates: unplanned.C
             current_app.config["UNPLANNED_HOLD"],
         )
         linked, settled = adoption.linked, [adoption.settlement] if adoption.settlement else []
+    _emit_started(view, linked)
     if linked is None:
         return None
     payload = {
@@ -77,6 +80,40 @@ def _start(view: Exchange, notifications: Notifications, candidates: unplanned.C
     db.session.flush()  # meter values may have been processed before this link
     charging.refresh_progress({transaction_id: view.charge_point_id})
     return None
+
+
+def _emit_started(view: Exchange, linked: charging.Linked | None) -> None:
+    """`notification.charging.started` for every transaction the CSMS gave an id (keyed by it, so
+    a redelivered StartTransaction announces nothing new)."""
+    request = view.request
+    transaction_id = view.response["transactionId"]
+    data = {
+        "transactionId": transaction_id,
+        "chargePointId": view.charge_point_id,
+        "connectorId": request["connectorId"],
+        "idTag": request["idTag"],
+        "idTagStatus": view.response["idTagInfo"]["status"],
+        "meterStartWh": request["meterStart"],
+        "timestamp": view.time_of(request.get("timestamp")).isoformat(),
+        "sessionId": linked.session_id if linked else None,
+        "userId": linked.user_id if linked else None,
+    }
+    events.emit("notification.charging.started", data, key=str(transaction_id))
+
+
+def _emit_stopped(view: Exchange, stopped: charging.Stopped) -> None:
+    request = view.request
+    data = {
+        "transactionId": stopped.transaction_id,
+        "chargePointId": view.charge_point_id,
+        "meterStopWh": request["meterStop"],
+        "energyWh": stopped.energy_wh,
+        "reason": request.get("reason", "Local"),
+        "timestamp": view.time_of(request.get("timestamp")).isoformat(),
+        "sessionId": stopped.session.session_id if stopped.session else None,
+        "userId": stopped.session.user_id if stopped.session else None,
+    }
+    events.emit("notification.charging.stopped", data, key=str(stopped.transaction_id))
 
 
 def _settled(notifications: Notifications, settlements: list) -> None:

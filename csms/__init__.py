@@ -53,7 +53,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     if app.config["SQLALCHEMY_DATABASE_URI"].startswith("postgresql"):
         engine_options.update(pool_size=settings["DB_POOL_SIZE"], max_overflow=settings["DB_MAX_OVERFLOW"])
 
-    from csms import cli, errors, realtime, request_guard
+    from csms import cli, errors, metrics, realtime, request_guard
     from csms.api import health
     from csms.extensions import db, migrate, sock
 
@@ -66,6 +66,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     request_guard.init_app(app)
     cli.init_app(app)
     app.register_blueprint(health.bp)
+    metrics.init_app(app)
     if not is_embedded(app) and (
         settings["SECRET_KEY"] == config_module.Config.SECRET_KEY or len(settings["SECRET_KEY"]) < 32
     ):

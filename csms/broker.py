@@ -25,6 +25,7 @@ from dramatiq.middleware import Middleware
 from flask import Flask
 
 from csms.fastjson import DramatiqEncoder
+from csms.services import events
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +38,8 @@ QUEUES = (
     "commands",
     "cms_events",
     "notifications",
+    "integration_events",  # the relay of integration events (actors.integration)
+    "webhooks",  # webhook deliveries, apart so that a slow endpoint holds back nothing else
 )
 
 
@@ -102,6 +105,37 @@ class DeadLetterLog(Middleware):
         )
 
 
+class EventsSweep(Middleware):
+    """Each worker kicks the integration-event relay every `interval` seconds, so events whose
+    after-commit kick was lost (RabbitMQ away at that moment) and deliveries whose message was lost
+    still leave (`actors.integration.relay_events`)."""
+
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+        self._stopped = threading.Event()
+
+    def after_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        self._stopped.clear()
+        threading.Thread(target=self._run, args=(broker,), name="events-sweep", daemon=True).start()
+
+    def before_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        self._stopped.set()
+
+    def _run(self, broker: dramatiq.Broker) -> None:
+        while not self._stopped.wait(self.interval):
+            kick_relay(broker)
+
+
+def kick_relay(broker: dramatiq.Broker) -> None:
+    """Ask for a run of the integration-event relay; a failure is logged (the sweep retries)."""
+    from csms.pipeline.addresses import RELAY_EVENTS
+
+    try:
+        broker.enqueue(RELAY_EVENTS.message([]))
+    except Exception as exc:
+        log.warning("could not kick the integration-event relay: %s", exc)
+
+
 def build_broker(config: dict[str, Any]) -> dramatiq.Broker:
     """RabbitMQ (with publisher confirms) when `RABBITMQ_URL` is set, otherwise the in-process broker."""
     url = config.get("RABBITMQ_URL")
@@ -117,7 +151,9 @@ def init_app(app: Flask) -> dramatiq.Broker:
     broker = build_broker(app.config)
     broker.add_middleware(AppContextMiddleware(app))
     broker.add_middleware(DeadLetterLog())
+    broker.add_middleware(EventsSweep(app.config["EVENTS_SWEEP_INTERVAL"]))
     dramatiq.set_broker(broker)
+    events.after_commit_hook = lambda: kick_relay(broker)
     _move_actors(previous.actors.values(), broker)
     for queue in QUEUES:
         broker.declare_queue(queue)

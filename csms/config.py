@@ -33,6 +33,12 @@ def _at_least(cast: Any, minimum: float) -> Any:
     return checked
 
 
+def _one_of(value: str, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        raise ValueError(f"must be one of {', '.join(choices)}")
+    return value
+
+
 def _money(value: str) -> int:
     """ "20.00" → 2000 minor units: a positive amount with at most two decimals."""
     try:
@@ -97,6 +103,15 @@ class Config:
     UNPLANNED_HOLD = 2000  # minor units held from a tag owner's wallet for a start outside an app session
     TRUSTED_PROXIES = ""  # addresses/networks whose X-Forwarded-For is believed (csms.proxies)
     LOGIN_FAILURES_PER_ADDRESS = 100  # failed logins from one address per 15 minutes, then 429
+    # The outside world (README "Integration and operations")
+    LOG_FORMAT = "text"  # text | json (one JSON object per line)
+    METRICS_TOKEN = ""  # when set, GET /metrics needs `Authorization: Bearer <token>`
+    EVENTS_RETENTION_DAYS = 7.0  # published integration events are kept this long (de-duplication window)
+    EVENTS_SWEEP_INTERVAL = 15.0  # seconds between a worker's sweeps for events and deliveries left behind
+    WEBHOOK_RETRY_BASE = 5.0  # seconds before a failed delivery's first retry; doubled each time, max 1 h
+    WEBHOOK_DISABLE_AFTER = 86400.0  # seconds of failures without a success before a webhook is disabled
+    WEBHOOK_TIMEOUT = 10.0  # connect and read timeout of one delivery attempt
+    WEBHOOK_ALLOW_PRIVATE = False  # may webhook URLs resolve to loopback/private/link-local addresses?
 
 
 _CASTS: dict[str, Any] = {
@@ -129,6 +144,13 @@ _CASTS: dict[str, Any] = {
     "CHARGER_BURST": _at_least(int, 1),
     "UNPLANNED_HOLD": _money,
     "LOGIN_FAILURES_PER_ADDRESS": int,
+    "LOG_FORMAT": lambda value: _one_of(value, ("text", "json")),
+    "EVENTS_RETENTION_DAYS": _at_least(float, 0),
+    "EVENTS_SWEEP_INTERVAL": _at_least(float, 0.1),
+    "WEBHOOK_RETRY_BASE": _at_least(float, 0.01),
+    "WEBHOOK_DISABLE_AFTER": _at_least(float, 1),
+    "WEBHOOK_TIMEOUT": _at_least(float, 0.1),
+    "WEBHOOK_ALLOW_PRIVATE": _bool,
 }
 
 

@@ -10,6 +10,7 @@ from csms.models.charging import (
     TransactionState,
 )
 from csms.models.cluster import ChargerConnection, ClusterNode
+from csms.models.integration import IntegrationEvent, Webhook, WebhookDelivery
 from csms.models.command_queue import CommandState, QueuedCommand
 from csms.models.login import LoginFailure
 from csms.models.logs import CmsEvent, CommandAudit, OcppMessage
@@ -32,6 +33,7 @@ __all__ = [
     "Connector",
     "IdTag",
     "IdTagStatus",
+    "IntegrationEvent",
     "LedgerEntry",
     "LedgerKind",
     "LoginFailure",
@@ -48,4 +50,6 @@ __all__ = [
     "TransactionState",
     "User",
     "Wallet",
+    "Webhook",
+    "WebhookDelivery",
 ]

@@ -14,7 +14,8 @@ from sqlalchemy import select, update
 
 from csms.extensions import db
 from csms.models import ChargingSession, LedgerEntry, LedgerKind, SessionState, Tariff, Transaction, Wallet
-from csms.services.money import CENT
+from csms.services import events
+from csms.services.money import CENT, format_minor
 from csms.services.sql import insert_ignoring_conflicts
 
 
@@ -129,4 +130,18 @@ def settle_in_transaction(session_id: int) -> Settlement | None:
         session.energy_wh = energy
         session.cost_minor = captured
         session.stopped_at = transaction.stopped_at
+        events.emit(
+            "billing.session.settled",
+            {
+                "sessionId": session.id,
+                "userId": session.user_id,
+                "transactionId": transaction.id,
+                "energyWh": energy,
+                "currency": session.currency,
+                "price": format_minor(price),
+                "captured": format_minor(captured),
+                "refunded": format_minor(refunded),
+            },
+            key=str(session.id),
+        )
     return Settlement(session.id, session.user_id, price, captured, refunded, energy, bool(inserted))
