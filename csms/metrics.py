@@ -28,8 +28,8 @@ from prometheus_client import (
     Gauge,
     Histogram,
     generate_latest,
+    multiprocess,
 )
-from prometheus_client import multiprocess
 
 MULTIPROCESS = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
 
@@ -150,9 +150,3 @@ def _read_on_scrape() -> None:
     depths = dead_letters.current_depths(current_app._get_current_object()) or {}
     for queue, depth in depths.items():
         DEAD_LETTERS.labels(queue).set(depth)
-
-
-def mark_process_dead(pid: int) -> None:
-    """A web child exited: its live gauges no longer count (multiprocess mode only)."""
-    if MULTIPROCESS:
-        multiprocess.mark_process_dead(pid)

@@ -10,8 +10,8 @@ from csms.models.charging import (
     TransactionState,
 )
 from csms.models.cluster import ChargerConnection, ClusterNode
-from csms.models.integration import IntegrationEvent, Webhook, WebhookDelivery
 from csms.models.command_queue import CommandState, QueuedCommand
+from csms.models.integration import IntegrationEvent, Webhook, WebhookDelivery
 from csms.models.login import LoginFailure
 from csms.models.logs import CmsEvent, CommandAudit, OcppMessage
 from csms.models.network import ChargePoint, Connector, RegistrationStatus, Station
