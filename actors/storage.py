@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 
 import dramatiq
@@ -10,6 +11,8 @@ from actors.batch import run_batch
 from actors.exchanges import Exchange, Notifications
 from csms.realtime import charger_room
 from csms.services import bounds, charger_state, events, message_log
+
+log = logging.getLogger(__name__)
 
 
 @dramatiq.actor(queue_name="ocpp_messages", max_retries=10, min_backoff=500, max_backoff=60_000)
@@ -36,6 +39,15 @@ def apply_charger_state(views: list[Exchange], notifications: Notifications) -> 
     for view in views:
         if view.answered and view.action == "BootNotification":
             charger_state.apply_boot(view.charge_point_id, view.request, view.at)
+            log.info(
+                "%s booted: %s %s, firmware %s; answered %s",
+                view.charge_point_id,
+                view.request.get("chargePointVendor"),
+                view.request.get("chargePointModel"),
+                view.request.get("firmwareVersion"),
+                view.response.get("status"),
+                extra={"chargePointId": view.charge_point_id, "event": "boot"},
+            )
         elif view.answered and view.action == "StatusNotification":
             apply_status(view, notifications)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import dramatiq
 from flask import current_app
 
@@ -11,6 +13,8 @@ from actors.storage import store_and_apply_charger_state
 from csms.extensions import db
 from csms.realtime import charger_room, customer_room
 from csms.services import charger_state, charging, events, unplanned
+
+log = logging.getLogger(__name__)
 
 
 @dramatiq.actor(queue_name="transactions", max_retries=20, min_backoff=500, max_backoff=120_000)
@@ -99,6 +103,18 @@ def _emit_started(view: Exchange, linked: charging.Linked | None) -> None:
         "userId": linked.user_id if linked else None,
     }
     events.emit("notification.charging.started", data, key=str(transaction_id))
+    log.info(
+        "%s: transaction %s started on connector %s (session %s)",
+        view.charge_point_id,
+        transaction_id,
+        request["connectorId"],
+        data["sessionId"],
+        extra={
+            "chargePointId": view.charge_point_id,
+            "transactionId": transaction_id,
+            "userId": data["userId"],
+        },
+    )
 
 
 def _emit_stopped(view: Exchange, stopped: charging.Stopped) -> None:
@@ -114,6 +130,19 @@ def _emit_stopped(view: Exchange, stopped: charging.Stopped) -> None:
         "userId": stopped.session.user_id if stopped.session else None,
     }
     events.emit("notification.charging.stopped", data, key=str(stopped.transaction_id))
+    log.info(
+        "%s: transaction %s stopped (%s), %s Wh (session %s)",
+        view.charge_point_id,
+        stopped.transaction_id,
+        data["reason"],
+        stopped.energy_wh,
+        data["sessionId"],
+        extra={
+            "chargePointId": view.charge_point_id,
+            "transactionId": stopped.transaction_id,
+            "userId": data["userId"],
+        },
+    )
 
 
 def _settled(notifications: Notifications, settlements: list) -> None:

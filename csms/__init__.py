@@ -12,7 +12,7 @@ from flask import Flask
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
-from csms import broker
+from csms import broker, startup
 from csms import config as config_module
 from csms.broker import is_embedded
 
@@ -67,12 +67,9 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     cli.init_app(app)
     app.register_blueprint(health.bp)
     metrics.init_app(app)
-    if not is_embedded(app) and (
-        settings["SECRET_KEY"] == config_module.Config.SECRET_KEY or len(settings["SECRET_KEY"]) < 32
-    ):
-        logging.getLogger("csms").warning(
-            "CSMS_SECRET_KEY is the default or shorter than 32 characters: tokens are forgeable"
-        )
+    if not is_embedded(app) and (reason := startup.unsafe_secret(settings)):
+        # The serving processes refuse to start (csms.startup); a CLI command only warns.
+        logging.getLogger("csms").warning("%s: tokens are forgeable", reason)
     from csms import api, cors, dashboard
     from csms.ocpp import route
 

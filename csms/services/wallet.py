@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import logging
+
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
 from csms.extensions import db
 from csms.models import LedgerEntry, LedgerKind, Wallet
+from csms.services import events
 from csms.services.errors import Conflict, InvalidInput
 from csms.services.money import format_minor
+
+log = logging.getLogger(__name__)
 
 
 def top_up(wallet_id: int, amount_minor: int, *, reference: str, description: str | None = None) -> bool:
@@ -42,7 +47,24 @@ def top_up(wallet_id: int, amount_minor: int, *, reference: str, description: st
             .where(Wallet.id == wallet_id)
             .values(available_minor=Wallet.available_minor + amount_minor)
         )
+        data = {
+            "walletId": wallet_id,
+            "userId": wallet.user_id,
+            "amount": format_minor(amount_minor),
+            "currency": wallet.currency,
+            "reference": reference,
+        }
+        events.emit("billing.wallet.topped_up", data, key=reference)
         db.session.commit()
+        log.info(
+            "wallet %s of user %s topped up by %s %s (%s)",
+            wallet_id,
+            wallet.user_id,
+            data["amount"],
+            wallet.currency,
+            reference,
+            extra={"userId": wallet.user_id},
+        )
     except IntegrityError:
         db.session.rollback()
         credited = _credited(reference)
