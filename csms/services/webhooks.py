@@ -101,7 +101,7 @@ def create(url: str, patterns: list[str], description: str | None, user_id: int 
 
 
 def get(webhook_id: int) -> Webhook:
-    webhook = db.session.get(Webhook, webhook_id)
+    webhook = db.session.get(Webhook, webhook_id) if 0 < webhook_id < 2**31 else None
     if webhook is None:
         raise NotFound(f"no webhook {webhook_id}", code="webhook_not_found")
     return webhook
