@@ -35,11 +35,11 @@ def relay_events(kicks: list) -> None:
     """Publish every committed event not yet published, oldest first; then resend lost deliveries
     and forget events past their retention."""
     app = current_app._get_current_object()
-    exchange = (
-        None
-        if is_embedded(app)
-        else app.extensions.setdefault("events_exchange", EventsExchange(app.config["RABBITMQ_URL"]))
-    )
+    exchange = None
+    if not is_embedded(app):
+        exchange = app.extensions.get("events_exchange")
+        if exchange is None:
+            exchange = app.extensions["events_exchange"] = EventsExchange(app.config["RABBITMQ_URL"])
     while True:
         batch = events.unpublished(BATCH)
         if not batch:
@@ -49,16 +49,18 @@ def relay_events(kicks: list) -> None:
             exchange.publish(batch)
         deliveries = webhooks.queue_deliveries(batch)
         events.mark_published([event.id for event in batch])
+        areas = [event.routing_key.split(".", 1)[0] for event in batch]  # before the commit expires them
         db.session.commit()
-        for event in batch:
-            metrics.EVENTS_PUBLISHED.labels(event.routing_key.split(".", 1)[0]).inc()
+        for area in areas:
+            metrics.EVENTS_PUBLISHED.labels(area).inc()
         for delivery_id in deliveries:
             deliver_webhook.send(delivery_id, 0)
         if len(batch) < BATCH:
             break
     for delivery_id, attempts in webhooks.overdue(OVERDUE_GRACE):
         deliver_webhook.send(delivery_id, attempts)
-    events.purge_published(timedelta(days=app.config["EVENTS_RETENTION_DAYS"]))
+    events.purge_published(timedelta(hours=app.config["EVENTS_RETENTION_HOURS"]))
+    webhooks.purge_log(timedelta(days=app.config["WEBHOOK_LOG_DAYS"]))
     db.session.commit()
 
 

@@ -63,7 +63,7 @@ def update_webhook(body, webhook_id: int):
 @bp.alt_response(404, schema=Error)
 def delete_webhook(webhook_id: int):
     """Remove a webhook and its delivery log."""
-    webhooks.delete(webhook_id)
+    webhooks.remove(webhook_id)
 
 
 @bp.get("/<int:webhook_id>/deliveries")

@@ -5,7 +5,7 @@ event exists exactly when the effect it announces was committed; after the commi
 (`actors.integration.relay_events`) publishes it to RabbitMQ's `events_exchange` and hands it to
 matching webhooks, at least once. An actor redelivered after its commit emits the same events again:
 give `emit` a `key` that names the occurrence and the event keeps its id (and is not stored twice
-while its row is kept, `EVENTS_RETENTION_DAYS`), so consumers can de-duplicate on `eventId`.
+while its row is kept, `EVENTS_RETENTION_HOURS`), so consumers can de-duplicate on `eventId`.
 
 Routing keys are dotted lower-case words, `<area>.<what>[.<happened>]`; the README lists them.
 """

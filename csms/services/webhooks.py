@@ -27,7 +27,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import urllib3
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 
 from csms import metrics
 from csms.extensions import db
@@ -127,7 +127,7 @@ def update_webhook(webhook_id: int, changes: dict[str, Any]) -> Webhook:
     return webhook
 
 
-def delete(webhook_id: int) -> None:
+def remove(webhook_id: int) -> None:
     db.session.delete(get(webhook_id))
     db.session.commit()
 
@@ -179,6 +179,17 @@ def overdue(grace: timedelta, limit: int = 500) -> list[tuple[int, int]]:
         .limit(limit)
     )
     return [(row.id, row.attempts) for row in db.session.execute(query)]
+
+
+def purge_log(age: timedelta) -> int:
+    """Forget finished deliveries scheduled more than `age` ago (the delivery log's horizon)."""
+    cutoff = datetime.now(UTC) - age
+    result = db.session.execute(
+        delete(WebhookDelivery).where(
+            WebhookDelivery.state.in_(("succeeded", "failed")), WebhookDelivery.next_attempt_at < cutoff
+        )
+    )
+    return result.rowcount or 0
 
 
 # Delivery ----------------------------------------------------------------------------------------
