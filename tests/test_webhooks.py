@@ -226,3 +226,22 @@ def test_flask_run_is_refused_with_a_pointer(tmp_path):
     )
     assert result.returncode == 2
     assert "Use `make run`" in result.stderr
+
+
+def test_events_whose_kick_was_lost_leave_with_the_workers_sweep(make_app, monkeypatch):
+    app = make_app(EVENTS_SWEEP_INTERVAL=0.2)
+    with app.app_context():
+        monkeypatch.setattr(events, "after_commit_hook", None)  # RabbitMQ refused the kick, say
+        worker = InProcessWorker(app).start()
+        try:
+            events.emit("cms.station.created", {"entityId": "1"})
+            db.session.commit()
+            assert events.backlog() == 1
+
+            def published() -> bool:
+                db.session.rollback()  # a fresh snapshot
+                return events.backlog() == 0
+
+            assert wait_until(published, timeout=10)
+        finally:
+            worker.stop()
