@@ -110,7 +110,7 @@ class Config:
     EVENTS_SWEEP_INTERVAL = 15.0  # seconds between a worker's sweeps for events and deliveries left behind
     WEBHOOK_RETRY_BASE = 5.0  # seconds before a failed delivery's first retry; doubled each time, max 1 h
     WEBHOOK_DISABLE_AFTER = 86400.0  # seconds of failures without a success before a webhook is disabled
-    WEBHOOK_TIMEOUT = 10.0  # connect and read timeout of one delivery attempt
+    WEBHOOK_TIMEOUT = 5.0  # connect and read timeout of one delivery attempt
     WEBHOOK_ALLOW_PRIVATE = False  # may webhook URLs resolve to loopback/private/link-local addresses?
     WEBHOOK_LOG_DAYS = 7.0  # finished deliveries are listed this long
 
