@@ -19,7 +19,7 @@ import dramatiq
 from flask import current_app
 
 from csms import metrics
-from csms.broker import is_embedded
+from csms.broker import SWEEP, is_embedded
 from csms.extensions import db
 from csms.pipeline.events_exchange import EventsExchange
 from csms.services import events, webhooks
@@ -32,8 +32,8 @@ OVERDUE_GRACE = timedelta(seconds=60)
     queue_name="integration_events", max_retries=20, min_backoff=1_000, max_backoff=60_000, time_limit=300_000
 )
 def relay_events(kicks: list) -> None:
-    """Publish every committed event not yet published, oldest first; then resend lost deliveries
-    and forget events past their retention."""
+    """Publish every committed event not yet published, oldest first; a sweep's run then resends
+    lost deliveries and forgets events past their retention."""
     app = current_app._get_current_object()
     exchange = None
     if not is_embedded(app):
@@ -57,11 +57,12 @@ def relay_events(kicks: list) -> None:
             deliver_webhook.send(delivery_id, 0)
         if len(batch) < BATCH:
             break
-    for delivery_id, attempts in webhooks.overdue(OVERDUE_GRACE):
-        deliver_webhook.send(delivery_id, attempts)
-    events.purge_published(timedelta(hours=app.config["EVENTS_RETENTION_HOURS"]))
-    webhooks.purge_log(timedelta(days=app.config["WEBHOOK_LOG_DAYS"]))
-    db.session.commit()
+    if SWEEP in kicks:
+        for delivery_id, attempts in webhooks.overdue(OVERDUE_GRACE):
+            deliver_webhook.send(delivery_id, attempts)
+        events.purge_published(timedelta(hours=app.config["EVENTS_RETENTION_HOURS"]))
+        webhooks.purge_log(timedelta(days=app.config["WEBHOOK_LOG_DAYS"]))
+        db.session.commit()
 
 
 @dramatiq.actor(

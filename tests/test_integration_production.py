@@ -199,7 +199,14 @@ def test_a_session_reaches_a_bound_queue_and_a_signed_webhook_with_a_retry(csms,
         )
         assert bill["captured"] == "2.00"  # 5 kWh x 0.30 + 0.50
 
-        log = operator.get(f"{csms.web.base_url}/api/cms/webhooks/{hook['id']}/deliveries").json()
+        def deliveries() -> dict:
+            return operator.get(f"{csms.web.base_url}/api/cms/webhooks/{hook['id']}/deliveries").json()
+
+        # the receiver has answered; the worker records each outcome a moment later
+        assert wait_until(
+            lambda: {item["state"] for item in deliveries()["items"]} == {"succeeded"}, timeout=10
+        )
+        log = deliveries()
         assert log["total"] == 3
         assert {item["state"] for item in log["items"]} == {"succeeded"}
         assert sorted(item["attempts"] for item in log["items"]) == [1, 1, 2]
@@ -231,8 +238,8 @@ def test_metrics_parse_and_move_with_traffic(csms):
         during = scrape(url)
     assert during[heartbeats] == expected
     assert during[("csms_chargers_connected", ())] == before[("csms_chargers_connected", ())] + 1
-    replies = ("csms_ocpp_reply_seconds_count", ())
-    assert during[replies] >= before[replies] + 4, (before, during)
+    replies = ("csms_ocpp_reply_seconds_count", ())  # the boot and the heartbeats, each observed
+    assert wait_until(lambda: scrape(url)[replies] >= before[replies] + 4, timeout=5)
     assert during[("csms_handoff_items_total", ())] >= before[("csms_handoff_items_total", ())] + 4
     assert during[("csms_outbox_backlog", ())] == 0
     assert during[("csms_dead_letter_messages", (("queue", "transactions"),))] == 0
@@ -240,17 +247,16 @@ def test_metrics_parse_and_move_with_traffic(csms):
         lambda: scrape(url)[("csms_chargers_connected", ())] == before[("csms_chargers_connected", ())]
     )
 
-    worker = scrape(csms.worker_metrics_url)
-    assert (
-        worker[
-            ("dramatiq_messages_total", (("actor_name", "record_exchanges"), ("queue_name", "ocpp_messages")))
-        ]
-        > 0
+    stored = (
+        "dramatiq_messages_total",
+        (("actor_name", "record_exchanges"), ("queue_name", "ocpp_messages")),
     )
-    published = [
-        value for (name, labels), value in worker.items() if name == "csms_integration_events_published_total"
-    ]
-    assert sum(published) > 0
+
+    def published(worker: dict) -> float:
+        return sum(v for (name, _), v in worker.items() if name == "csms_integration_events_published_total")
+
+    # the worker applies the boot and relays its status events a moment after the answers
+    assert wait_until(lambda: (w := scrape(csms.worker_metrics_url)).get(stored, 0) > 0 and published(w) > 0)
 
 
 def test_refused_handshakes_are_logged_with_their_reason(csms):

@@ -2,8 +2,10 @@
 
 Third parties bind their own durable queues to it with routing-key patterns (`notification.#`); the
 CSMS declares only the exchange, so an event with no bound queue is simply not kept. Each worker
-thread has its own connection (pika's are not thread-safe) with publisher confirms: an event is
-marked published only once RabbitMQ took it.
+thread has its own connection (pika's are not thread-safe). A batch is published in one AMQP
+transaction: RabbitMQ has taken every message once `tx_commit` returns, one round trip per batch
+(pika's blocking publisher confirms would wait for each message in turn), and only then are the
+events marked published.
 """
 
 from __future__ import annotations
@@ -28,8 +30,8 @@ class EventsExchange:
         self._local = threading.local()
 
     def publish(self, events: Iterable[IntegrationEvent]) -> None:
-        """Publish each event, persistent, confirmed; raises if RabbitMQ refused or is away (the
-        caller keeps them unpublished and tries again)."""
+        """Publish the events, persistent, in one transaction; raises if RabbitMQ refused or is away
+        (the caller keeps them unpublished and tries again)."""
         channel = self._channel()
         try:
             for event in events:
@@ -44,6 +46,7 @@ class EventsExchange:
                         type=event.routing_key,
                     ),
                 )
+            channel.tx_commit()
         except Exception:
             self._drop()
             raise
@@ -54,8 +57,8 @@ class EventsExchange:
             self._drop()
             connection = pika.BlockingConnection(self.parameters)
             channel = connection.channel()
-            channel.confirm_delivery()
             channel.exchange_declare(EXCHANGE, exchange_type="topic", durable=True)
+            channel.tx_select()
             self._local.connection, self._local.channel = connection, channel
         return channel
 
