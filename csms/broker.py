@@ -164,7 +164,7 @@ class RelayKicks:
                 self._scheduled_at = self._free_at
                 delay = self._free_at - now
                 self._free_at += self.window
-        kick_relay(self.broker, delay_ms=None if delay is None else max(int(delay * 1000), 1))
+        kick_relay(self.broker, delay_ms=None if delay is None else max(round(delay * 1000), 1))
 
 
 def build_broker(config: dict[str, Any]) -> dramatiq.Broker:

@@ -15,6 +15,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import func, select
 
+from csms import broker as broker_module
 from csms.broker import InProcessWorker
 from csms.extensions import db
 from csms.logs import JsonFormatter
@@ -245,3 +246,22 @@ def test_events_whose_kick_was_lost_leave_with_the_workers_sweep(make_app, monke
             assert wait_until(published, timeout=10)
         finally:
             worker.stop()
+
+
+def test_after_commit_kicks_are_coalesced_but_every_commit_is_followed_by_a_run(monkeypatch):
+    sent: list[int | None] = []
+
+    class Broker:
+        def enqueue(self, message, delay=None):
+            assert message.queue_name == "integration_events" and message.args == ([],)
+            sent.append(delay)
+
+    now = [100.0]
+    monkeypatch.setattr(broker_module.time, "monotonic", lambda: now[0])
+    kicks = broker_module.RelayKicks(Broker(), window=0.25)
+    for at in (100.0, 100.01, 100.02, 100.2, 100.26, 100.6, 101.5):
+        now[0] = at
+        kicks()
+    # at once; one run at 100.25 for the next three commits; one at 100.5 for the commit at 100.26
+    # (after the run at 100.25 began); one at 100.75 for 100.6; at 101.5 at once again
+    assert sent == [None, 240, 240, 150, None]
