@@ -14,7 +14,11 @@ BENCH_ARGS ?=
 DASHBOARD := csms/dashboard
 VENDOR := $(DASHBOARD)/static/vendor
 
-.PHONY: run test lint format bench clean assets
+.PHONY: help run test lint format bench clean assets
+.DEFAULT_GOAL := help
+
+help:  ## list the targets
+	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z]+):.*## /  make \1\t/' | expand -t 16
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,27 +37,27 @@ $(VENDOR)/.installed: $(DASHBOARD)/package.json $(DASHBOARD)/package-lock.json
 	npm run --prefix $(DASHBOARD) --silent vendor
 	touch $@
 
-assets: $(VENDOR)/.installed
+assets: $(VENDOR)/.installed  ## install the dashboard's front-end libraries from npm
 
-run: $(VENV)/.installed $(VENDOR)/.installed
+run: $(VENV)/.installed $(VENDOR)/.installed  ## embedded mode on http://127.0.0.1:8080 (installs, migrates, seeds; Ctrl-C stops)
 	$(FLASK) db upgrade
 	$(FLASK) seed-demo
 	$(BIN)/python wsgi.py
 
-test: $(VENV)/.installed-dev $(VENDOR)/.installed
+test: $(VENV)/.installed-dev $(VENDOR)/.installed  ## the whole test suite (PYTEST_WORKERS, PYTEST_ARGS=... to choose)
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
-lint: $(VENV)/.installed-dev
+lint: $(VENV)/.installed-dev  ## ruff check and format check
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check csms actors tests bench wsgi.py
 
-format: $(VENV)/.installed-dev
+format: $(VENV)/.installed-dev  ## ruff format and autofix
 	$(BIN)/ruff format csms actors tests bench wsgi.py
 	$(BIN)/ruff check --fix .
 
-bench: $(VENV)/.installed-dev
+bench: $(VENV)/.installed-dev  ## the benchmarks against the baseline (BENCH_ARGS=...)
 	bash .ci/services
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
-clean:
+clean:  ## remove the virtual environment, caches and npm installs
 	rm -rf $(VENV) .pytest_cache .ruff_cache $(DASHBOARD)/node_modules $(VENDOR)

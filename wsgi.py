@@ -11,16 +11,21 @@ monkey.patch_all()
 import argparse  # noqa: E402
 import logging  # noqa: E402
 import resource  # noqa: E402
+import signal  # noqa: E402
 
+import gevent  # noqa: E402
 from gevent import pywsgi  # noqa: E402
 
 from csms import create_app  # noqa: E402
 from csms.broker import is_embedded  # noqa: E402
 from csms.gc_policy import freeze_survivors  # noqa: E402
 from csms.http_server import NoDelayHandler  # noqa: E402
+from csms.logs import configure_logging  # noqa: E402
 from csms.runtime import start_background  # noqa: E402
+from csms.startup import refuse_flask_run, refuse_unsafe_production  # noqa: E402
 from csms.web_processes import listener, stop_when_orphaned, supervise  # noqa: E402
 
+refuse_flask_run()  # `flask --app wsgi run` would serve without the gateway
 app = create_app()
 
 # Open files the web process keeps besides its chargers' sockets: its own modules and logs, the
@@ -68,8 +73,9 @@ def _processes(value: str) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Serve until interrupted (in embedded mode the actors run in this process too), or with
     more than one process, supervise that many (csms.web_processes)."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(app.config)
     options = parse_args(argv)
+    refuse_unsafe_production(app.config, "csms-web")
     processes = options.processes or app.config["WEB_PROCESSES"]
     if processes > 1:
         return supervise(app.config, processes, script=__file__, embedded=is_embedded(app))
@@ -101,10 +107,19 @@ def serve(reuse_port: bool) -> None:
         descriptors,
         descriptors - OTHER_FILES,
     )
+    server = pywsgi.WSGIServer(sock, app, log=None, handler_class=NoDelayHandler, **ssl)
+    gevent.signal_handler(signal.SIGINT, _interrupted, server)
     try:
-        pywsgi.WSGIServer(sock, app, log=None, handler_class=NoDelayHandler, **ssl).serve_forever()
+        server.serve_forever()
     finally:
         stop_background()
+        logging.getLogger("csms").info("stopped")
+
+
+def _interrupted(server: pywsgi.WSGIServer) -> None:
+    """Ctrl-C (`make run`): stop serving and the background work, without a traceback."""
+    logging.getLogger("csms").info("interrupted: stopping")
+    server.stop(timeout=2)
 
 
 if __name__ == "__main__":

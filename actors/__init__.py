@@ -8,6 +8,7 @@ from actors import (  # noqa: F401
     billing,
     cms,
     commands,
+    integration,
     local_lists,
     metering,
     notifications,

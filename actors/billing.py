@@ -1,5 +1,7 @@
 """Settling a finished session: capture its cost from the hold, refund the rest, exactly once."""
 
+import logging
+
 import dramatiq
 from flask import current_app
 
@@ -9,6 +11,8 @@ from csms.realtime import customer_room
 from csms.services import billing, charging
 from csms.services.chargers import parse_boot_configuration
 from csms.services.money import format_minor
+
+log = logging.getLogger(__name__)
 
 
 @dramatiq.actor(queue_name="billing", max_retries=20, min_backoff=1_000, max_backoff=300_000)
@@ -23,6 +27,14 @@ def settle_session(session_id: int) -> None:
     db.session.commit()
     if settlement is None or not settlement.newly_settled:
         return
+    log.info(
+        "session %s billed: %s Wh, %s captured, %s refunded",
+        settlement.session_id,
+        settlement.energy_wh,
+        format_minor(settlement.captured_minor),
+        format_minor(settlement.refunded_minor),
+        extra={"sessionId": settlement.session_id, "userId": settlement.user_id},
+    )
     publish(
         "charging:stopped",
         stopped_event(settlement),

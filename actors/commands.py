@@ -1,11 +1,15 @@
 """The audit of CSMS-initiated calls: who asked, what was sent, the answer and its latency."""
 
+import logging
+
 import dramatiq
 
 from actors.batch import run_batch
 from actors.exchanges import Exchange, Notifications
 from csms.realtime import charger_room
-from csms.services import call_outcomes, commands, local_lists, message_log
+from csms.services import call_outcomes, commands, events, local_lists, message_log
+
+log = logging.getLogger(__name__)
 
 
 @dramatiq.actor(queue_name="commands", max_retries=10, min_backoff=500, max_backoff=60_000)
@@ -34,3 +38,13 @@ def apply_commands(views: list[Exchange], notifications: Notifications) -> None:
                 local_lists.on_answer(
                     view.charge_point_id, view.action, view.request, command, view.first["unique_id"]
                 )
+            events.emit("command.result", data, key=view.first["event_id"])
+            log.info(
+                "%s: %s by user %s: %s in %s ms",
+                view.charge_point_id,
+                data["action"],
+                data["requestedBy"],
+                data["errorCode"] or data["outcome"],
+                data["latencyMs"],
+                extra={"chargePointId": view.charge_point_id, "userId": data["requestedBy"]},
+            )

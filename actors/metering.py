@@ -15,7 +15,7 @@ from actors.storage import store_and_apply_charger_state
 from csms.extensions import db
 from csms.models import Transaction
 from csms.realtime import charger_room, customer_room
-from csms.services import bounds, charger_state, charging, metering
+from csms.services import bounds, charger_state, charging, events, metering
 from csms.services.money import format_minor
 from csms.services.sql import any_of
 
@@ -37,7 +37,7 @@ def apply_meter_values(views: list[Exchange], notifications: Notifications) -> N
     readings: dict[int, tuple[int, datetime]] = {}
     power: dict[int, int] = {}
     charger_of: dict[int, str] = {}
-    events = []
+    parsed = []
     for view in answered:
         pk = pks.get(view.charge_point_id)
         if pk is None:
@@ -59,12 +59,16 @@ def apply_meter_values(views: list[Exchange], notifications: Notifications) -> N
         watts = metering.power_reading(samples)
         if transaction_id is not None and watts is not None:
             power[transaction_id] = watts
-        events.append((view, pk, transaction_id, samples))
+        parsed.append((view, pk, transaction_id, samples))
     metering.store(rows)
     metering.raise_registers(readings)
     progress = charging.refresh_progress(charger_of, power, current_app.config["BUDGET_MARGIN_SECONDS"])
-    for view, pk, transaction_id, samples in events:
-        notifications.add(*_meter_event(view, samples, progress.get(transaction_id)), charger_id=pk)
+    announced = []
+    for view, pk, transaction_id, samples in parsed:
+        event, data, rooms = _meter_event(view, samples, progress.get(transaction_id))
+        notifications.add(event, data, rooms, charger_id=pk)
+        announced.append(("meter.values.updated", data, view.first["event_id"]))
+    events.emit_many(announced)
 
 
 def _lock_transactions(views: list[Exchange]) -> dict[int, int]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 
 import dramatiq
@@ -13,11 +14,14 @@ from csms.services import (
     bounds,
     charger_state,
     diagnostics,
+    events,
     firmware,
     local_lists,
     maintenance,
     message_log,
 )
+
+log = logging.getLogger(__name__)
 
 
 @dramatiq.actor(queue_name="ocpp_messages", max_retries=10, min_backoff=500, max_backoff=60_000)
@@ -48,6 +52,15 @@ def apply_charger_state(views: list[Exchange], notifications: Notifications) -> 
             if charger_state.apply_boot(view.charge_point_id, view.request, view.at):
                 local_lists.after_boot(view.charge_point_id, view.first["unique_id"])
             firmware.apply_boot(view.charge_point_id, view.request.get("firmwareVersion"))
+            log.info(
+                "%s booted: %s %s, firmware %s; answered %s",
+                view.charge_point_id,
+                view.request.get("chargePointVendor"),
+                view.request.get("chargePointModel"),
+                view.request.get("firmwareVersion"),
+                view.response.get("status"),
+                extra={"chargePointId": view.charge_point_id, "event": "boot"},
+            )
         elif view.action == "StatusNotification":
             apply_status(view, notifications)
         elif view.action == "FirmwareStatusNotification":
@@ -73,6 +86,8 @@ def apply_status(view: Exchange, notifications: Notifications) -> None:
             "timestamp": at.isoformat(),
         }
         notifications.add("charger:status:changed", data, [charger_room(cp)])
+        key = f"{cp}:{status['connectorId']}:{data['timestamp']}:{status['status']}:{status['errorCode']}"
+        events.emit("notification.charger.status.changed", {**data, "info": status.get("info")}, key=key)
         if status["status"] == "Faulted" or status["errorCode"] != "NoError":
             notifications.add("error:occurred", connector_fault(cp, status, at), [charger_room(cp)])
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import dramatiq
 from flask import current_app
 
@@ -11,7 +13,9 @@ from actors.storage import store_and_apply_charger_state
 from csms.extensions import db
 from csms.models import Transaction
 from csms.realtime import charger_room, customer_room
-from csms.services import bills, bounds, charger_state, charging, reservations, unplanned
+from csms.services import bills, bounds, charger_state, charging, events, reservations, unplanned
+
+log = logging.getLogger(__name__)
 
 
 @dramatiq.actor(queue_name="transactions", max_retries=20, min_backoff=500, max_backoff=120_000)
@@ -42,6 +46,8 @@ def apply_transactions(views: list[Exchange], notifications: Notifications) -> N
             session_id = stopped.session.session_id if stopped.session is not None else None
             if stopped.known and session_id is None:
                 notifications.send_after(bill_transaction, stopped.transaction_id)
+            if stopped.known and stopped.newly_stopped:
+                _emit_stopped(view, stopped)
         if session_id is not None:
             notifications.send_after(settle_session, session_id)
 
@@ -66,6 +72,7 @@ def _start(view: Exchange, notifications: Notifications, candidates: unplanned.C
             current_app.config["UNPLANNED_HOLD"],
         )
         linked, settled = adoption.linked, [adoption.settlement] if adoption.settlement else []
+    _emit_started(view, linked)
     if linked is None:
         return None
     payload = {
@@ -108,6 +115,65 @@ def _use_reservation(view: Exchange, transaction_id: int) -> None:
         transaction_id,
         view.response["idTagInfo"]["status"],
         view.time_of(view.request.get("timestamp")),
+    )
+
+
+def _emit_started(view: Exchange, linked: charging.Linked | None) -> None:
+    """`notification.charging.started` for every transaction the CSMS gave an id (keyed by it, so
+    a redelivered StartTransaction announces nothing new)."""
+    request = view.request
+    transaction_id = view.response["transactionId"]
+    data = {
+        "transactionId": transaction_id,
+        "chargePointId": view.charge_point_id,
+        "connectorId": request["connectorId"],
+        "idTag": request["idTag"],
+        "idTagStatus": view.response["idTagInfo"]["status"],
+        "meterStartWh": request["meterStart"],
+        "timestamp": view.time_of(request.get("timestamp")).isoformat(),
+        "sessionId": linked.session_id if linked else None,
+        "userId": linked.user_id if linked else None,
+    }
+    events.emit("notification.charging.started", data, key=str(transaction_id))
+    log.info(
+        "%s: transaction %s started on connector %s (session %s)",
+        view.charge_point_id,
+        transaction_id,
+        request["connectorId"],
+        data["sessionId"],
+        extra={
+            "chargePointId": view.charge_point_id,
+            "transactionId": transaction_id,
+            "userId": data["userId"],
+        },
+    )
+
+
+def _emit_stopped(view: Exchange, stopped: charging.Stopped) -> None:
+    request = view.request
+    data = {
+        "transactionId": stopped.transaction_id,
+        "chargePointId": view.charge_point_id,
+        "meterStopWh": request["meterStop"],
+        "energyWh": stopped.energy_wh,
+        "reason": request.get("reason", "Local"),
+        "timestamp": view.time_of(request.get("timestamp")).isoformat(),
+        "sessionId": stopped.session.session_id if stopped.session else None,
+        "userId": stopped.session.user_id if stopped.session else None,
+    }
+    events.emit("notification.charging.stopped", data, key=str(stopped.transaction_id))
+    log.info(
+        "%s: transaction %s stopped (%s), %s Wh (session %s)",
+        view.charge_point_id,
+        stopped.transaction_id,
+        data["reason"],
+        stopped.energy_wh,
+        data["sessionId"],
+        extra={
+            "chargePointId": view.charge_point_id,
+            "transactionId": stopped.transaction_id,
+            "userId": data["userId"],
+        },
     )
 
 

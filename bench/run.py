@@ -29,6 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 from closed_loop import open_charger_socket  # noqa: E402  (bench/, this script's folder)
 
+from csms.broker import QUEUES  # noqa: E402  (every queue the CSMS declares)
 from csms.sim.charger import Plan  # noqa: E402
 from csms.sim.cli import simulate  # noqa: E402
 
@@ -38,7 +39,6 @@ RABBITMQ = os.environ.get("CSMS_BENCH_RABBITMQ_URL", "amqp://guest:guest@127.0.0
 DATABASE = os.environ.get("CSMS_BENCH_DATABASE", "csms_bench")  # dropped and made again by each run
 KEY = "bench-key-0123456789"
 PYTHON = sys.executable
-QUEUES = ("ocpp_messages", "metering", "transactions", "billing", "commands", "cms_events", "notifications")
 
 
 # --- processes -------------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from flask import Flask
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
-from csms import broker
+from csms import broker, startup
 from csms import config as config_module
 from csms.broker import is_embedded
 
@@ -58,7 +58,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     if app.config["SQLALCHEMY_DATABASE_URI"].startswith("postgresql"):
         engine_options.update(pool_size=settings["DB_POOL_SIZE"], max_overflow=settings["DB_MAX_OVERFLOW"])
 
-    from csms import cli, errors, realtime, request_guard
+    from csms import cli, errors, metrics, realtime, request_guard
     from csms.api import health
     from csms.extensions import db, migrate, sock
 
@@ -71,12 +71,10 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     request_guard.init_app(app)
     cli.init_app(app)
     app.register_blueprint(health.bp)
-    if not is_embedded(app) and (
-        settings["SECRET_KEY"] == config_module.Config.SECRET_KEY or len(settings["SECRET_KEY"]) < 32
-    ):
-        logging.getLogger("csms").warning(
-            "CSMS_SECRET_KEY is the default or shorter than 32 characters: tokens are forgeable"
-        )
+    metrics.init_app(app)
+    if not is_embedded(app) and (reason := startup.unsafe_secret(settings)):
+        # The serving processes refuse to start (csms.startup); a CLI command only warns.
+        logging.getLogger("csms").warning("%s: tokens are forgeable", reason)
     from csms import api, cors, dashboard
     from csms.ocpp import route
 

@@ -27,6 +27,7 @@ from flask import Flask
 
 from csms.fastjson import DramatiqEncoder
 from csms.pipeline.addresses import NOTIFY
+from csms.services import events
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +40,8 @@ QUEUES = (
     "commands",
     "cms_events",
     "notifications",
+    "integration_events",  # the relay of integration events (actors.integration)
+    "webhooks",  # webhook deliveries, apart so that a slow endpoint holds back nothing else
 )
 
 
@@ -131,6 +134,68 @@ def dead_letter_event(message: dramatiq.Message, error: str) -> dict[str, Any]:
     }
 
 
+class EventsSweep(Middleware):
+    """Each worker kicks the integration-event relay every `interval` seconds, so events whose
+    after-commit kick was lost (RabbitMQ away at that moment) and deliveries whose message was lost
+    still leave (`actors.integration.relay_events`)."""
+
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+        self._stopped = threading.Event()
+
+    def after_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        self._stopped.clear()
+        threading.Thread(target=self._run, args=(broker,), name="events-sweep", daemon=True).start()
+
+    def before_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        self._stopped.set()
+
+    def _run(self, broker: dramatiq.Broker) -> None:
+        while not self._stopped.wait(self.interval):
+            kick_relay(broker, SWEEP)
+
+
+SWEEP = "sweep"  # a relay run that also resends lost deliveries and forgets old events
+
+
+def kick_relay(broker: dramatiq.Broker, *kicks: str, delay_ms: int | None = None) -> None:
+    """Ask for a run of the integration-event relay; a failure is logged (the sweep retries)."""
+    from csms.pipeline.addresses import RELAY_EVENTS
+
+    message = RELAY_EVENTS.message(list(kicks))
+    try:
+        broker.enqueue(message, delay=delay_ms)
+    except Exception as exc:
+        log.warning("could not kick the integration-event relay: %s", exc)
+
+
+class RelayKicks:
+    """After-commit kicks of the relay, at most about two per `window` per process: a commit's
+    kick goes at once unless one went less than `window` ago; then one kick is scheduled for the
+    end of that window (and serves every commit until it fires). Either way a relay run starts
+    after every commit that emitted events, without one run per committed batch."""
+
+    def __init__(self, broker: dramatiq.Broker, window: float = 0.25) -> None:
+        self.broker = broker
+        self.window = window
+        self._free_at = 0.0  # when the next immediate kick may go
+        self._scheduled_at = 0.0  # when the scheduled kick fires
+        self._lock = threading.Lock()
+
+    def __call__(self) -> None:
+        now = time.monotonic()
+        with self._lock:
+            if now >= self._free_at:
+                self._free_at, delay = now + self.window, None
+            elif self._scheduled_at > now:
+                return
+            else:
+                self._scheduled_at = self._free_at
+                delay = self._free_at - now
+                self._free_at += self.window
+        kick_relay(self.broker, delay_ms=None if delay is None else max(round(delay * 1000), 1))
+
+
 def build_broker(config: dict[str, Any]) -> dramatiq.Broker:
     """RabbitMQ (with publisher confirms) when `RABBITMQ_URL` is set, otherwise the in-process broker."""
     url = config.get("RABBITMQ_URL")
@@ -146,7 +211,9 @@ def init_app(app: Flask) -> dramatiq.Broker:
     broker = build_broker(app.config)
     broker.add_middleware(AppContextMiddleware(app))
     broker.add_middleware(DeadLetterLog())
+    broker.add_middleware(EventsSweep(app.config["EVENTS_SWEEP_INTERVAL"]))
     dramatiq.set_broker(broker)
+    events.after_commit_hook = RelayKicks(broker)
     _move_actors(previous.actors.values(), broker)
     for queue in QUEUES:
         broker.declare_queue(queue)

@@ -15,6 +15,7 @@ from pathlib import Path
 import click
 from flask import Flask, current_app
 
+from csms.broker import is_embedded
 from csms.extensions import db
 from csms.models.network import DEFAULT_SECURITY_PROFILE
 from csms.services import chargers, demo, id_tags, users, wallet
@@ -28,8 +29,14 @@ def _fail(exc: ServiceError) -> click.ClickException:
 
 
 @click.command("seed-demo")
-def seed_demo() -> None:
+@click.option("--force", is_flag=True, help="Seed even in production mode (CSMS_RABBITMQ_URL set).")
+def seed_demo(force: bool) -> None:
     """Create the demo station, charger, tariff, operator and customer (idempotent); print credentials."""
+    if not is_embedded(current_app) and not force:
+        raise click.ClickException(
+            "refusing to seed demo accounts in production mode (CSMS_RABBITMQ_URL is set): their "
+            "logins would open this CSMS to anybody who reads them; pass --force to seed anyway"
+        )
     path = Path(current_app.instance_path) / "demo-credentials.json"
     try:
         creds = demo.seed(path)

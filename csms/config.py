@@ -136,6 +136,16 @@ class Config:
     OPERATOR_ADDRESS = ""
     OPERATOR_TAX_ID = ""
     RECEIPT_PREFIX = "R"  # receipt numbers read R-000001, R-000002, ...
+    # The outside world (README "Integration and operations")
+    LOG_FORMAT = "text"  # text | json (one JSON object per line)
+    METRICS_TOKEN = ""  # when set, GET /metrics needs `Authorization: Bearer <token>`
+    EVENTS_RETENTION_HOURS = 6.0  # published integration events are kept this long (de-duplication window)
+    EVENTS_SWEEP_INTERVAL = 15.0  # seconds between a worker's sweeps for events and deliveries left behind
+    WEBHOOK_RETRY_BASE = 5.0  # seconds before a failed delivery's first retry; doubled each time, max 1 h
+    WEBHOOK_DISABLE_AFTER = 86400.0  # seconds of failures without a success before a webhook is disabled
+    WEBHOOK_TIMEOUT = 5.0  # connect and read timeout of one delivery attempt
+    WEBHOOK_ALLOW_PRIVATE = False  # may webhook URLs resolve to loopback/private/link-local addresses?
+    WEBHOOK_LOG_DAYS = 7.0  # finished deliveries are listed this long
 
 
 _CASTS: dict[str, Any] = {
@@ -174,6 +184,14 @@ _CASTS: dict[str, Any] = {
     "PAYMENT_PROVIDER": _payment_provider,
     "SESSION_SAMPLE_INTERVAL": _at_least(int, 1),
     "BUDGET_MARGIN_SECONDS": _at_least(float, 0),
+    "LOG_FORMAT": _one_of("text", "json"),
+    "EVENTS_RETENTION_HOURS": _at_least(float, 0),
+    "EVENTS_SWEEP_INTERVAL": _at_least(float, 0.1),
+    "WEBHOOK_RETRY_BASE": _at_least(float, 0.01),
+    "WEBHOOK_DISABLE_AFTER": _at_least(float, 1),
+    "WEBHOOK_TIMEOUT": _at_least(float, 0.1),
+    "WEBHOOK_ALLOW_PRIVATE": _bool,
+    "WEBHOOK_LOG_DAYS": _at_least(float, 0),
 }
 
 

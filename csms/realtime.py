@@ -18,6 +18,7 @@ import socketio as python_socketio
 from flask import Flask, current_app
 from flask_socketio import ConnectionRefusedError, join_room
 
+from csms import metrics
 from csms.broker import is_embedded
 from csms.cors import parse_origins, socketio_origins
 from csms.extensions import db, socketio
@@ -147,6 +148,12 @@ def on_connect(auth: Any) -> None:
     finally:
         db.session.remove()
     join_room(OPERATORS if identity.role == "operator" else customer_room(identity.user_id))
+    metrics.SOCKETIO_CLIENTS.inc()
+
+
+def on_disconnect(*_args: Any) -> None:
+    """Only clients that were let in are counted (a refused connect raises before counting)."""
+    metrics.SOCKETIO_CLIENTS.dec()
 
 
 def init_app(app: Flask, async_mode: str) -> None:
@@ -159,3 +166,4 @@ def init_app(app: Flask, async_mode: str) -> None:
     origins = socketio_origins(parse_origins(app.config["CORS_ORIGINS"]))
     socketio.init_app(app, async_mode=async_mode, client_manager=manager, cors_allowed_origins=origins)
     socketio.on_event("connect", on_connect)
+    socketio.on_event("disconnect", on_disconnect)

@@ -36,13 +36,17 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
+
+from prometheus_client import multiprocess
 
 log = logging.getLogger(__name__)
 
@@ -122,6 +126,7 @@ class Supervisor:
     """Runs `children`, restarts those that die, stops them all on SIGTERM/SIGINT."""
 
     children: list[Child]
+    metrics_dir: str | None = None  # the children's shared PROMETHEUS_MULTIPROC_DIR (csms.metrics)
     startup_grace: float = STARTUP_GRACE
     max_failed_starts: int = MAX_FAILED_STARTS
     first_backoff: float = FIRST_BACKOFF
@@ -191,6 +196,8 @@ class Supervisor:
                     lived,
                     delay,
                 )
+                if self.metrics_dir:  # its live gauges (chargers connected) no longer count
+                    multiprocess.mark_process_dead(child.process.pid, self.metrics_dir)
                 child.process = None
                 child.restart_at = now + delay
             elif child.process is None and child.restart_at is not None and now >= child.restart_at:
@@ -225,10 +232,18 @@ def supervise(config: dict, processes: int, script: str, embedded: bool) -> int:
             "process only"
         )
     ensure_port_free(config["HOST"], config["PORT"])
+    # One scrape of /metrics reaches one child (they share the port): each writes its metrics to
+    # this directory and whichever answers reports them all (prometheus_client's multiprocess mode).
+    metrics_dir = tempfile.mkdtemp(prefix="csms-metrics-")
     children = []
     for index in range(1, processes + 1):
         node = node_id(config["NODE_ID"], index, processes)
-        env = {**os.environ, "CSMS_NODE_ID": node, "CSMS_WEB_PROCESSES": "1"}
+        env = {
+            **os.environ,
+            "CSMS_NODE_ID": node,
+            "CSMS_WEB_PROCESSES": "1",
+            "PROMETHEUS_MULTIPROC_DIR": metrics_dir,
+        }
         command = [
             sys.executable,
             script,
@@ -246,4 +261,7 @@ def supervise(config: dict, processes: int, script: str, embedded: bool) -> int:
         config["PORT"],
         ", ".join(child.node for child in children),
     )
-    return Supervisor(children).run()
+    try:
+        return Supervisor(children, metrics_dir=metrics_dir).run()
+    finally:
+        shutil.rmtree(metrics_dir, ignore_errors=True)

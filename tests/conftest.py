@@ -30,6 +30,9 @@ ROOT = Path(__file__).resolve().parent.parent
 REQUIRE_SERVICES = os.environ.get("CSMS_REQUIRE_SERVICES") == "1"
 POSTGRES_ADMIN_URL = os.environ.get("CSMS_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 RABBITMQ_URL = os.environ.get("CSMS_TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
+# Production-mode processes refuse a guessable CSMS_SECRET_KEY (csms.startup): the processes tests
+# start inherit a random one, unless a test gives its own.
+os.environ.setdefault("CSMS_SECRET_KEY", secrets.token_hex(32))
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)

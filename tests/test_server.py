@@ -1,9 +1,10 @@
 """`python wsgi.py` really serves: the gevent web process starts and answers /healthz in embedded
-mode (with its in-process worker) and in production mode."""
+mode (with its in-process worker; Ctrl-C stops it without a traceback) and in production mode."""
 
 from __future__ import annotations
 
 import json
+import signal
 import urllib.error
 import urllib.request
 
@@ -28,8 +29,11 @@ def test_embedded_mode_serves_health(sqlite_template, tmp_path):
     env = {"CSMS_DATABASE_URL": f"sqlite:///{database}", "CSMS_INSTANCE_PATH": str(tmp_path)}
     with web_process(env, tmp_path) as web:
         status, body = get_json(f"{web.base_url}/healthz")
+        web.process.send_signal(signal.SIGINT)  # Ctrl-C on `make run`
+        assert web.process.wait(timeout=30) == 0
     assert status == 200, body
     assert (body["db"], body["broker"], body["mode"]) == ("ok", "ok", "embedded")
+    assert "interrupted: stopping" in web.log() and "Traceback" not in web.log()
 
 
 @pytest.mark.postgres

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 import socketio
+from prometheus_client.parser import text_string_to_metric_families
 
 from csms.services import tokens
 from csms.web_processes import Child, Supervisor, node_id
@@ -58,6 +59,17 @@ def nodes_health(base_url: str) -> dict[str, dict]:
     return seen
 
 
+def metric(base_url: str, name: str) -> float:
+    """One unlabelled sample of `/metrics`, from whichever process answers."""
+    with urllib.request.urlopen(f"{base_url}/metrics", timeout=10) as response:
+        families = text_string_to_metric_families(response.read().decode())
+    return next(sample.value for family in families for sample in family.samples if sample.name == name)
+
+
+def connected_chargers(base_url: str) -> float:
+    return metric(base_url, "csms_chargers_connected")
+
+
 @pytest.fixture
 def two_processes(tmp_path, postgres_databases, rabbitmq_url):
     """A production-mode CSMS whose web side is `python wsgi.py` with CSMS_WEB_PROCESSES=2."""
@@ -90,6 +102,9 @@ def test_chargers_land_on_both_processes_each_a_node(two_processes):
         assert sum(connections.values()) == len(CHARGERS), connections
         assert min(connections.values()) >= 1, connections  # both at 1 in 2**19: never by chance
         assert {body["mode"] for body in health.values()} == {"production"}
+        # /metrics: whichever process a scrape reaches reports both (one multiprocess directory)
+        for _ in range(6):
+            assert connected_chargers(csms.web.base_url) == len(CHARGERS)
 
 
 @pytest.mark.slow
@@ -112,6 +127,7 @@ def test_dashboards_on_either_process_hear_events_over_the_websocket_transport(t
                 csms.web.base_url, auth={"token": token}, transports=["websocket"], wait_timeout=10
             )
             clients.append(client)
+        assert wait_until(lambda: metric(csms.web.base_url, "csms_socketio_clients") == 8, timeout=5)
         with RawCharger(csms.ws_url, CHARGERS[0], KEY) as charger:
             charger.boot()
             status = {"connectorId": 1, "errorCode": "NoError", "status": "Available"}

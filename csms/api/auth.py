@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import secrets
 from datetime import timedelta
 
@@ -15,6 +16,7 @@ from csms.schemas.auth import Credentials, Registration, Token
 from csms.schemas.common import Error
 from csms.services import tokens, users
 
+log = logging.getLogger(__name__)
 bp = Blueprint("auth", __name__, url_prefix="/api/auth", description="Accounts and bearer tokens")
 
 
@@ -76,6 +78,7 @@ def authenticate(email: str, password: str) -> User:
     user = users.authenticate(email, password)
     if user is None:
         limiter.failed(address, email)
+        log.warning("failed login for %s from %s", email[:254], address, extra={"email": email[:254]})
         raise Unauthorized("wrong email or password", code="invalid_credentials")
     limiter.succeeded(address, email)
     if user.disabled_at is not None:  # told only to whoever knows the password

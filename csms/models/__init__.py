@@ -18,6 +18,7 @@ from csms.models.firmware import (
     FirmwareUpdate,
     StoredFile,
 )
+from csms.models.integration import IntegrationEvent, Webhook, WebhookDelivery
 from csms.models.local_list import LocalList, LocalListPolicy
 from csms.models.login import LoginFailure
 from csms.models.logs import CmsEvent, CommandAudit, OcppMessage
@@ -49,6 +50,7 @@ __all__ = [
     "FirmwareUpdate",
     "IdTag",
     "IdTagStatus",
+    "IntegrationEvent",
     "LedgerEntry",
     "LedgerKind",
     "LocalList",
@@ -74,4 +76,6 @@ __all__ = [
     "TransactionState",
     "User",
     "Wallet",
+    "Webhook",
+    "WebhookDelivery",
 ]

@@ -10,6 +10,7 @@ handler reads no more requests from it) and the handler, its owner, closes it.
 
 from __future__ import annotations
 
+import logging
 import socket
 
 from flask import Blueprint, Flask, current_app, g, request
@@ -20,6 +21,7 @@ from csms.ocpp import websocket
 from csms.ocpp.gateway import Gateway, HandshakeRefused
 from csms.ocpp.session import OcppSession
 
+log = logging.getLogger(__name__)
 SUBPROTOCOL = "ocpp1.6"
 bp = Blueprint("ocpp", __name__)
 
@@ -36,6 +38,14 @@ def authenticate_charger():
             charge_point_id, request.authorization, secure=request.scheme == "https"
         )
     except HandshakeRefused as refused:
+        log.warning(
+            "refused the connection of %r from %s: %s %s",
+            charge_point_id[:48],
+            request.remote_addr,
+            refused.status,
+            refused.message,
+            extra={"chargePointId": charge_point_id[:48], "reason": refused.code},
+        )
         response = error_response(refused.status, refused.code, refused.message)
         if refused.status == 401:
             response.headers["WWW-Authenticate"] = 'Basic realm="OCPP", charset="UTF-8"'

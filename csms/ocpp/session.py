@@ -25,6 +25,7 @@ from wsproto.events import CloseConnection
 from wsproto.frame_protocol import CloseReason
 from wsproto.utilities import LocalProtocolError
 
+from csms import metrics
 from csms.ocpp import errors, frames, pacing, validation, websocket
 from csms.ocpp.errors import OcppError
 from csms.ocpp.open_transactions import OpenTransactions
@@ -118,6 +119,7 @@ class OcppSession:
         self.open_transactions = OpenTransactions()
         self.last_message_at: str | None = None  # ISO 8601
         self.closed = False
+        self._received = 0.0  # perf_counter() when the frame being handled was read
         self.send_lock = threading.Lock()
         self._plain_frames = websocket.plain_frames(ws)
         self._pacer = pacing.pacer_for(gateway.config, self._on_paced)
@@ -143,6 +145,7 @@ class OcppSession:
     # --- the receive loop -----------------------------------------------------------------------
 
     def run(self) -> None:
+        metrics.CHARGERS_CONNECTED.inc()
         previous = self.gateway.registry.add(self)
         self.gateway.node.opened(self)
         if previous is not None:
@@ -155,6 +158,7 @@ class OcppSession:
             pass
         finally:
             self.closed = True
+            metrics.CHARGERS_CONNECTED.dec()
             self.gateway.registry.remove(self)
             self.gateway.node.closed(self)
             pending = self._pending
@@ -170,6 +174,7 @@ class OcppSession:
 
     def handle(self, raw: str | bytes) -> None:
         """Process one WebSocket message. Never raises: a bad frame is answered or counted."""
+        self._received = time.perf_counter()
         received_at = self.last_message_at = utc_now_iso()
         try:
             frame = frames.parse(raw)
@@ -189,6 +194,7 @@ class OcppSession:
     def _on_bad_frame(self, exc: frames.FrameError, raw: str | bytes, received_at: str) -> None:
         if exc.unique_id is None:
             self.gateway.registry.counters["dropped_frames"] += 1
+            metrics.OCPP_DROPPED_FRAMES.inc()
             log.info("%s: dropped a frame with no readable id (%s)", self.charge_point_id, exc.description)
             return
         if exc.description == frames.TOO_DEEP:
@@ -267,12 +273,18 @@ class OcppSession:
         else:
             reply_text = frames.encode_result(unique_id, outcome)
             reply = self._frame("out", frames.CALLRESULT, unique_id, action, outcome, now)
-        if not self.gateway.hand_off(self, [request, reply], durable=durable):
+        kept = self.gateway.hand_off(self, [request, reply], durable=durable)
+        if not kept:
             # Nothing may be acknowledged that could not be kept: the charger will retry.
             reply_text = frames.encode_error(
                 unique_id, errors.INTERNAL_ERROR, "could not store the message; please retry"
             )
         self.send(reply_text)
+        metrics.answered(
+            action if action in validation.CHARGER_ACTIONS else "other",
+            "error" if isinstance(outcome, OcppError) or not kept else "result",
+            time.perf_counter() - self._received,
+        )
 
     def _frame(
         self,
@@ -332,8 +344,21 @@ class OcppSession:
         finally:
             self._pending = None
             self._call_lock.release()
-        latency_ms = int((time.monotonic() - started) * 1000)
-        return self._settle(pending, request, latency_ms, command or {})
+        elapsed = time.monotonic() - started
+        outcome = "answered"
+        try:
+            return self._settle(pending, request, int(elapsed * 1000), command or {})
+        except CallTimeout:
+            outcome = "timeout"
+            raise
+        except ChargerOffline:
+            outcome = "offline"
+            raise
+        except CallFailed:
+            outcome = "call_error"
+            raise
+        finally:
+            metrics.commanded(action, outcome, elapsed)
 
     def _settle(self, pending: _PendingCall, request: dict, latency_ms: int, command: dict) -> dict:
         reply = pending.reply

@@ -29,6 +29,7 @@ import gevent.event
 import gevent.queue
 from flask import Flask
 
+from csms import metrics
 from csms.extensions import db
 from csms.pipeline import outbox
 from csms.pipeline.addresses import ActorAddress
@@ -79,6 +80,8 @@ class EmbeddedHandoff(Handoff):
         ok = _park_in_own_context(self.app, [actor.message([item])])
         self.stats["items"] += 1
         self.stats["batches"] += 1
+        metrics.HANDOFF_ITEMS.inc()
+        metrics.HANDOFF_BATCHES.inc()
         self._wake.set()
         return ok
 
@@ -252,6 +255,8 @@ class BrokerHandoff(Handoff):
         message = batch.actor.message(batch.items)
         self.stats["items"] += len(batch.items)
         self.stats["batches"] += 1
+        metrics.HANDOFF_ITEMS.inc(len(batch.items))
+        metrics.HANDOFF_BATCHES.inc()
         result = self.publisher.publish(message.queue_name, message.encode(), message.message_id)
         try:
             if result.get(timeout=self.confirm_timeout):

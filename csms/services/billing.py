@@ -25,9 +25,9 @@ from csms.models import (
     User,
     Wallet,
 )
-from csms.services import bills, receipts
+from csms.services import bills, events, receipts
 from csms.services import wallet as wallet_service
-from csms.services.money import CENT
+from csms.services.money import CENT, format_minor
 from csms.services.sql import insert_ignoring_conflicts
 
 
@@ -149,6 +149,20 @@ def settle_in_transaction(session_id: int) -> Settlement | None:
         transaction.billed_user_id = session.user_id
         receipts.issue(transaction.id, session.id, session.user_id, price - unbilled, session.currency)
         wallet_service.announce_balance(session.user_id)
+        events.emit(
+            "billing.session.settled",
+            {
+                "sessionId": session.id,
+                "userId": session.user_id,
+                "transactionId": transaction.id,
+                "energyWh": energy,
+                "currency": session.currency,
+                "price": format_minor(price),
+                "captured": format_minor(captured),
+                "refunded": format_minor(refunded),
+            },
+            key=str(session.id),
+        )
     return Settlement(
         session.id,
         session.user_id,

@@ -6,14 +6,19 @@ transaction, so the web nodes' Authorize decisions (csms.services.prepaid) follo
 
 from __future__ import annotations
 
+import logging
+
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
 from csms.cluster import broadcast
 from csms.extensions import db
 from csms.models import ChargingSession, LedgerEntry, LedgerKind, SessionState, User, Wallet
+from csms.services import events
 from csms.services.errors import Conflict, InvalidInput, NotFound
 from csms.services.money import format_minor
+
+log = logging.getLogger(__name__)
 
 BALANCE = "wallet"  # announcement: a wallet's available balance changed; key: its owner's user id
 
@@ -55,7 +60,24 @@ def top_up(wallet_id: int, amount_minor: int, *, reference: str, description: st
             .values(available_minor=Wallet.available_minor + amount_minor)
         )
         announce_balance(wallet.user_id)
+        data = {
+            "walletId": wallet_id,
+            "userId": wallet.user_id,
+            "amount": format_minor(amount_minor),
+            "currency": wallet.currency,
+            "reference": reference,
+        }
+        events.emit("billing.wallet.topped_up", data, key=reference)
         db.session.commit()
+        log.info(
+            "wallet %s of user %s topped up by %s %s (%s)",
+            wallet_id,
+            wallet.user_id,
+            data["amount"],
+            wallet.currency,
+            reference,
+            extra={"userId": wallet.user_id},
+        )
     except IntegrityError:
         db.session.rollback()
         credited = _credited(reference)
