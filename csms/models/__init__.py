@@ -15,6 +15,7 @@ from csms.models.login import LoginFailure
 from csms.models.logs import CmsEvent, CommandAudit, OcppMessage
 from csms.models.network import ChargePoint, Connector, RegistrationStatus, Station
 from csms.models.outbox import OutboxMessage
+from csms.models.smart_charging import ChargingProfile, LoadAllocation, LoadChange
 from csms.models.tariff import Tariff
 from csms.models.users import IdTag, IdTagStatus, Role, User
 from csms.models.wallet import LedgerEntry, LedgerKind, Wallet
@@ -24,6 +25,7 @@ __all__ = [
     "Base",
     "ChargePoint",
     "ChargerConnection",
+    "ChargingProfile",
     "ChargingSession",
     "ClusterNode",
     "CmsEvent",
@@ -34,6 +36,8 @@ __all__ = [
     "IdTagStatus",
     "LedgerEntry",
     "LedgerKind",
+    "LoadAllocation",
+    "LoadChange",
     "LoginFailure",
     "MeterSample",
     "OcppMessage",

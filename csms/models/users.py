@@ -33,6 +33,8 @@ class User(Base):
     email: Mapped[str] = mapped_column(String(254), unique=True)
     password_hash: Mapped[str] = mapped_column(String(255))
     role: Mapped[str] = mapped_column(String(16), default=Role.CUSTOMER)
+    # Smart charging's `priority` strategy serves the cars of higher priorities first.
+    charging_priority: Mapped[int] = mapped_column(default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     id_tags: Mapped[list[IdTag]] = relationship(back_populates="user")
