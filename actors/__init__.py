@@ -4,4 +4,4 @@ Importing an actor module only declares its actors on Dramatiq's global broker: 
 opens no connection. The process that runs them chooses the broker first (`csms.worker`).
 """
 
-from actors import billing, cms, commands, metering, notifications, storage, transactions  # noqa: F401
+from actors import billing, cms, commands, load, metering, notifications, storage, transactions  # noqa: F401

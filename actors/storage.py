@@ -9,7 +9,7 @@ import dramatiq
 from actors.batch import run_batch
 from actors.exchanges import Exchange, Notifications
 from csms.realtime import charger_room
-from csms.services import bounds, charger_state, message_log
+from csms.services import bounds, charger_state, load_management, message_log
 
 
 @dramatiq.actor(queue_name="ocpp_messages", max_retries=10, min_backoff=500, max_backoff=60_000)
@@ -33,11 +33,30 @@ def apply_charger_state(views: list[Exchange], notifications: Notifications) -> 
         if seen is None or seen < view.at:
             last_seen[view.charge_point_id] = view.at
     charger_state.touch(last_seen)
+    booted = []
     for view in views:
         if view.answered and view.action == "BootNotification":
             charger_state.apply_boot(view.charge_point_id, view.request, view.at)
+            if (view.response or {}).get("status") == "Accepted":
+                booted.append(view.charge_point_id)
         elif view.answered and view.action == "StatusNotification":
             apply_status(view, notifications)
+    _after_boot(booted, notifications)
+
+
+def _after_boot(booted: list[str], notifications: Notifications) -> None:
+    """A charger of a limited site that boots gets its TxDefaultProfile, and the site's shares are
+    computed again (csms.services.load_management)."""
+    from actors.load import reallocate_sites
+
+    if not booted:
+        return
+    pks = charger_state.charge_point_pks(booted)
+    limited = load_management.station_of(set(pks.values()))
+    for charge_point_id, pk in sorted(pks.items()):
+        if pk in limited:
+            trigger = {"charge_point_id": charge_point_id, "reason": "charger booted", "boot": True}
+            notifications.send_after(reallocate_sites, [trigger])
 
 
 def apply_status(view: Exchange, notifications: Notifications) -> None:

@@ -10,7 +10,7 @@ from actors.exchanges import Exchange, Notifications
 from actors.storage import store_and_apply_charger_state
 from csms.extensions import db
 from csms.realtime import charger_room, customer_room
-from csms.services import charger_state, charging, unplanned
+from csms.services import charger_state, charging, load_management, unplanned
 
 
 @dramatiq.actor(queue_name="transactions", max_retries=20, min_backoff=500, max_backoff=120_000)
@@ -41,6 +41,20 @@ def apply_transactions(views: list[Exchange], notifications: Notifications) -> N
             session_id = stopped.session.session_id if stopped.session is not None else None
         if session_id is not None:
             notifications.send_after(settle_session, session_id)
+    _reallocate_after(views, notifications)
+
+
+def _reallocate_after(views: list[Exchange], notifications: Notifications) -> None:
+    """A transaction that starts or stops at a limited site changes every share there."""
+    from actors.load import reallocate_sites
+
+    started = [v for v in views if v.answered and v.action in ("StartTransaction", "StopTransaction")]
+    if not started:
+        return
+    pks = charger_state.charge_point_pks(view.charge_point_id for view in started)
+    sites = load_management.station_of(set(pks.values()))
+    for station_id in sorted(set(sites.values())):
+        notifications.send_after(reallocate_sites, [{"station_id": station_id, "reason": "transaction"}])
 
 
 def _start(view: Exchange, notifications: Notifications, candidates: unplanned.Candidates) -> int | None:

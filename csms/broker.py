@@ -37,6 +37,7 @@ QUEUES = (
     "commands",
     "cms_events",
     "notifications",
+    "smart_charging",
 )
 
 

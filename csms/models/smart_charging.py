@@ -79,6 +79,7 @@ class LoadAllocation(Base):
     state: Mapped[str] = mapped_column(String(16), default="waiting")
     measured: Mapped[int | None] = mapped_column(Integer)  # last measured draw, same unit
     measured_at: Mapped[datetime | None]
+    wants: Mapped[int | None] = mapped_column(Integer)  # reclaim: capped near its draw (load_allocation)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 

@@ -157,6 +157,7 @@ class OcppSession:
             self.closed = True
             self.gateway.registry.remove(self)
             self.gateway.node.closed(self)
+            self.gateway.charger_left(self)
             pending = self._pending
             if pending is not None:
                 pending.done.set()

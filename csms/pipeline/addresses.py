@@ -32,6 +32,7 @@ PROCESS_METER_VALUES = ActorAddress("metering", "process_meter_values")
 PROCESS_TRANSACTION_MESSAGES = ActorAddress("transactions", "process_transaction_messages")
 RECORD_COMMANDS = ActorAddress("commands", "record_commands")
 RECORD_CMS_EVENTS = ActorAddress("cms_events", "record_cms_events")
+REALLOCATE_SITES = ActorAddress("smart_charging", "reallocate_sites")
 
 # Where each exchange goes: the actor of its concern stores its frames in the same database
 # transaction as its effect, so each exchange reaches the workers once.

@@ -8,6 +8,7 @@ profiles with `problems`, and the simulated charger (`csms.sim.obedient`) follow
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from itertools import pairwise
 from typing import Any
 
 from csms.services.clock import parse_utc
@@ -49,7 +50,7 @@ def problems(profile: dict[str, Any], connector_id: int) -> list[str]:
     elif periods[0].get("startPeriod") != 0:
         found.append("the first period must start at 0")
     starts = [p.get("startPeriod", 0) for p in periods]
-    if any(later <= earlier for earlier, later in zip(starts, starts[1:], strict=False)):
+    if any(later <= earlier for earlier, later in pairwise(starts)):
         found.append("startPeriod must be strictly ascending")
     if any(p.get("limit", 0) < 0 for p in periods):
         found.append("limits must not be negative")

@@ -43,7 +43,9 @@ class Demand:
         return self.maximum if self.wants is None else max(0, min(self.maximum, self.wants))
 
 
-def allocate(limit: int, demands: list[Demand], minimum: int = 0, strategy: str = EQUAL) -> dict[Hashable, int]:
+def allocate(
+    limit: int, demands: list[Demand], minimum: int = 0, strategy: str = EQUAL
+) -> dict[Hashable, int]:
     """Each demand's share: fixed ones at their fixed value, the others by `strategy`; the sum of the
     steered shares never exceeds `limit` less the fixed ones (nor 0)."""
     if strategy not in STRATEGIES:
@@ -122,3 +124,21 @@ def raising(
         raises[key] = now + step
         headroom -= step
     return raises
+
+
+def reclaim(wants: int | None, measured: int | None, allowed: int, margin: int, headroom: int) -> int | None:
+    """What a car is capped at after a new measurement of its draw (None: not capped).
+
+    A car drawing `margin` or more below what it is allowed (a full battery, a car that charges
+    slowly) is capped at its draw plus `headroom`, and the rest goes to the others. The cap holds
+    while it keeps drawing below it; once it draws within half the headroom of what it is allowed,
+    it may want more, and the cap is lifted (it gets its full share back at the next reallocation).
+    The gap between the two thresholds keeps a steady car from flapping between capped and not.
+    """
+    if measured is None:
+        return wants
+    if wants is None:
+        return measured + headroom if measured <= allowed - margin else None
+    if measured >= allowed - headroom // 2:
+        return None
+    return wants

@@ -1,0 +1,659 @@
+"""Load management: a site (station) with a grid connection limit shares it among its running
+transactions, and tells each charger its share with a TxProfile (OCPP 1.6 §3.13).
+
+Safety first: the sum of what the CSMS has allowed never exceeds the limit, at any instant.
+
+- A charger is sent a TxDefaultProfile of 0 when it boots: a car that plugs in waits until the CSMS
+  has given it a share, rather than drawing what nobody allowed. A charger that refuses it (or any
+  TxProfile) is counted at its maximum from then on.
+- A change is sent in two rounds: first every share that goes down, and only once those chargers have
+  answered (a lowered share counts from its acceptance), the shares that go up, within what the sum
+  then leaves (a raised share counts from the moment it is sent).
+- A charger that does not answer is counted at what it was last allowed (the higher of old and new);
+  an offline one keeps its last allowed value (it applies its last profile).
+
+Every step is a `LoadChange` row: the limit, each connector's allowed value, their sum. One
+reallocation per site at a time (`site_lock`: a PostgreSQL advisory lock across workers, and a lock
+of this process, which is all the embedded mode has). A reallocation that finds one already decided
+after its trigger does nothing: that one read everything the trigger changed.
+
+Amounts are integers in the site's step: tenths of an ampere (per phase) for a current limit, watts
+for a power limit (csms.services.load_allocation).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import ROUND_FLOOR, Decimal
+from typing import Any
+
+from sqlalchemy import delete, exists, func, select, text
+
+from csms.cluster import presence
+from csms.extensions import db
+from csms.models import (
+    ChargePoint,
+    ChargingProfile,
+    IdTag,
+    LoadAllocation,
+    LoadChange,
+    Station,
+    Transaction,
+    TransactionState,
+    User,
+)
+from csms.services import charging_schedules, load_allocation
+from csms.services.load_allocation import Demand
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CHARGER_MAX_A = Decimal(32)  # a charger whose maximum nobody entered
+THREE_PHASES = 3  # a power limit is shared as three-phase power (the worst case for a current)
+# The load manager's own profiles: one id per purpose and connector, so each replaces the last
+# (§5.16.1: a profile with the same chargingProfileId replaces the installed one).
+TX_DEFAULT_PROFILE_ID = 900_000
+TX_PROFILE_ID = 900_001  # + connector id
+LOAD_STACK_LEVEL = 1
+RECLAIM_MARGIN_A = Decimal(2)  # a car drawing this far below its share gives the rest back
+RECLAIM_HEADROOM_A = Decimal(1)  # and keeps this much above its draw
+STEERED, REJECTS, UNANSWERED, WAITING = "steered", "rejects", "unanswered", "waiting"
+
+
+# --- the site --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Site:
+    station_id: int
+    unit: str  # "A" (steps of 0.1 A per phase) or "W"
+    limit: int
+    minimum: int
+    strategy: str
+
+    @classmethod
+    def of(cls, station: Station) -> Site | None:
+        """The site's limit in steps, or None when the station has none."""
+        if station.max_current_a is not None:
+            unit, limit = "A", _steps(station.max_current_a, "A")
+        elif station.max_power_w is not None:
+            unit, limit = "W", station.max_power_w
+        else:
+            return None
+        minimum = _steps(station.min_current_a, unit) if station.min_current_a is not None else 0
+        return cls(station.id, unit, limit, minimum, station.strategy)
+
+    def charger_maximum(self, max_current_a: Decimal | None) -> int:
+        return _steps(max_current_a if max_current_a is not None else DEFAULT_CHARGER_MAX_A, self.unit)
+
+    def shown(self, steps: int | None) -> float | None:
+        """Steps as the unit's number: amperes with one decimal, or watts."""
+        if steps is None:
+            return None
+        return steps / 10 if self.unit == "A" else steps
+
+
+def _steps(current_a: Decimal, unit: str) -> int:
+    """A per-phase current in the site's steps, floored (never more than the current)."""
+    if unit == "A":
+        return int((Decimal(current_a) * 10).to_integral_value(ROUND_FLOOR))
+    return int(
+        (Decimal(current_a) * charging_schedules.VOLTAGE * THREE_PHASES).to_integral_value(ROUND_FLOOR)
+    )
+
+
+def measured_steps(unit: str, current_a: Decimal | None, power_w: Decimal | None) -> int | None:
+    """A car's measured draw in the site's steps, from its Current.Import (per phase) or
+    Power.Active.Import sample."""
+    if unit == "A":
+        if current_a is not None:
+            return _steps(current_a, "A")
+        if power_w is not None:
+            return _steps(power_w / (charging_schedules.VOLTAGE * THREE_PHASES), "A")
+        return None
+    if power_w is not None:
+        return int(power_w)
+    return _steps(current_a, "W") if current_a is not None else None
+
+
+# --- talking to chargers ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Call:
+    charge_point_id: str
+    action: str
+    payload: dict[str, Any]
+
+
+# Sends calls to chargers at once and returns, in order, each charger's answer or the exception of
+# its failure (offline, timeout, CALLERROR). The actor passes the gateway's (embedded mode) or the
+# cluster bus's (worker processes): csms.cluster.charger_calls.
+Calls = Callable[[list[Call], float], list[Any]]
+
+
+def tx_profile(site: Site, transaction_id: int, connector_id: int, steps: int) -> dict[str, Any]:
+    """SetChargingProfile.req giving one transaction `steps` (§7.8)."""
+    return {
+        "connectorId": connector_id,
+        "csChargingProfiles": {
+            "chargingProfileId": TX_PROFILE_ID + connector_id,
+            "transactionId": transaction_id,
+            "stackLevel": LOAD_STACK_LEVEL,
+            "chargingProfilePurpose": charging_schedules.TX,
+            "chargingProfileKind": "Relative",
+            "chargingSchedule": {
+                "chargingRateUnit": site.unit,
+                "chargingSchedulePeriod": [{"startPeriod": 0, "limit": site.shown(steps)}],
+            },
+        },
+    }
+
+
+def tx_default_profile(unit: str) -> dict[str, Any]:
+    """SetChargingProfile.req for connector 0: no car draws anything before the CSMS gives it a share."""
+    return {
+        "connectorId": 0,
+        "csChargingProfiles": {
+            "chargingProfileId": TX_DEFAULT_PROFILE_ID,
+            "stackLevel": LOAD_STACK_LEVEL,
+            "chargingProfilePurpose": charging_schedules.TX_DEFAULT,
+            "chargingProfileKind": "Relative",
+            "chargingSchedule": {
+                "chargingRateUnit": unit,
+                "chargingSchedulePeriod": [{"startPeriod": 0, "limit": 0}],
+            },
+        },
+    }
+
+
+def _answer_status(answer: Any) -> str | None:
+    """Accepted / Rejected / NotSupported, or None when the charger did not answer."""
+    if isinstance(answer, dict):
+        return answer.get("status")
+    return None
+
+
+def _remember_profile(charge_point_pk: int, payload: dict[str, Any], answer: Any) -> None:
+    """Store the load manager's profile and the charger's answer, in place of the last one it sent
+    with the same chargingProfileId (the charger replaced it too)."""
+    profile = payload["csChargingProfiles"]
+    status = _answer_status(answer) or "failed"
+    now = datetime.now(UTC)
+    db.session.execute(
+        delete(ChargingProfile).where(
+            ChargingProfile.charge_point_id == charge_point_pk,
+            ChargingProfile.source == "load",
+            ChargingProfile.profile_id == profile["chargingProfileId"],
+        )
+    )
+    db.session.add(
+        ChargingProfile(
+            charge_point_id=charge_point_pk,
+            connector_id=payload["connectorId"],
+            profile_id=profile["chargingProfileId"],
+            purpose=profile["chargingProfilePurpose"],
+            stack_level=profile["stackLevel"],
+            transaction_id=profile.get("transactionId"),
+            profile=profile,
+            source="load",
+            status=status,
+            response=answer if isinstance(answer, dict) else None,
+            error=None if isinstance(answer, dict) else str(answer)[:255],
+            answered_at=now,
+        )
+    )
+
+
+# --- one reallocation at a time per site ----------------------------------------------------------
+
+_local_locks: dict[int, threading.Lock] = {}
+_local_locks_guard = threading.Lock()
+_ADVISORY_CLASS = 0x5C  # the advisory lock's first key: load management's own
+
+
+@contextlib.contextmanager
+def site_lock(station_id: int) -> Iterator[None]:
+    """Hold the site: in this process, and on PostgreSQL for every worker (a session-level advisory
+    lock on a connection of its own, so no transaction stays open while chargers answer)."""
+    with _local_locks_guard:
+        local = _local_locks.setdefault(station_id, threading.Lock())
+    with local:
+        if db.engine.dialect.name != "postgresql":
+            yield
+            return
+        with db.engine.connect() as connection:
+            connection.execute(
+                text("SELECT pg_advisory_lock(:c, :o)"), {"c": _ADVISORY_CLASS, "o": station_id}
+            )
+            connection.commit()
+            try:
+                yield
+            finally:
+                connection.execute(
+                    text("SELECT pg_advisory_unlock(:c, :o)"), {"c": _ADVISORY_CLASS, "o": station_id}
+                )
+                connection.commit()
+
+
+# --- reallocation ----------------------------------------------------------------------------------
+
+
+@dataclass
+class _Running:
+    transaction_id: int
+    charge_point_pk: int
+    charge_point_id: str
+    connector_id: int
+    maximum: int
+    priority: int
+
+
+def reallocate(
+    station_id: int,
+    reason: str,
+    calls: Calls,
+    timeout: float,
+    *,
+    triggered_at: datetime | None = None,
+    booted: tuple[int, ...] = (),
+) -> str:
+    """Share the site's limit anew and tell the chargers; returns what happened ("covered": a
+    reallocation decided after `triggered_at` already saw the change; "unlimited"; "done").
+    `booted` chargers (their keys) are sent their TxDefaultProfile first."""
+    with site_lock(station_id):
+        try:
+            return _reallocate(station_id, reason, calls, timeout, triggered_at, booted)
+        finally:
+            db.session.rollback()
+
+
+def _reallocate(
+    station_id: int,
+    reason: str,
+    calls: Calls,
+    timeout: float,
+    triggered_at: datetime | None,
+    booted: tuple[int, ...],
+) -> str:
+    station = db.session.get(Station, station_id)
+    site = Site.of(station) if station is not None else None
+    if site is None:
+        if station is not None:
+            db.session.execute(delete(LoadAllocation).where(LoadAllocation.station_id == station_id))
+            db.session.commit()
+        return "unlimited"
+    if booted:
+        _send_tx_defaults(site, booted, calls, timeout)
+    if triggered_at is not None and _decided_since(station_id, triggered_at):
+        return "covered"
+    _record(site, "decided", reason, _rows(station_id))  # what follows reads every change before this
+    db.session.commit()
+    running = _running(site)
+    rows = _sync_rows(site, running)
+    online = set(presence.connections(db.session, sorted({r.charge_point_id for r in running.values()})))
+    for _round in range(3):  # a charger that rejects its profile is counted at its maximum: again
+        wanted = _wanted(site, rows, running, online)
+        lowers = {
+            key: steps
+            for key, steps in load_allocation.lowering(_counted(rows), wanted).items()
+            if key in online_keys(running, online)
+        }
+        if not lowers:
+            break
+        answers = _send(site, lowers, rows, running, calls, timeout)
+        newly_fixed = False
+        for key, answer in answers.items():
+            row, status = rows[key], _answer_status(answer)
+            if status == "Accepted":
+                row.allowed, row.state = lowers[key], STEERED
+            elif status is not None:
+                row.allowed, row.state, newly_fixed = running[key].maximum, REJECTS, True
+            else:
+                row.state = UNANSWERED  # counted at what it was allowed until it answers
+        _record(site, "lowered", reason, rows)
+        db.session.commit()
+        if not newly_fixed:
+            break
+    wanted = _wanted(site, rows, running, online)
+    steerable = online_keys(running, online)
+    order = sorted(steerable, key=lambda key: (-running[key].priority, running[key].transaction_id))
+    raises = load_allocation.raising(
+        site.limit, _counted(rows), wanted, [k for k in order if rows[k].state != REJECTS]
+    )
+    if raises:
+        for key, steps in raises.items():
+            rows[key].allowed = steps  # counted from the moment it is sent
+        _record(site, "raising", reason, rows)
+        db.session.commit()
+        answers = _send(site, raises, rows, running, calls, timeout)
+        for key, answer in answers.items():
+            row, status = rows[key], _answer_status(answer)
+            if status == "Accepted":
+                row.state = STEERED
+            elif status is not None:
+                row.allowed, row.state = running[key].maximum, REJECTS
+            else:
+                row.state = UNANSWERED
+        _record(site, "raised", reason, rows)
+        db.session.commit()
+    return "done"
+
+
+def online_keys(running: dict[tuple, _Running], online: set[str]) -> set[tuple]:
+    return {key for key, each in running.items() if each.charge_point_id in online}
+
+
+def _counted(rows: dict[tuple, LoadAllocation]) -> dict[tuple, int]:
+    return {key: row.allowed for key, row in rows.items()}
+
+
+def _wanted(
+    site: Site, rows: dict[tuple, LoadAllocation], running: dict[tuple, _Running], online: set[str]
+) -> dict[tuple, int]:
+    demands = []
+    for key, each in running.items():
+        row = rows[key]
+        fixed = None
+        if row.state == REJECTS:
+            fixed = each.maximum
+        elif each.charge_point_id not in online:
+            fixed = row.allowed  # it goes on with its last profile
+        demands.append(
+            Demand(key, each.maximum, each.priority, each.transaction_id, fixed=fixed, wants=row.wants)
+        )
+    return load_allocation.allocate(site.limit, demands, site.minimum, site.strategy)
+
+
+def _running(site: Site) -> dict[tuple, _Running]:
+    """The site's running transactions by (charger key, connector), with their charger's maximum and
+    their tag owner's priority."""
+    rows = db.session.execute(
+        select(
+            Transaction.id,
+            Transaction.charge_point_id,
+            Transaction.connector_id,
+            ChargePoint.charge_point_id.label("ocpp_id"),
+            ChargePoint.max_current_a,
+            func.coalesce(User.charging_priority, 0).label("priority"),
+        )
+        .join(ChargePoint, ChargePoint.id == Transaction.charge_point_id)
+        .outerjoin(IdTag, IdTag.id_tag == Transaction.id_tag)
+        .outerjoin(User, User.id == IdTag.user_id)
+        .where(ChargePoint.station_id == site.station_id, Transaction.state == TransactionState.STARTED)
+        .order_by(Transaction.id)
+    )
+    running: dict[tuple, _Running] = {}
+    for row in rows:  # a connector's newest open transaction is the one that runs
+        running[(row.charge_point_id, row.connector_id)] = _Running(
+            row.id,
+            row.charge_point_id,
+            row.ocpp_id,
+            row.connector_id,
+            site.charger_maximum(row.max_current_a),
+            row.priority,
+        )
+    return running
+
+
+def _rows(station_id: int) -> dict[tuple, LoadAllocation]:
+    allocations = db.session.scalars(select(LoadAllocation).where(LoadAllocation.station_id == station_id))
+    return {(row.charge_point_id, row.connector_id): row for row in allocations}
+
+
+def _sync_rows(site: Site, running: dict[tuple, _Running]) -> dict[tuple, LoadAllocation]:
+    """One allocation per running transaction: a stopped one's goes (its car draws nothing now); a
+    new one starts at 0 when its charger accepted the TxDefaultProfile, else at its maximum."""
+    rows = _rows(site.station_id)
+    for key, row in list(rows.items()):
+        if key not in running or running[key].transaction_id != row.transaction_id:
+            db.session.delete(row)
+            del rows[key]
+    db.session.flush()
+    defaults = _accepted_defaults({each.charge_point_pk for key, each in running.items() if key not in rows})
+    for key, each in running.items():
+        if key in rows:
+            continue
+        start = 0 if each.charge_point_pk in defaults else each.maximum
+        rows[key] = LoadAllocation(
+            station_id=site.station_id,
+            charge_point_id=each.charge_point_pk,
+            connector_id=each.connector_id,
+            transaction_id=each.transaction_id,
+            allowed=start,
+            state=WAITING,
+        )
+        db.session.add(rows[key])
+    db.session.flush()
+    return rows
+
+
+def _accepted_defaults(charge_point_pks: set[int]) -> set[int]:
+    if not charge_point_pks:
+        return set()
+    return set(
+        db.session.scalars(
+            select(ChargingProfile.charge_point_id).where(
+                ChargingProfile.charge_point_id.in_(charge_point_pks),
+                ChargingProfile.source == "load",
+                ChargingProfile.profile_id == TX_DEFAULT_PROFILE_ID,
+                ChargingProfile.status == "Accepted",
+            )
+        )
+    )
+
+
+def _send(
+    site: Site,
+    targets: dict[tuple, int],
+    rows: dict[tuple, LoadAllocation],
+    running: dict[tuple, _Running],
+    calls: Calls,
+    timeout: float,
+) -> dict[tuple, Any]:
+    """Send each target its TxProfile at once; their answers (or failures) by key, stored."""
+    keys = list(targets)
+    batch = [
+        Call(
+            running[key].charge_point_id,
+            "SetChargingProfile",
+            tx_profile(site, running[key].transaction_id, running[key].connector_id, targets[key]),
+        )
+        for key in keys
+    ]
+    answers = calls(batch, timeout)
+    for key, call, answer in zip(keys, batch, answers, strict=True):
+        _remember_profile(running[key].charge_point_pk, call.payload, answer)
+        if _answer_status(answer) is None:
+            log.warning(
+                "site %s: %s did not take its profile: %s", site.station_id, call.charge_point_id, answer
+            )
+    return dict(zip(keys, answers, strict=True))
+
+
+def _send_tx_defaults(site: Site, booted: tuple[int, ...], calls: Calls, timeout: float) -> None:
+    ids = dict(
+        db.session.execute(
+            select(ChargePoint.id, ChargePoint.charge_point_id).where(
+                ChargePoint.id.in_(booted), ChargePoint.station_id == site.station_id
+            )
+        ).all()
+    )
+    db.session.rollback()
+    payload = tx_default_profile(site.unit)
+    pks = list(ids)
+    answers = calls([Call(ids[pk], "SetChargingProfile", payload) for pk in pks], timeout)
+    for pk, answer in zip(pks, answers, strict=True):
+        _remember_profile(pk, payload, answer)
+    db.session.commit()
+
+
+def _decided_since(station_id: int, at: datetime) -> bool:
+    return bool(
+        db.session.scalar(
+            select(
+                exists().where(
+                    LoadChange.station_id == station_id, LoadChange.event == "decided", LoadChange.at >= at
+                )
+            )
+        )
+    )
+
+
+class LimitExceeded(AssertionError):
+    """What the CSMS allowed would exceed the site's limit: a bug, never recorded."""
+
+
+def _record(site: Site, event: str, reason: str, rows: dict[tuple, LoadAllocation]) -> None:
+    allocations = {
+        f"{row.charge_point_id}/{row.connector_id}": {
+            "allowed": row.allowed,
+            "state": row.state,
+            "transactionId": row.transaction_id,
+        }
+        for row in rows.values()
+    }
+    total = sum(row.allowed for row in rows.values())
+    if total > site.limit and not any(row.state in (REJECTS, WAITING) for row in rows.values()):
+        raise LimitExceeded(f"site {site.station_id}: {total} allowed over a limit of {site.limit}")
+    db.session.add(
+        LoadChange(
+            station_id=site.station_id,
+            event=event,
+            reason=reason[:100],
+            limit=site.limit,
+            allowed_sum=total,
+            allocations=allocations,
+        )
+    )
+
+
+# --- measurements (the metering actor) --------------------------------------------------------------
+
+
+def record_draws(draws: dict[int, tuple[Decimal | None, Decimal | None, datetime]]) -> set[int]:
+    """Store each transaction's latest measured draw (`{transaction id: (Current.Import A,
+    Power.Active.Import W, at)}`) on its allocation; returns the sites whose shares it changes (a car
+    that draws far less than it is allowed gives the rest back, or wants its share again:
+    csms.services.load_allocation.reclaim)."""
+    if not draws:
+        return set()
+    rows = db.session.execute(
+        select(LoadAllocation, Station)
+        .join(Station, Station.id == LoadAllocation.station_id)
+        .where(LoadAllocation.transaction_id.in_(list(draws)))
+        .with_for_update(of=LoadAllocation)
+    ).all()
+    changed = set()
+    for row, station in rows:
+        site = Site.of(station)
+        current_a, power_w, at = draws[row.transaction_id]
+        if site is None or (row.measured_at is not None and row.measured_at > at):
+            continue
+        row.measured, row.measured_at = measured_steps(site.unit, current_a, power_w), at
+        if row.state != STEERED:
+            continue
+        wants = load_allocation.reclaim(
+            row.wants,
+            row.measured,
+            row.allowed,
+            _steps(RECLAIM_MARGIN_A, site.unit),
+            _steps(RECLAIM_HEADROOM_A, site.unit),
+        )
+        if wants != row.wants:
+            row.wants = wants
+            changed.add(site.station_id)
+    return changed
+
+
+# --- what operators see -----------------------------------------------------------------------------
+
+HISTORY = 50
+
+
+def load_of(station: Station) -> dict[str, Any]:
+    """The site's limit, each running transaction's allowed value and measured draw, and its last
+    changes (newest first)."""
+    site = Site.of(station)
+    unit = site.unit if site else None
+    allocations = db.session.execute(
+        select(LoadAllocation, ChargePoint.charge_point_id)
+        .join(ChargePoint, ChargePoint.id == LoadAllocation.charge_point_id)
+        .where(LoadAllocation.station_id == station.id)
+        .order_by(ChargePoint.charge_point_id, LoadAllocation.connector_id)
+    ).all()
+    names = dict(
+        db.session.execute(
+            select(ChargePoint.id, ChargePoint.charge_point_id).where(ChargePoint.station_id == station.id)
+        ).all()
+    )
+
+    def shown(steps: int | None) -> float | None:
+        return site.shown(steps) if site else None
+
+    changes = db.session.scalars(
+        select(LoadChange)
+        .where(LoadChange.station_id == station.id)
+        .order_by(LoadChange.id.desc())
+        .limit(HISTORY)
+    )
+    return {
+        "station_id": station.id,
+        "unit": unit,
+        "limit": shown(site.limit) if site else None,
+        "min_current_a": station.min_current_a,
+        "strategy": station.strategy,
+        "allowed_sum": shown(sum(row.allowed for row, _ in allocations)),
+        "measured_sum": shown(sum(row.measured or 0 for row, _ in allocations)),
+        "allocations": [
+            {
+                "charge_point_id": name,
+                "connector_id": row.connector_id,
+                "transaction_id": row.transaction_id,
+                "allowed": shown(row.allowed),
+                "state": row.state,
+                "measured": shown(row.measured),
+                "measured_at": row.measured_at,
+                "capped_at": shown(row.wants),
+            }
+            for row, name in allocations
+        ],
+        "history": [
+            {
+                "at": change.at,
+                "event": change.event,
+                "reason": change.reason,
+                "limit": shown(change.limit),
+                "allowed_sum": shown(change.allowed_sum),
+                "allocations": {
+                    _named(names, key): {**value, "allowed": shown(value["allowed"])}
+                    for key, value in change.allocations.items()
+                },
+            }
+            for change in changes
+        ],
+    }
+
+
+def _named(names: dict[int, str], key: str) -> str:
+    pk, _, connector = key.partition("/")
+    return f"{names.get(int(pk), pk)}/{connector}"
+
+
+def station_of(charge_point_pks: set[int]) -> dict[int, int]:
+    """The limited site of each charger that has one (`{charger key: station id}`)."""
+    if not charge_point_pks:
+        return {}
+    rows = db.session.execute(
+        select(ChargePoint.id, ChargePoint.station_id)
+        .join(Station, Station.id == ChargePoint.station_id)
+        .where(
+            ChargePoint.id.in_(charge_point_pks),
+            (Station.max_current_a.is_not(None)) | (Station.max_power_w.is_not(None)),
+        )
+    )
+    return dict(rows.all())
