@@ -67,12 +67,12 @@ def init_app(app: Flask) -> None:
     api.init_app(app)
     api.register_field(Money, "string", None)
     api.register_field(DecimalString, "string", "decimal")
-    from csms.api import auth, charger, cms, user
+    from csms.api import auth, charger, cms, smart_charging, user
     from csms.api.login_limiter import LocalLoginLimiter, SharedLoginLimiter
 
     # One process counts in memory; a cluster's nodes count together, in the database.
     limiter = LocalLoginLimiter if is_embedded(app) else SharedLoginLimiter
     app.extensions["login_limiter"] = limiter(address_failures=app.config["LOGIN_FAILURES_PER_ADDRESS"])
 
-    for blueprint in (auth.bp, user.bp, charger.bp, cms.bp):
+    for blueprint in (auth.bp, user.bp, charger.bp, cms.bp, smart_charging.bp):
         api.register_blueprint(blueprint)

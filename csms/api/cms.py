@@ -16,6 +16,7 @@ from csms.cluster import presence
 from csms.extensions import db
 from csms.models import ChargePoint, ChargingSession, OcppMessage, Station, Tariff, Transaction
 from csms.pipeline import announce as cms_events
+from csms.pipeline.addresses import REALLOCATE_SITES
 from csms.schemas import cms as schemas
 from csms.schemas.common import Error
 from csms.services import analytics, records
@@ -28,6 +29,10 @@ bp = Blueprint("cms", __name__, url_prefix="/api/cms", description="Stations, ch
 def announce(kind: str, entity_type: str, entity_id: Any, payload: dict | None) -> None:
     """Publish `cms.<entity>.<kind>` as done by the token's user."""
     cms_events.announce(kind, entity_type, entity_id, payload, g.identity.user_id)
+
+
+# A station's fields that change its shares (csms.services.load_management).
+_LOAD_FIELDS = {"max_current_a", "max_power_w", "min_current_a", "strategy"}
 
 
 def _register_crud(name: str, model, schema, page_schema, entity_type: str, search_column) -> None:
@@ -71,6 +76,9 @@ def _register_crud(name: str, model, schema, page_schema, entity_type: str, sear
     def update(body, item_id: int):
         item = records.update(records.get(model, item_id), body, entity_type)
         announce("updated", entity_type, item.id, dump.dump(item))
+        if model is Station and _LOAD_FIELDS & set(body):
+            trigger = {"station_id": item.id, "reason": "limit changed"}
+            current_app.extensions["ocpp"].handoff.submit(REALLOCATE_SITES, trigger, durable=False)
         return item
 
     @bp.delete(one, endpoint=f"delete_{name}")

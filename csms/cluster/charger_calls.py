@@ -35,10 +35,12 @@ DIRECT_REPLY_TO = "amq.rabbitmq.reply-to"
 
 
 def for_app(app: Flask) -> Calls:
-    """The way this process reaches chargers (kept on the app)."""
+    """The way this process reaches chargers (kept on the app): its gateway in a web process (which
+    routes to other nodes) or the embedded mode; the cluster bus in a worker process."""
     calls = app.extensions.get("charger_calls")
     if calls is None:
-        calls = GatewayCalls(app) if is_embedded(app) else BusCalls(app.config["RABBITMQ_URL"])
+        web = is_embedded(app) or app.extensions["ocpp"].node.bus is not None
+        calls = GatewayCalls(app) if web else BusCalls(app.config["RABBITMQ_URL"])
         app.extensions["charger_calls"] = calls
     return calls
 

@@ -4,11 +4,15 @@ transaction of a limited site is allowed (the CSMS's own TxProfiles), and the hi
 from __future__ import annotations
 
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Index, Integer, String, UniqueConstraint
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from csms.models.base import Base, BigId, JsonDoc, utcnow
+
+if TYPE_CHECKING:
+    from csms.models.network import ChargePoint
 
 PROFILE_STATES = ("pending", "Accepted", "Rejected", "NotSupported", "failed", "cleared")
 
@@ -52,6 +56,8 @@ class ChargingProfile(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     answered_at: Mapped[datetime | None]
     cleared_at: Mapped[datetime | None]
+
+    charger: Mapped[ChargePoint] = relationship(lazy="joined")
 
 
 class LoadAllocation(Base):
