@@ -63,8 +63,8 @@ def _start(profile: dict[str, Any], at: datetime, transaction_start: datetime | 
     """When the profile's schedule (its current recurrence) began, as seen at `at`."""
     schedule = profile["chargingSchedule"]
     kind = profile["chargingProfileKind"]
-    if kind == "Relative":
-        return transaction_start
+    if kind == "Relative":  # from the transaction's start; outside a transaction, from now
+        return transaction_start or at
     start = parse_utc(schedule["startSchedule"]) if schedule.get("startSchedule") else None
     if start is None:
         return None

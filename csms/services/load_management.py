@@ -295,6 +295,7 @@ def _reallocate(
     db.session.commit()
     running = _running(site)
     rows = _sync_rows(site, running)
+    db.session.commit()
     online = set(presence.connections(db.session, sorted({r.charge_point_id for r in running.values()})))
     for _round in range(3):  # a charger that rejects its profile is counted at its maximum: again
         wanted = _wanted(site, rows, running, online)
@@ -465,6 +466,7 @@ def _send(
         )
         for key in keys
     ]
+    db.session.commit()  # no transaction (nor SQLite's write lock) held while chargers answer
     answers = calls(batch, timeout)
     for key, call, answer in zip(keys, batch, answers, strict=True):
         _remember_profile(running[key].charge_point_pk, call.payload, answer)
