@@ -20,7 +20,7 @@ from csms import create_app
 from csms.extensions import db
 from csms.models import ChargePoint, ChargingProfile, IdTag, LoadAllocation, LoadChange, Station
 from csms.runtime import start_background
-from csms.services import chargers
+from csms.services import chargers, users
 from csms.sim.obedient import ObedientCharger
 from tests.support.deployment import AUTH_KEY
 from tests.support.obedient_fleet import Fleet, SilentCharger
@@ -138,16 +138,21 @@ class Site:
 
     def history(self) -> list:
         return self.query(
-            select(LoadChange.event, LoadChange.limit, LoadChange.allowed_sum)
+            select(LoadChange.event, LoadChange.reason, LoadChange.limit, LoadChange.allowed_sum)
             .where(LoadChange.station_id == self.station_id)
             .order_by(LoadChange.id)
         )
 
     def assert_never_over_the_limit(self) -> None:
+        """Every recorded instant within the limit; the one exception: the instant an operator
+        lowered the limit, before the shares were lowered to it (what was allowed under the old)."""
         history = self.history()
         assert history, "nothing was recorded"
-        over = [row for row in history if row.allowed_sum > row.limit]
-        assert not over, over
+        previous_limit = history[0].limit
+        for row in history:
+            lowered_limit = row.event == "decided" and row.limit < previous_limit
+            assert row.allowed_sum <= row.limit or lowered_limit, row
+            previous_limit = row.limit
 
 
 def test_four_cars_share_32_a_then_three_get_10_6_a(live):
@@ -205,3 +210,191 @@ def test_a_charger_rejecting_profiles_is_counted_at_its_maximum(live):
     assert site.settles_at({"R": 16.0, "A": 8.0, "B": 8.0}), site.allowed()
     assert site.allowed()["R"][1] == "rejects"
     site.assert_never_over_the_limit()
+
+
+# --- the REST API ------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def operator(live):
+    app = live[0]
+    with app.app_context():
+        users.create_user("smart-op@example.test", "password-123", role="operator")
+        db.session.remove()
+    client = app.test_client()
+    response = client.post(
+        "/api/auth/login", json={"email": "smart-op@example.test", "password": "password-123"}
+    )
+    return client, {"Authorization": f"Bearer {response.get_json()['access_token']}"}
+
+
+def a_profile(**overrides) -> dict:
+    profile = {
+        "chargingProfileId": 7,
+        "stackLevel": 2,
+        "chargingProfilePurpose": "ChargePointMaxProfile",
+        "chargingProfileKind": "Absolute",
+        "chargingSchedule": {
+            "startSchedule": "2020-01-01T00:00:00Z",
+            "chargingRateUnit": "A",
+            "chargingSchedulePeriod": [{"startPeriod": 0, "limit": 12.5}, {"startPeriod": 3600, "limit": 20}],
+        },
+    }
+    return {**profile, **overrides}
+
+
+def test_an_operator_profile_is_stored_sent_answered_listed_and_cleared(live, operator):
+    client, headers = operator
+    site = Site(live, "100", {"A": 32.0})
+    body = {"chargePointId": site.cp("A"), "connectorId": 0, "csChargingProfiles": a_profile()}
+    created = client.post("/api/cms/charging-profiles", json=body, headers=headers)
+    assert created.status_code == 201, created.get_json()
+    stored = created.get_json()
+    assert stored["status"] == "Accepted" and stored["response"] == {"status": "Accepted"}
+    assert stored["source"] == "operator" and stored["chargePointId"] == site.cp("A")
+    sent = stored["csChargingProfiles"]
+    assert sent["chargingSchedule"]["chargingSchedulePeriod"] == [
+        {"startPeriod": 0, "limit": 12.5},
+        {"startPeriod": 3600, "limit": 20.0},
+    ]
+    assert (0, sent) in site.sims["A"].profiles  # the charger has it, exactly as stored
+
+    listed = client.get(
+        f"/api/cms/charging-profiles?chargePointId={site.cp('A')}", headers=headers
+    ).get_json()
+    assert {(p["source"], p["purpose"], p["status"]) for p in listed["items"]} == {
+        ("operator", "ChargePointMaxProfile", "Accepted"),
+        ("load", "TxDefaultProfile", "Accepted"),
+    }
+    assert client.get(f"/api/cms/charging-profiles/{stored['id']}", headers=headers).get_json() == stored
+
+    composite = client.get(
+        f"/api/cms/charging-profiles/composite?chargePointId={site.cp('A')}&connectorId=1&duration=600",
+        headers=headers,
+    ).get_json()
+    schedule = composite["response"]["chargingSchedule"]
+    assert composite["response"]["status"] == "Accepted"
+    assert schedule["chargingSchedulePeriod"] == [{"startPeriod": 0, "limit": 0}]  # TxDefaultProfile 0 wins
+
+    cleared = client.delete(f"/api/cms/charging-profiles/{stored['id']}", headers=headers)
+    assert cleared.status_code == 200 and cleared.get_json()["status"] == "cleared"
+    assert all(p["chargingProfileId"] != 7 for _, p in site.sims["A"].profiles)
+    again = client.delete(f"/api/cms/charging-profiles/{stored['id']}", headers=headers)
+    assert again.status_code == 409 and again.get_json()["error"]["code"] == "charging_profile_cleared"
+
+
+@pytest.mark.parametrize(
+    ("connector", "changes", "problem"),
+    [
+        (1, {}, "a ChargePointMaxProfile applies to connector 0 (the whole charger)"),
+        (
+            0,
+            {
+                "chargingSchedule": {
+                    "chargingRateUnit": "A",
+                    "startSchedule": "2020-01-01T00:00:00Z",
+                    "chargingSchedulePeriod": [{"startPeriod": 5, "limit": 6}],
+                }
+            },
+            "the first period must start at 0",
+        ),
+        (
+            0,
+            {
+                "chargingSchedule": {
+                    "chargingRateUnit": "A",
+                    "startSchedule": "2020-01-01T00:00:00Z",
+                    "chargingSchedulePeriod": [
+                        {"startPeriod": 0, "limit": 6},
+                        {"startPeriod": 0, "limit": 8},
+                    ],
+                }
+            },
+            "startPeriod must be strictly ascending",
+        ),
+        (0, {"chargingProfileKind": "Recurring"}, "a Recurring profile needs recurrencyKind Daily or Weekly"),
+        (
+            0,
+            {"validFrom": "2030-01-02T00:00:00Z", "validTo": "2030-01-01T00:00:00Z"},
+            "validTo must be after validFrom",
+        ),
+    ],
+)
+def test_a_profile_breaking_the_ocpp_rules_is_refused_with_the_reason(
+    live, operator, connector, changes, problem
+):
+    client, headers = operator
+    body = {"chargePointId": "nobody", "connectorId": connector, "csChargingProfiles": a_profile(**changes)}
+    response = client.post("/api/cms/charging-profiles", json=body, headers=headers)
+    assert response.status_code == 422
+    assert problem in str(response.get_json()), response.get_json()
+
+
+@pytest.mark.parametrize(
+    "period",
+    [
+        {"startPeriod": 0, "limit": -1},
+        {"startPeriod": 0, "limit": 6, "numberPhases": 4},
+        {"startPeriod": -1, "limit": 6},
+    ],
+)
+def test_bad_periods_are_refused(live, operator, period):
+    client, headers = operator
+    profile = a_profile(
+        chargingSchedule={
+            "chargingRateUnit": "A",
+            "startSchedule": "2020-01-01T00:00:00Z",
+            "chargingSchedulePeriod": [period],
+        }
+    )
+    body = {"chargePointId": "x", "connectorId": 0, "csChargingProfiles": profile}
+    assert client.post("/api/cms/charging-profiles", json=body, headers=headers).status_code == 422
+
+
+def test_a_profile_for_an_offline_charger_is_recorded_as_failed(live, operator):
+    client, headers = operator
+    with live[0].app_context():
+        chargers.register("SC-OFFLINE", AUTH_KEY)
+        db.session.remove()
+    body = {"chargePointId": "SC-OFFLINE", "connectorId": 0, "csChargingProfiles": a_profile()}
+    stored = client.post("/api/cms/charging-profiles", json=body, headers=headers).get_json()
+    assert stored["status"] == "failed" and "NotConnected" in stored["error"]
+    unknown = {**body, "chargePointId": "SC-NOBODY"}
+    assert client.post("/api/cms/charging-profiles", json=unknown, headers=headers).status_code == 404
+
+
+def test_the_site_load_shows_limit_allocations_measured_draw_and_history(live, operator):
+    client, headers = operator
+    site = Site(live, "32", {"A": 32.0, "B": 32.0})
+    site.start("A", "B")
+    assert site.settles_at({"A": 16.0, "B": 16.0}), site.allowed()
+    assert wait_until(
+        lambda: all(
+            row.measured
+            for row in site.query(
+                select(LoadAllocation.measured).where(LoadAllocation.station_id == site.station_id)
+            )
+        ),
+        timeout=10,
+    )
+    load = client.get(f"/api/cms/stations/{site.station_id}/load", headers=headers).get_json()
+    assert (load["unit"], load["limit"], load["allowedSum"], load["strategy"]) == ("A", 32.0, 32.0, "equal")
+    assert [(a["chargePointId"], a["allowed"], a["state"]) for a in load["allocations"]] == [
+        (site.cp("A"), 16.0, "steered"),
+        (site.cp("B"), 16.0, "steered"),
+    ]
+    assert load["measuredSum"] == 32.0  # the simulated cars draw what they are allowed
+    assert load["history"][0]["event"] == "raised"
+    assert load["history"][0]["allocations"][f"{site.cp('A')}/1"]["allowed"] == 16.0
+
+    # The operator lowers the limit: the shares follow, lowered first.
+    patched = client.patch(
+        f"/api/cms/stations/{site.station_id}", json={"maxCurrentA": "20"}, headers=headers
+    )
+    assert patched.status_code == 200 and patched.get_json()["maxCurrentA"] == "20.0"
+    assert site.settles_at({"A": 10.0, "B": 10.0}), site.allowed()
+    assert [row.reason for row in site.history()][-1] == "limit changed"
+    site.assert_never_over_the_limit()
+    bad = client.patch(f"/api/cms/stations/{site.station_id}", json={"strategy": "random"}, headers=headers)
+    assert bad.status_code == 422
+    assert client.get("/api/cms/stations/999999/load", headers=headers).status_code == 404

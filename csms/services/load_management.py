@@ -507,7 +507,11 @@ def _decided_since(station_id: int, at: datetime) -> bool:
 
 
 class LimitExceeded(AssertionError):
-    """What the CSMS allowed would exceed the site's limit: a bug, never recorded."""
+    """Raises would take what the CSMS allowed beyond the site's limit: a bug; nothing is sent.
+
+    Only a raise is checked: the sum may stand above a limit the operator has just lowered (what
+    was allowed under the old one), or above it by a charger that refused its profile (counted at
+    its maximum) or is out of reach; load management lowers the others first in each case."""
 
 
 def _record(site: Site, event: str, reason: str, rows: dict[tuple, LoadAllocation]) -> None:
@@ -520,7 +524,7 @@ def _record(site: Site, event: str, reason: str, rows: dict[tuple, LoadAllocatio
         for row in rows.values()
     }
     total = sum(row.allowed for row in rows.values())
-    if total > site.limit and not any(row.state in (REJECTS, WAITING) for row in rows.values()):
+    if event == "raising" and total > site.limit:  # a raise is only ever sent within the headroom
         raise LimitExceeded(f"site {site.station_id}: {total} allowed over a limit of {site.limit}")
     db.session.add(
         LoadChange(

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-from concurrent.futures import Future
 from typing import Any
 
 from csms.sim.obedient import ObedientCharger
@@ -40,14 +39,13 @@ class Fleet:
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
         self.chargers: dict[str, ObedientCharger] = {}
-        self.lives: list[Future] = []
 
     def run(self, coroutine) -> Any:
         return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout=30)
 
     def connect(self, charger: ObedientCharger) -> ObedientCharger:
         self.chargers[charger.charge_point_id] = charger
-        self.lives.append(asyncio.run_coroutine_threadsafe(charger.run(), self.loop))
+        asyncio.run_coroutine_threadsafe(charger.run(), self.loop)
         return charger
 
     def start_car(self, charge_point_id: str, id_tag: str, connector: int = 1) -> None:
@@ -60,12 +58,12 @@ class Fleet:
         self.run(charger._stop(charger.sockets[connector - 1], "Local"))
 
     def close(self) -> None:
-        for life in self.lives:
-            life.cancel()
+        async def end_everything() -> None:
+            tasks = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
 
-        async def settle() -> None:
-            await asyncio.sleep(0.2)
-
-        self.run(settle())
+        self.run(end_everything())
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(timeout=5)
