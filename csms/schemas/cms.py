@@ -108,6 +108,14 @@ class PointUpdate(Schema):
     tariff_id = fields.Integer(data_key="tariffId", allow_none=True, validate=ID)
     registration_status = fields.String(data_key="registrationStatus", validate=STATUSES)
     auth_key = fields.String(data_key="authKey", validate=validate.Length(min=16, max=40), load_only=True)
+    max_current_a = DecimalString(
+        1,
+        Decimal("0.1"),
+        Decimal(1000),
+        data_key="maxCurrentA",
+        allow_none=True,
+        metadata={"description": "the most a connector draws per phase (smart charging; default 32)"},
+    )
 
 
 class Point(Schema):
@@ -115,6 +123,7 @@ class Point(Schema):
     station_id = fields.Integer(data_key="stationId", allow_none=True)
     tariff_id = fields.Integer(data_key="tariffId", allow_none=True)
     registration_status = fields.String(data_key="registrationStatus")
+    max_current_a = DecimalString(1, Decimal("0.1"), Decimal(1000), data_key="maxCurrentA", allow_none=True)
     vendor = fields.String(allow_none=True)
     model = fields.String(allow_none=True)
     serial_number = fields.String(data_key="serialNumber", allow_none=True)

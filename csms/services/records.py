@@ -53,10 +53,10 @@ def register_point(fields: dict[str, Any]) -> chargers.Registration:
 
 
 def update_point(point: ChargePoint, fields: dict[str, Any]) -> None:
-    """Change a charge point's station, tariff, registration status or key (fields of the API's
-    `PointUpdate` schema); every node sees the new status and key once this commits."""
+    """Change a charge point's station, tariff, registration status, maximum current or key (fields
+    of the API's `PointUpdate` schema); every node sees the new status and key once this commits."""
     check_references(fields.get("station_id"), fields.get("tariff_id"))
-    for field in ("station_id", "tariff_id", "registration_status"):
+    for field in ("station_id", "tariff_id", "registration_status", "max_current_a"):
         if field in fields:
             setattr(point, field, fields[field])
     if "auth_key" in fields:
