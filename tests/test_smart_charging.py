@@ -25,6 +25,7 @@ from csms.sim.obedient import ObedientCharger
 from tests.support.deployment import AUTH_KEY
 from tests.support.obedient_fleet import Fleet, SilentCharger
 from tests.support.processes import free_port, wait_until
+from tests.test_dashboard import sign_in
 
 pytestmark = pytest.mark.slow
 
@@ -398,3 +399,18 @@ def test_the_site_load_shows_limit_allocations_measured_draw_and_history(live, o
     bad = client.patch(f"/api/cms/stations/{site.station_id}", json={"strategy": "random"}, headers=headers)
     assert bad.status_code == 422
     assert client.get("/api/cms/stations/999999/load", headers=headers).status_code == 404
+
+
+def test_the_charger_page_shows_its_profiles_and_its_share_of_the_site(live, operator):
+    site = Site(live, "20", {"A": 32.0})
+    site.start("A")
+    assert site.settles_at({"A": 20.0}), site.allowed()
+    client = live[0].test_client()
+    sign_in(client, "smart-op@example.test", "password-123")
+    html = client.get(f"/chargers/{site.cp('A')}").data.decode()
+    assert '<section aria-label="Smart charging"' in html
+    assert "Site limit <strong>20.0 A</strong>, strategy equal." in html
+    assert "<td>20.0 A</td>" in html and "<td>steered</td>" in html
+    fragment = client.get(f"/chargers/{site.cp('A')}/smart-charging").data.decode()
+    assert "<td>TxDefaultProfile</td>" in fragment and "<td>TxProfile</td>" in fragment
+    assert "<td>20.0 A</td>" in fragment  # the TxProfile's limit

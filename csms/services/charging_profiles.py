@@ -120,3 +120,23 @@ def composite(
     if not isinstance(answer, dict):
         raise Conflict(f"{charge_point_id} did not answer: {answer}", code="charger_unreachable")
     return answer
+
+
+def of_charger(charge_point_pk: int, limit: int = 10) -> list[ChargingProfile]:
+    """A charger's profiles in force (not cleared), newest first: its page shows them."""
+    return list(
+        db.session.scalars(
+            select(ChargingProfile)
+            .where(ChargingProfile.charge_point_id == charge_point_pk, ChargingProfile.status != "cleared")
+            .order_by(ChargingProfile.id.desc())
+            .limit(limit)
+        )
+    )
+
+
+def first_limit(profile: dict[str, Any]) -> str:
+    """A profile's schedule in a few words: its first limit and unit, and how many periods follow."""
+    schedule = profile.get("chargingSchedule") or {}
+    periods = schedule.get("chargingSchedulePeriod") or [{}]
+    more = f" (+{len(periods) - 1} periods)" if len(periods) > 1 else ""
+    return f"{periods[0].get('limit')} {schedule.get('chargingRateUnit', '')}{more}"

@@ -663,3 +663,21 @@ def station_of(charge_point_pks: set[int]) -> dict[int, int]:
         )
     )
     return dict(rows.all())
+
+
+def of_charger(charge_point_pk: int) -> tuple[Site | None, list[LoadAllocation]]:
+    """The limited site a charger is part of, and what its running transactions are allowed."""
+    station = db.session.scalar(
+        select(Station)
+        .join(ChargePoint, ChargePoint.station_id == Station.id)
+        .where(ChargePoint.id == charge_point_pk)
+    )
+    site = Site.of(station) if station is not None else None
+    if site is None:
+        return None, []
+    rows = db.session.scalars(
+        select(LoadAllocation)
+        .where(LoadAllocation.charge_point_id == charge_point_pk)
+        .order_by(LoadAllocation.connector_id)
+    )
+    return site, list(rows)
