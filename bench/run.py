@@ -38,7 +38,16 @@ RABBITMQ = os.environ.get("CSMS_BENCH_RABBITMQ_URL", "amqp://guest:guest@127.0.0
 DATABASE = os.environ.get("CSMS_BENCH_DATABASE", "csms_bench")  # dropped and made again by each run
 KEY = "bench-key-0123456789"
 PYTHON = sys.executable
-QUEUES = ("ocpp_messages", "metering", "transactions", "billing", "commands", "cms_events", "notifications")
+QUEUES = (
+    "ocpp_messages",
+    "metering",
+    "transactions",
+    "billing",
+    "commands",
+    "cms_events",
+    "notifications",
+    "smart_charging",
+)
 
 
 # --- processes -------------------------------------------------------------------------------------
@@ -568,6 +577,14 @@ def scenario_cluster(n: int, seconds: float, log_dir: Path) -> list[dict]:
     return cluster.scenario(n, seconds, log_dir, sys.modules[__name__])
 
 
+def scenario_smart_charging(n: int, seconds: float, log_dir: Path) -> list[dict]:
+    """Sites of obedient chargers with arrivals and departures: reallocation latency, and the sums
+    allowed and drawn over each site's limit (bench/smart_charging.py)."""
+    import smart_charging
+
+    return smart_charging.scenario(n, seconds, log_dir, csms, fleet)
+
+
 SCENARIOS = {
     "gateway": (scenario_gateway, 1000, 20),
     "fixed-rate": (scenario_fixed_rate, 1000, 20),
@@ -578,6 +595,7 @@ SCENARIOS = {
     "flood": (scenario_flood, 100, 20),
     "dashboard": (scenario_dashboard, 10_000, 20),
     "cluster": (scenario_cluster, 1000, 20),
+    "smart-charging": (scenario_smart_charging, 1000, 60),
 }
 
 
