@@ -98,7 +98,8 @@ def scenario(n: int, seconds: float, log_dir: Path, csms, fleet) -> list[dict]:
         loop.call_soon_threadsafe(lambda: [task.cancel() for task in asyncio.all_tasks(loop)])
         with psycopg.connect(url) as connection:
             changes = connection.execute(
-                'SELECT station_id, at, event, "limit", allowed_sum FROM load_changes WHERE at >= %s ORDER BY id',
+                'SELECT station_id, at, event, "limit", allowed_sum FROM load_changes'
+                " WHERE at >= %s ORDER BY id",
                 (datetime.fromtimestamp(began, UTC),),
             ).fetchall()
             sent = connection.execute(
