@@ -1,7 +1,7 @@
 """The `smart-charging` scenario: sites that never exceed their grid connection, under arrivals and
 departures (csms.services.load_management).
 
-`SITES` sites of `n / SITES` obedient chargers each (csms.sim.obedient: they apply the profiles they
+`n / PER_SITE` sites of `PER_SITE` obedient chargers each (csms.sim.obedient: they apply the profiles they
 receive and draw what those allow), each site limited to `SITE_LIMIT_A` per phase, each charger to
 `CHARGER_MAX_A`. Once every charger has its TxDefaultProfile, cars arrive at random chargers over the
 first two thirds of the run and leave after a random stay, so each site's shares change many times.
@@ -29,7 +29,7 @@ import psycopg
 
 from csms.sim.obedient import ObedientCharger
 
-SITES = 100
+PER_SITE = 10
 SITE_LIMIT_A = 63  # per phase: four cars at the chargers' full 16 A would not fit
 CHARGER_MAX_A = 16
 ARRIVING = 0.8  # share of the chargers that get a car during the run
@@ -55,13 +55,13 @@ class TimedCharger(ObedientCharger):
 
 def prepare(url: str, chargers: list[str]) -> dict[str, int]:
     """Sites, their chargers and a tag every car uses; returns each charger's site."""
-    per_site = max(1, len(chargers) // SITES)
+    per_site = PER_SITE
     site_of = {}
     with psycopg.connect(url, autocommit=True) as connection:
         connection.execute(
             "INSERT INTO id_tags (id_tag, status, updated_at) VALUES (%s, 'Accepted', now())", (TAG,)
         )
-        for site in range(SITES):
+        for site in range(len(chargers) // PER_SITE):
             row = connection.execute(
                 "INSERT INTO stations (name, max_current_a, strategy, created_at, updated_at)"
                 " VALUES (%s, %s, 'equal', now(), now()) RETURNING id",
@@ -113,7 +113,7 @@ def scenario(n: int, seconds: float, log_dir: Path, csms, fleet) -> list[dict]:
     return [
         {
             "system": "csms smart charging",
-            "sites": SITES,
+            "sites": n // PER_SITE,
             "chargers": n,
             "all_tx_default_s": round(ready, 1),
             "transactions_started": sum(1 for e in events if e[2] == "start"),
