@@ -52,11 +52,12 @@ def _after_boot(booted: list[str], notifications: Notifications) -> None:
     if not booted:
         return
     pks = charger_state.charge_point_pks(booted)
-    limited = load_management.station_of(set(pks.values()))
-    for charge_point_id, pk in sorted(pks.items()):
-        if pk in limited:
-            trigger = {"charge_point_id": charge_point_id, "reason": "charger booted", "boot": True}
-            notifications.send_after(reallocate_sites, [trigger])
+    by_site: dict[int, list[int]] = {}
+    for pk, station_id in sorted(load_management.station_of(set(pks.values())).items()):
+        by_site.setdefault(station_id, []).append(pk)
+    for station_id, members in by_site.items():
+        trigger = {"station_id": station_id, "reason": "charger booted", "booted": members}
+        notifications.send_after(reallocate_sites, [trigger])
 
 
 def apply_status(view: Exchange, notifications: Notifications) -> None:

@@ -26,8 +26,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import ROUND_FLOOR, Decimal
 from typing import Any
@@ -217,27 +218,32 @@ _ADVISORY_CLASS = 0x5C  # the advisory lock's first key: load management's own
 
 
 @contextlib.contextmanager
-def site_lock(station_id: int) -> Iterator[None]:
-    """Hold the site: in this process, and on PostgreSQL for every worker (a session-level advisory
-    lock on a connection of its own, so no transaction stays open while chargers answer)."""
+def site_lock(station_id: int) -> Iterator[bool]:
+    """Try to hold the site: in this process, and on PostgreSQL for every worker (a session-level
+    advisory lock on a connection of its own, so no transaction stays open while chargers answer).
+    Yields False when another reallocation holds it: the caller tries again later rather than keep
+    a worker thread waiting (every thread could end up waiting on one busy site)."""
     with _local_locks_guard:
         local = _local_locks.setdefault(station_id, threading.Lock())
-    with local:
+    if not local.acquire(blocking=False):
+        yield False
+        return
+    try:
         if db.engine.dialect.name != "postgresql":
-            yield
+            yield True
             return
         with db.engine.connect() as connection:
-            connection.execute(
-                text("SELECT pg_advisory_lock(:c, :o)"), {"c": _ADVISORY_CLASS, "o": station_id}
-            )
+            key = {"c": _ADVISORY_CLASS, "o": station_id}
+            held = connection.execute(text("SELECT pg_try_advisory_lock(:c, :o)"), key).scalar()
             connection.commit()
             try:
-                yield
+                yield bool(held)
             finally:
-                connection.execute(
-                    text("SELECT pg_advisory_unlock(:c, :o)"), {"c": _ADVISORY_CLASS, "o": station_id}
-                )
-                connection.commit()
+                if held:
+                    connection.execute(text("SELECT pg_advisory_unlock(:c, :o)"), key)
+                    connection.commit()
+    finally:
+        local.release()
 
 
 # --- reallocation ----------------------------------------------------------------------------------
@@ -262,14 +268,20 @@ def reallocate(
     triggered_at: datetime | None = None,
     booted: tuple[int, ...] = (),
 ) -> str:
-    """Share the site's limit anew and tell the chargers; returns what happened ("covered": a
-    reallocation decided after `triggered_at` already saw the change; "unlimited"; "done").
-    `booted` chargers (their keys) are sent their TxDefaultProfile first."""
-    with site_lock(station_id):
+    """Share the site's limit anew and tell the chargers; returns what happened ("busy": another
+    reallocation of the site is under way, try again; "covered": one decided after `triggered_at`
+    already saw the change; "unlimited"; "done"). `booted` chargers (their keys) are sent their
+    TxDefaultProfile first."""
+    with site_lock(station_id) as held:
+        if not held:
+            return "busy"
+        started = time.monotonic()
         try:
-            return _reallocate(station_id, reason, calls, timeout, triggered_at, booted)
+            outcome = _reallocate(station_id, reason, calls, timeout, triggered_at, booted)
         finally:
             db.session.rollback()
+        log.info("site %s (%s): %s in %.3f s", station_id, reason, outcome, time.monotonic() - started)
+        return outcome
 
 
 def _reallocate(
@@ -297,52 +309,90 @@ def _reallocate(
     rows = _sync_rows(site, running)
     db.session.commit()
     online = set(presence.connections(db.session, sorted({r.charge_point_id for r in running.values()})))
-    for _round in range(3):  # a charger that rejects its profile is counted at its maximum: again
-        wanted = _wanted(site, rows, running, online)
-        lowers = {
-            key: steps
-            for key, steps in load_allocation.lowering(_counted(rows), wanted).items()
-            if key in online_keys(running, online)
-        }
-        if not lowers:
+    run = _Run(site, reason, rows, running, online, calls, timeout)
+    run.steady = _accepted_defaults({each.charge_point_pk for each in running.values()})
+    for _pass in range(3):  # a charger that refuses profiles is counted at its maximum: again
+        refused = run.lower()
+        refused |= run.raise_()
+        if not refused:
             break
-        answers = _send(site, lowers, rows, running, calls, timeout)
-        newly_fixed = False
-        for key, answer in answers.items():
-            row, status = rows[key], _answer_status(answer)
-            if status == "Accepted":
-                row.allowed, row.state = lowers[key], STEERED
-            elif status is not None:
-                row.allowed, row.state, newly_fixed = running[key].maximum, REJECTS, True
-            else:
-                row.state = UNANSWERED  # counted at what it was allowed until it answers
-        _record(site, "lowered", reason, rows)
-        db.session.commit()
-        if not newly_fixed:
-            break
-    wanted = _wanted(site, rows, running, online)
-    steerable = online_keys(running, online)
-    order = sorted(steerable, key=lambda key: (-running[key].priority, running[key].transaction_id))
-    raises = load_allocation.raising(
-        site.limit, _counted(rows), wanted, [k for k in order if rows[k].state != REJECTS]
-    )
-    if raises:
-        for key, steps in raises.items():
-            rows[key].allowed = steps  # counted from the moment it is sent
-        _record(site, "raising", reason, rows)
-        db.session.commit()
-        answers = _send(site, raises, rows, running, calls, timeout)
-        for key, answer in answers.items():
-            row, status = rows[key], _answer_status(answer)
-            if status == "Accepted":
-                row.state = STEERED
-            elif status is not None:
-                row.allowed, row.state = running[key].maximum, REJECTS
-            else:
-                row.state = UNANSWERED
-        _record(site, "raised", reason, rows)
-        db.session.commit()
     return "done"
+
+
+@dataclass
+class _Run:
+    """One reallocation of a site: its running transactions, their allocations, and how to reach
+    their chargers."""
+
+    site: Site
+    reason: str
+    rows: dict[tuple, LoadAllocation]
+    running: dict[tuple, _Running]
+    online: set[str]
+    calls: Calls
+    timeout: float
+    steady: set[int] = field(default_factory=set)  # chargers that accepted their TxDefaultProfile
+
+    def lower(self) -> bool:
+        """The first round: every share that goes down, counted lower once accepted. True when a
+        charger that refuses profiles was found (it now counts at its maximum)."""
+        wanted = _wanted(self.site, self.rows, self.running, self.online)
+        steerable = online_keys(self.running, self.online)
+        lowering = load_allocation.lowering(_counted(self.rows), wanted)
+        lowers = {key: steps for key, steps in lowering.items() if key in steerable}
+        if not lowers:
+            return False
+        answers = _send(self.site, lowers, self.rows, self.running, self.calls, self.timeout)
+        refused = False
+        for key, answer in answers.items():
+            if _answer_status(answer) == "Accepted":
+                self.rows[key].allowed, self.rows[key].state = lowers[key], STEERED
+            else:
+                refused |= self._not_taken(key, answer)
+        _record(self.site, "lowered", self.reason, self.rows)
+        db.session.commit()
+        return refused
+
+    def raise_(self) -> bool:
+        """The second round: raises within the headroom the first left, counted from the moment
+        they are sent. True when a charger that refuses profiles was found (the others must come
+        down)."""
+        wanted = _wanted(self.site, self.rows, self.running, self.online)
+        order = sorted(
+            online_keys(self.running, self.online),
+            key=lambda key: (-self.running[key].priority, self.running[key].transaction_id),
+        )
+        order = [key for key in order if self.rows[key].state != REJECTS]
+        raises = load_allocation.raising(self.site.limit, _counted(self.rows), wanted, order)
+        if not raises:
+            return False
+        for key, steps in raises.items():
+            self.rows[key].allowed = steps
+        _record(self.site, "raising", self.reason, self.rows)
+        db.session.commit()
+        answers = _send(self.site, raises, self.rows, self.running, self.calls, self.timeout)
+        refused = False
+        for key, answer in answers.items():
+            if _answer_status(answer) == "Accepted":
+                self.rows[key].state = STEERED
+            else:
+                refused |= self._not_taken(key, answer)
+        _record(self.site, "raised", self.reason, self.rows)
+        db.session.commit()
+        return refused
+
+    def _not_taken(self, key: tuple, answer: Any) -> bool:
+        """A profile not taken. A charger that never took one (its TxDefaultProfile refused too)
+        refuses profiles: counted at its maximum from now on (True). One that took its
+        TxDefaultProfile but refuses this one (its transaction just ended, say), or did not
+        answer, keeps its last profile: counted at the higher of what it was allowed and what it
+        was sent (`allowed` already holds that)."""
+        row = self.rows[key]
+        if _answer_status(answer) is not None and self.running[key].charge_point_pk not in self.steady:
+            row.allowed, row.state = self.running[key].maximum, REJECTS
+            return True
+        row.state = UNANSWERED
+        return False
 
 
 def online_keys(running: dict[tuple, _Running], online: set[str]) -> set[tuple]:
