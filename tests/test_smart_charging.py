@@ -201,6 +201,17 @@ def test_a_charger_that_does_not_answer_is_counted_at_its_last_value(live):
     site.sims["B"].silent = False
 
 
+def test_an_offline_charger_keeps_its_last_share(live):
+    site = Site(live, "32", dict.fromkeys("ABC", 32.0))
+    site.start("A", "B")
+    assert site.settles_at({"A": 16.0, "B": 16.0}), site.allowed()
+    site.fleet.disconnect(site.cp("A"))  # it goes on charging with its last profile
+    assert wait_until(lambda: any(row.reason == "charger offline" for row in site.history()), timeout=10)
+    site.start("C")
+    assert site.settles_at({"A": 16.0, "B": 8.0, "C": 8.0}), site.allowed()
+    site.assert_never_over_the_limit()
+
+
 def test_a_charger_rejecting_profiles_is_counted_at_its_maximum(live):
     site = Site(
         live, "32", {"R": 16.0, "A": 32.0, "B": 32.0}, R=(ObedientCharger, {"rejects_profiles": True})

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+from concurrent.futures import Future
 from typing import Any
 
 from csms.sim.obedient import ObedientCharger
@@ -39,14 +40,19 @@ class Fleet:
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
         self.chargers: dict[str, ObedientCharger] = {}
+        self.lives: dict[str, Future] = {}
 
     def run(self, coroutine) -> Any:
         return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout=30)
 
     def connect(self, charger: ObedientCharger) -> ObedientCharger:
         self.chargers[charger.charge_point_id] = charger
-        asyncio.run_coroutine_threadsafe(charger.run(), self.loop)
+        self.lives[charger.charge_point_id] = asyncio.run_coroutine_threadsafe(charger.run(), self.loop)
         return charger
+
+    def disconnect(self, charge_point_id: str) -> None:
+        """The charger drops off the network, its car still charging (its state stays as it was)."""
+        self.lives.pop(charge_point_id).cancel()
 
     def start_car(self, charge_point_id: str, id_tag: str, connector: int = 1) -> None:
         charger = self.chargers[charge_point_id]
