@@ -18,9 +18,9 @@ from werkzeug.serving import make_server
 
 from csms import create_app
 from csms.extensions import db
-from csms.models import ChargePoint, ChargingProfile, IdTag, LoadAllocation, LoadChange, Station
+from csms.models import ChargePoint, ChargingProfile, IdTag, LoadAllocation, LoadChange, Station, Wallet
 from csms.runtime import start_background
-from csms.services import chargers, users
+from csms.services import chargers, users, wallet
 from csms.sim.obedient import ObedientCharger
 from tests.support.deployment import AUTH_KEY
 from tests.support.obedient_fleet import Fleet, SilentCharger
@@ -425,3 +425,26 @@ def test_the_charger_page_shows_its_profiles_and_its_share_of_the_site(live, ope
     fragment = client.get(f"/chargers/{site.cp('A')}/smart-charging").data.decode()
     assert "<td>TxDefaultProfile</td>" in fragment and "<td>TxProfile</td>" in fragment
     assert "<td>20.0 A</td>" in fragment  # the TxProfile's limit
+
+
+def test_priority_serves_the_priority_customer_first(live):
+    app = live[0]
+    site = Site(live, "32", {"V": 16.0, "A": 32.0, "B": 32.0})
+    with app.app_context():
+        db.session.get(Station, site.station_id).strategy = "priority"
+        vip = users.create_user(f"vip{site.n}@example.test", "password-123", id_tag=f"VIP-{site.n}")
+        wallet.top_up(
+            db.session.scalar(select(Wallet.id).where(Wallet.user_id == vip.id)), 100_00, reference="vip"
+        )
+        db.session.commit()
+        db.session.remove()
+    with app.app_context():
+        result = app.test_cli_runner().invoke(args=["user", "priority", f"vip{site.n}@example.test", "5"])
+        refused = app.test_cli_runner().invoke(args=["user", "priority", "nobody@example.test", "5"])
+        db.session.remove()
+    assert result.exit_code == 0 and "charging priority 5" in result.output
+    assert refused.exit_code != 0 and "no user" in refused.output
+    site.start("A", "B")
+    site.fleet.start_car(site.cp("V"), f"VIP-{site.n}")
+    assert site.settles_at({"V": 16.0, "A": 8.0, "B": 8.0}), site.allowed()
+    site.assert_never_over_the_limit()

@@ -14,7 +14,7 @@ from csms.extensions import db
 from csms.models import IdTag, Role, User, Wallet
 from csms.offload import password_check
 from csms.services import id_tags
-from csms.services.errors import Conflict, InvalidInput
+from csms.services.errors import Conflict, InvalidInput, NotFound
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _ID_TAG = re.compile(r"^[\x21-\x7e]{1,20}$")  # OCPP IdToken: CiString20, printable
@@ -95,3 +95,16 @@ def authenticate(email: str, password: str) -> User | None:
     stored = user.password_hash if user else password_check(_stand_in_hash)
     matches = password_check(check_password_hash, stored, password)
     return user if user is not None and matches else None
+
+
+def set_charging_priority(email: str, priority: int) -> User:
+    """The priority of a customer's cars at sites that share by priority (csms.services.load_allocation):
+    higher first; committed."""
+    if not -1000 <= priority <= 1000:
+        raise InvalidInput("priority must be between -1000 and 1000", code="invalid_priority")
+    user = db.session.scalar(select(User).where(User.email == normalize_email(email)))
+    if user is None:
+        raise NotFound(f"no user {email!r}", code="user_not_found")
+    user.charging_priority = priority
+    db.session.commit()
+    return user
