@@ -86,6 +86,7 @@ class LoadAllocation(Base):
     measured: Mapped[int | None] = mapped_column(Integer)  # last measured draw, same unit
     measured_at: Mapped[datetime | None]
     wants: Mapped[int | None] = mapped_column(Integer)  # reclaim: capped near its draw (load_allocation)
+    changed_at: Mapped[datetime] = mapped_column(default=utcnow)  # its last profile sent
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 

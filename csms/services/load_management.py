@@ -29,7 +29,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import ROUND_FLOOR, Decimal
 from typing import Any
 
@@ -62,6 +62,7 @@ TX_PROFILE_ID = 900_001  # + connector id
 LOAD_STACK_LEVEL = 1
 RECLAIM_MARGIN_A = Decimal(2)  # a car drawing this far below its share gives the rest back
 RECLAIM_HEADROOM_A = Decimal(1)  # and keeps this much above its draw
+RECLAIM_SETTLE = timedelta(seconds=3)  # a car follows a new share within this
 STEERED, REJECTS, UNANSWERED, WAITING = "steered", "rejects", "unanswered", "waiting"
 
 
@@ -516,6 +517,9 @@ def _send(
         )
         for key in keys
     ]
+    sent_at = datetime.now(UTC)
+    for key in keys:
+        rows[key].changed_at = sent_at
     db.session.commit()  # no transaction (nor SQLite's write lock) held while chargers answer
     answers = calls(batch, timeout)
     for key, call, answer in zip(keys, batch, answers, strict=True):
@@ -611,8 +615,8 @@ def record_draws(draws: dict[int, tuple[Decimal | None, Decimal | None, datetime
         if site is None or (row.measured_at is not None and row.measured_at > at):
             continue
         row.measured, row.measured_at = measured_steps(site.unit, current_a, power_w), at
-        if row.state != STEERED:
-            continue
+        if row.state != STEERED or at < row.changed_at + RECLAIM_SETTLE:
+            continue  # a sample from before the car could follow its latest share says nothing
         wants = load_allocation.reclaim(
             row.wants,
             row.measured,

@@ -74,6 +74,7 @@ def upgrade():
     sa.Column('measured', sa.Integer(), nullable=True),
     sa.Column('measured_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('wants', sa.Integer(), nullable=True),
+    sa.Column('changed_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
     sa.CheckConstraint("state IN ('steered', 'rejects', 'unanswered', 'waiting')", name=op.f('ck_load_allocations_state')),
     sa.ForeignKeyConstraint(['charge_point_id'], ['charge_points.id'], name=op.f('fk_load_allocations_charge_point_id_charge_points'), ondelete='CASCADE'),
