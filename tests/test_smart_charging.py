@@ -448,3 +448,23 @@ def test_priority_serves_the_priority_customer_first(live):
     site.fleet.start_car(site.cp("V"), f"VIP-{site.n}")
     assert site.settles_at({"V": 16.0, "A": 8.0, "B": 8.0}), site.allowed()
     site.assert_never_over_the_limit()
+
+
+def test_a_site_whose_limit_is_removed_lets_go_of_its_chargers(live, operator):
+    client, headers = operator
+    site = Site(live, "32", {"A": 16.0})
+    site.start("A")
+    assert site.settles_at({"A": 16.0}), site.allowed()
+    sim = site.sims["A"]
+    purposes = {"TxDefaultProfile", "TxProfile"}
+    assert wait_until(lambda: {p["chargingProfilePurpose"] for _, p in sim.profiles} == purposes, timeout=10)
+    response = client.patch(
+        f"/api/cms/stations/{site.station_id}", json={"maxCurrentA": None}, headers=headers
+    )
+    assert response.status_code == 200
+    assert wait_until(lambda: sim.profiles == [], timeout=10), sim.profiles  # no car held at 0 any more
+    assert site.allowed() == {}
+    listed = client.get(
+        f"/api/cms/charging-profiles?chargePointId={site.cp('A')}", headers=headers
+    ).get_json()
+    assert listed["items"] == []  # cleared ones are listed only when asked for

@@ -297,8 +297,7 @@ def _reallocate(
     site = Site.of(station) if station is not None else None
     if site is None:
         if station is not None:
-            db.session.execute(delete(LoadAllocation).where(LoadAllocation.station_id == station_id))
-            db.session.commit()
+            _release(station_id, calls, timeout)
         return "unlimited"
     if booted:
         _send_tx_defaults(site, booted, calls, timeout)
@@ -545,6 +544,35 @@ def _send_tx_defaults(site: Site, booted: tuple[int, ...], calls: Calls, timeout
     answers = calls([Call(ids[pk], "SetChargingProfile", payload) for pk in pks], timeout)
     for pk, answer in zip(pks, answers, strict=True):
         _remember_profile(pk, payload, answer)
+    db.session.commit()
+
+
+def _release(station_id: int, calls: Calls, timeout: float) -> None:
+    """The site has no limit any more: its allocations go, and so do the load manager's profiles
+    on its chargers (ClearChargingProfile by id), or its TxDefaultProfile of 0 would hold every new
+    car at 0. A charger out of reach keeps its profile until the site is reallocated again."""
+    db.session.execute(delete(LoadAllocation).where(LoadAllocation.station_id == station_id))
+    installed = db.session.execute(
+        select(ChargingProfile.id, ChargingProfile.profile_id, ChargePoint.charge_point_id)
+        .join(ChargePoint, ChargePoint.id == ChargingProfile.charge_point_id)
+        .where(
+            ChargePoint.station_id == station_id,
+            ChargingProfile.source == "load",
+            ChargingProfile.status == "Accepted",
+        )
+    ).all()
+    db.session.commit()
+    if not installed:
+        return
+    answers = calls(
+        [Call(row.charge_point_id, "ClearChargingProfile", {"id": row.profile_id}) for row in installed],
+        timeout,
+    )
+    now = datetime.now(UTC)
+    for row, answer in zip(installed, answers, strict=True):
+        if _answer_status(answer) in ("Accepted", "Unknown"):
+            profile = db.session.get(ChargingProfile, row.id)
+            profile.status, profile.cleared_at, profile.response = "cleared", now, answer
     db.session.commit()
 
 

@@ -463,6 +463,12 @@ class ObedientCharger:
         transaction_id, connector.transaction_id = connector.transaction_id, None
         if transaction_id is None:
             return
+        # §3.13.2: a TxProfile lasts as long as its transaction
+        self.profiles = [
+            (number, profile)
+            for number, profile in self.profiles
+            if not (number == connector.number and profile["chargingProfilePurpose"] == charging_schedules.TX)
+        ]
         await self.call(
             "StopTransaction",
             {
