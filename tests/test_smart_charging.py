@@ -468,3 +468,26 @@ def test_a_site_whose_limit_is_removed_lets_go_of_its_chargers(live, operator):
         f"/api/cms/charging-profiles?chargePointId={site.cp('A')}", headers=headers
     ).get_json()
     assert listed["items"] == []  # cleared ones are listed only when asked for
+
+
+def test_a_charger_joining_a_limited_site_gets_its_tx_default_profile(live, operator):
+    client, headers = operator
+    app, url, fleet = live
+    site = Site(live, "32", {})
+    with app.app_context():
+        chargers.register(f"S{site.n}-J", AUTH_KEY, connectors=1)
+        db.session.remove()
+    sim = fleet.connect(ObedientCharger(f"S{site.n}-J", AUTH_KEY, url, connectors=1))
+    assert wait_until(
+        lambda: app.extensions["ocpp"].registry.get(sim.charge_point_id) is not None, timeout=10
+    )
+    assert sim.profiles == []  # at no limited site: nothing
+    patched = client.patch(
+        f"/api/cms/points/{sim.charge_point_id}",
+        json={"stationId": site.station_id, "maxCurrentA": "16"},
+        headers=headers,
+    )
+    assert patched.status_code == 200 and patched.get_json()["maxCurrentA"] == "16.0"
+    assert wait_until(
+        lambda: [p["chargingProfilePurpose"] for _, p in sim.profiles] == ["TxDefaultProfile"], timeout=10
+    )

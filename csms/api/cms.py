@@ -179,10 +179,24 @@ def get_point(charge_point_id: str):
 def update_point(body, charge_point_id: str):
     """Change station, tariff, registration status (accept a Pending charger) or rotate its key."""
     point = _point_or_404(charge_point_id)
+    before = point.station_id
     records.update_point(point, body)
     changed = sorted(k for k in body if k != "auth_key") + (["authKey"] if "auth_key" in body else [])
     announce("updated", "point", charge_point_id, {"changed": changed})
+    if {"station_id", "max_current_a"} & set(body):
+        _reallocate_sites(before, point)
     return _with_connection(point)
+
+
+def _reallocate_sites(before: int | None, point: ChargePoint) -> None:
+    """A charger that joins, leaves or changes its maximum at a site changes the shares there; one
+    that joins gets its TxDefaultProfile (csms.services.load_management)."""
+    handoff = current_app.extensions["ocpp"].handoff
+    if before is not None and before != point.station_id:
+        handoff.submit(REALLOCATE_SITES, {"station_id": before, "reason": "charger left"}, durable=False)
+    if point.station_id is not None:
+        trigger = {"station_id": point.station_id, "reason": "charger changed", "booted": [point.id]}
+        handoff.submit(REALLOCATE_SITES, trigger, durable=False)
 
 
 @bp.delete("/points/<string:charge_point_id>")
