@@ -281,7 +281,8 @@ def reallocate(
             outcome = _reallocate(station_id, reason, calls, timeout, triggered_at, booted)
         finally:
             db.session.rollback()
-        log.info("site %s (%s): %s in %.3f s", station_id, reason, outcome, time.monotonic() - started)
+        level = logging.DEBUG if outcome == "unlimited" else logging.INFO
+        log.log(level, "site %s (%s): %s in %.3f s", station_id, reason, outcome, time.monotonic() - started)
         return outcome
 
 
