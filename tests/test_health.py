@@ -21,6 +21,7 @@ def test_embedded_with_worker_running(app, worker):
         "commands": 0,
         "cms_events": 0,
         "notifications": 0,
+        "smart_charging": 0,
     }
     assert body["gateway"] == {
         "connections": 0,
@@ -76,7 +77,16 @@ def test_production_mode_with_real_services(make_app, postgres_url, rabbitmq_url
     }
     # this run's RabbitMQ vhost may hold other tests' dead letters: a count per queue
     assert {queue: type(depth) for queue, depth in body["dead_letters"].items()} == dict.fromkeys(
-        ["ocpp_messages", "metering", "transactions", "billing", "commands", "cms_events", "notifications"],
+        [
+            "ocpp_messages",
+            "metering",
+            "transactions",
+            "billing",
+            "commands",
+            "cms_events",
+            "notifications",
+            "smart_charging",
+        ],
         int,
     )
 
