@@ -14,7 +14,7 @@ from actors.storage import store_and_apply_charger_state
 from csms.extensions import db
 from csms.models import Transaction
 from csms.realtime import charger_room, customer_room
-from csms.services import bounds, charger_state, charging, load_management, metering
+from csms.services import bounds, charger_state, charging, metering, site_load
 from csms.services.money import format_minor
 from csms.services.sql import any_of
 
@@ -65,7 +65,7 @@ def apply_meter_values(views: list[Exchange], notifications: Notifications) -> N
     metering.store(rows)
     metering.raise_registers(readings)
     progress = charging.refresh_progress(charger_of)
-    for station_id in sorted(load_management.record_draws(draws)):
+    for station_id in sorted(site_load.record_draws(draws)):
         notifications.send_after(reallocate_sites, [{"station_id": station_id, "reason": "reclaim"}])
     for view, transaction_id, samples in events:
         notifications.add(*_meter_event(view, samples, progress.get(transaction_id)))

@@ -9,7 +9,7 @@ import dramatiq
 from actors.batch import run_batch
 from actors.exchanges import Exchange, Notifications
 from csms.realtime import charger_room
-from csms.services import bounds, charger_state, load_management, message_log
+from csms.services import bounds, charger_state, message_log, site_load
 
 
 @dramatiq.actor(queue_name="ocpp_messages", max_retries=10, min_backoff=500, max_backoff=60_000)
@@ -53,7 +53,7 @@ def _after_boot(booted: list[str], notifications: Notifications) -> None:
         return
     pks = charger_state.charge_point_pks(booted)
     by_site: dict[int, list[int]] = {}
-    for pk, station_id in sorted(load_management.station_of(set(pks.values())).items()):
+    for pk, station_id in sorted(site_load.station_of(set(pks.values())).items()):
         by_site.setdefault(station_id, []).append(pk)
     for station_id, members in by_site.items():
         trigger = {"station_id": station_id, "reason": "charger booted", "booted": members}

@@ -10,7 +10,7 @@ from actors.exchanges import Exchange, Notifications
 from actors.storage import store_and_apply_charger_state
 from csms.extensions import db
 from csms.realtime import charger_room, customer_room
-from csms.services import charger_state, charging, load_management, unplanned
+from csms.services import charger_state, charging, site_load, unplanned
 
 
 @dramatiq.actor(queue_name="transactions", max_retries=20, min_backoff=500, max_backoff=120_000)
@@ -52,7 +52,7 @@ def _reallocate_after(views: list[Exchange], notifications: Notifications) -> No
     if not started:
         return
     pks = charger_state.charge_point_pks(view.charge_point_id for view in started)
-    sites = load_management.station_of(set(pks.values()))
+    sites = site_load.station_of(set(pks.values()))
     for station_id in sorted(set(sites.values())):
         notifications.send_after(reallocate_sites, [{"station_id": station_id, "reason": "transaction"}])
 

@@ -380,15 +380,9 @@ def test_the_site_load_shows_limit_allocations_measured_draw_and_history(live, o
     site = Site(live, "32", {"A": 32.0, "B": 32.0})
     site.start("A", "B")
     assert site.settles_at({"A": 16.0, "B": 16.0}), site.allowed()
-    assert wait_until(
-        lambda: all(
-            row.measured
-            for row in site.query(
-                select(LoadAllocation.measured).where(LoadAllocation.station_id == site.station_id)
-            )
-        ),
-        timeout=10,
-    )
+    measured = select(LoadAllocation.measured).where(LoadAllocation.station_id == site.station_id)
+    # the cars draw what they are allowed, as the next samples say (one each second)
+    assert wait_until(lambda: [row.measured for row in site.query(measured)] == [160, 160], timeout=20)
     load = client.get(f"/api/cms/stations/{site.station_id}/load", headers=headers).get_json()
     assert (load["unit"], load["limit"], load["allowedSum"], load["strategy"]) == ("A", 32.0, 32.0, "equal")
     assert [(a["chargePointId"], a["allowed"], a["state"]) for a in load["allocations"]] == [
@@ -464,10 +458,14 @@ def test_a_site_whose_limit_is_removed_lets_go_of_its_chargers(live, operator):
     assert response.status_code == 200
     assert wait_until(lambda: sim.profiles == [], timeout=10), sim.profiles  # no car held at 0 any more
     assert site.allowed() == {}
-    listed = client.get(
-        f"/api/cms/charging-profiles?chargePointId={site.cp('A')}", headers=headers
-    ).get_json()
-    assert listed["items"] == []  # cleared ones are listed only when asked for
+    path = f"/api/cms/charging-profiles?chargePointId={site.cp('A')}"
+    # recorded as cleared once the charger's answers are in; listed only when asked for
+    assert wait_until(lambda: client.get(path, headers=headers).get_json()["items"] == [], timeout=10)
+    cleared = client.get(f"{path}&cleared=true", headers=headers).get_json()["items"]
+    assert {(p["purpose"], p["status"]) for p in cleared} == {
+        ("TxDefaultProfile", "cleared"),
+        ("TxProfile", "cleared"),
+    }
 
 
 def test_a_charger_joining_a_limited_site_gets_its_tx_default_profile(live, operator):

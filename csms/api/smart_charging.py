@@ -12,7 +12,7 @@ from csms.cluster import charger_calls
 from csms.models import ChargingProfile, Station
 from csms.schemas import smart_charging as schemas
 from csms.schemas.common import Error
-from csms.services import charging_profiles, load_management, records
+from csms.services import charging_profiles, records, site_load
 
 bp = Blueprint(
     "smart_charging", __name__, url_prefix="/api/cms", description="Smart charging: profiles and site load"
@@ -97,4 +97,4 @@ def composite_schedule(args):
 @bp.alt_response(404, schema=Error, description="no such station")
 def station_load(station_id: int):
     """A site's limit, what each running transaction is allowed and draws, and the last changes."""
-    return load_management.load_of(records.get(Station, station_id))
+    return site_load.load_of(records.get(Station, station_id))

@@ -31,7 +31,7 @@ from csms.extensions import db
 from csms.models import Role
 from csms.pipeline import dead_letters, outbox
 from csms.schemas.common import INT32_MAX
-from csms.services import analytics, charging_profiles, customers, fleet, history, load_management, tokens
+from csms.services import analytics, charging_profiles, customers, fleet, history, site_load, tokens
 from csms.services import overview as network
 from csms.services.errors import ServiceError
 from csms.services.money import format_minor
@@ -193,7 +193,7 @@ def charger_smart_charging(charge_point_id: str):
 
 
 def _smart_charging(point) -> dict:
-    site, allocations = load_management.of_charger(point.id)
+    site, allocations = site_load.of_charger(point.id)
     return {
         "profiles": charging_profiles.of_charger(point.id),
         "first_limit": charging_profiles.first_limit,

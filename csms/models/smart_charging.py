@@ -14,7 +14,9 @@ from csms.models.base import Base, BigId, JsonDoc, utcnow
 if TYPE_CHECKING:
     from csms.models.network import ChargePoint
 
-PROFILE_STATES = ("pending", "Accepted", "Rejected", "NotSupported", "failed", "cleared")
+# A running transaction's allocation: the charger follows the CSMS; refuses profiles (counted at its
+# maximum); did not answer (counted at its last); has not been given a share yet.
+STEERED, REJECTS, UNANSWERED, WAITING = "steered", "rejects", "unanswered", "waiting"
 
 
 class ChargingProfile(Base):
