@@ -91,7 +91,8 @@ def scenario(n: int, seconds: float, log_dir: Path, csms, fleet) -> list[dict]:
         threading.Thread(target=loop.run_forever, daemon=True).start()
         for sim in sims:
             asyncio.run_coroutine_threadsafe(sim.run(), loop)
-        ready = _wait(lambda: all(sim.profiles for sim in sims), 180)
+        ready = _wait(lambda: all(sim.profiles for sim in sims), 300)
+        missing = sum(1 for sim in sims if not sim.profiles)
         began = time.time()
         drawn = asyncio.run_coroutine_threadsafe(_drive(sims, seconds, site_of), loop).result(seconds + 120)
         time.sleep(5)  # the last departures' reallocations
@@ -116,6 +117,7 @@ def scenario(n: int, seconds: float, log_dir: Path, csms, fleet) -> list[dict]:
             "sites": n // PER_SITE,
             "chargers": n,
             "all_tx_default_s": round(ready, 1),
+            "tx_default_missing": missing,
             "transactions_started": sum(1 for e in events if e[2] == "start"),
             "transactions_stopped": sum(1 for e in events if e[2] == "stop"),
             "reallocations": sum(1 for c in changes if c[2] == "decided"),
@@ -131,10 +133,10 @@ def scenario(n: int, seconds: float, log_dir: Path, csms, fleet) -> list[dict]:
 
 
 def _wait(predicate, seconds: float) -> float:
+    """Seconds until `predicate` held, or `seconds` (the run goes on: a charger without its
+    TxDefaultProfile is counted at its maximum, and the figures say how many)."""
     started = time.monotonic()
-    while not predicate():
-        if time.monotonic() - started > seconds:
-            raise TimeoutError("the chargers did not all get their TxDefaultProfile")
+    while not predicate() and time.monotonic() - started < seconds:
         time.sleep(0.5)
     return time.monotonic() - started
 

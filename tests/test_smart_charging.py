@@ -409,7 +409,7 @@ def test_the_site_load_shows_limit_allocations_measured_draw_and_history(live, o
 def test_the_charger_page_shows_its_profiles_and_its_share_of_the_site(live, operator):
     site = Site(live, "20", {"A": 32.0})
     site.start("A")
-    assert site.settles_at({"A": 20.0}), site.allowed()
+    assert wait_until(lambda: site.allowed() == {"A": (20.0, "steered")}, timeout=20), site.allowed()
     client = live[0].test_client()
     sign_in(client, "smart-op@example.test", "password-123")
     html = client.get(f"/chargers/{site.cp('A')}").data.decode()

@@ -239,8 +239,9 @@ def _reallocate(
         if station is not None:
             _release(station_id, calls, timeout)
         return "unlimited"
-    if booted:
-        _send_tx_defaults(site, booted, calls, timeout)
+    defaults = set(booted) | _owed_defaults(site)
+    if defaults:
+        _send_tx_defaults(site, tuple(sorted(defaults)), calls, timeout)
     if triggered_at is not None and _decided_since(station_id, triggered_at):
         return "covered"
     _record(site, "decided", reason, _rows(station_id))  # what follows reads every change before this
@@ -468,6 +469,30 @@ def _send(
                 "site %s: %s did not take its profile: %s", site.station_id, call.charge_point_id, answer
             )
     return dict(zip(keys, answers, strict=True))
+
+
+def _owed_defaults(site: Site) -> set[int]:
+    """The site's connected chargers whose TxDefaultProfile never reached them (no answer, or never
+    sent): each reallocation tries again, so one lost call at boot does not last until the next boot."""
+    chargers = dict(
+        db.session.execute(
+            select(ChargePoint.charge_point_id, ChargePoint.id).where(
+                ChargePoint.station_id == site.station_id
+            )
+        ).all()
+    )
+    online = {chargers[cp] for cp in presence.connections(db.session, sorted(chargers))}
+    answered = set(
+        db.session.scalars(
+            select(ChargingProfile.charge_point_id).where(
+                ChargingProfile.charge_point_id.in_(online),
+                ChargingProfile.source == "load",
+                ChargingProfile.profile_id == TX_DEFAULT_PROFILE_ID,
+                ChargingProfile.status.in_(("Accepted", "Rejected", "NotSupported")),
+            )
+        )
+    )
+    return online - answered
 
 
 def _send_tx_defaults(site: Site, booted: tuple[int, ...], calls: Calls, timeout: float) -> None:
