@@ -489,3 +489,25 @@ def test_a_charger_joining_a_limited_site_gets_its_tx_default_profile(live, oper
     assert wait_until(
         lambda: [p["chargingProfilePurpose"] for _, p in sim.profiles] == ["TxDefaultProfile"], timeout=10
     )
+
+
+def test_a_site_limited_in_watts_shares_power_and_chargers_follow_in_amperes(live):
+    app = live[0]
+    site = Site(live, "32", dict.fromkeys("AB", 32.0))
+    with app.app_context():
+        station = db.session.get(Station, site.station_id)
+        station.max_current_a, station.max_power_w = None, 22_080  # 32 A on three phases of 230 V
+        db.session.commit()
+        db.session.remove()
+    site.start("A", "B")
+    # allocations in W: 11,040 W each, which the chargers apply as 16 A per phase
+    assert wait_until(
+        lambda: {k: v * 10 for k, (v, _) in site.allowed().items()} == {"A": 11_040, "B": 11_040}
+    )
+    assert wait_until(lambda: site.told("A") == 16.0 and site.told("B") == 16.0, timeout=10)
+    sent = site.sims["A"].profiles[-1][1]["chargingSchedule"]
+    assert (sent["chargingRateUnit"], sent["chargingSchedulePeriod"]) == (
+        "W",
+        [{"startPeriod": 0, "limit": 11040}],
+    )
+    site.assert_never_over_the_limit()
