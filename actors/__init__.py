@@ -9,6 +9,7 @@ from actors import (  # noqa: F401
     cms,
     commands,
     integration,
+    load,
     local_lists,
     metering,
     notifications,

@@ -15,7 +15,7 @@ from actors.storage import store_and_apply_charger_state
 from csms.extensions import db
 from csms.models import Transaction
 from csms.realtime import charger_room, customer_room
-from csms.services import bounds, charger_state, charging, events, metering
+from csms.services import bounds, charger_state, charging, events, metering, site_load
 from csms.services.money import format_minor
 from csms.services.sql import any_of
 
@@ -27,6 +27,8 @@ def process_meter_values(exchanges: list) -> None:
 
 
 def apply_meter_values(views: list[Exchange], notifications: Notifications) -> None:
+    from actors.load import reallocate_sites
+
     store_and_apply_charger_state(views, notifications)
     answered = [view for view in views if view.answered]
     if not answered:
@@ -38,6 +40,7 @@ def apply_meter_values(views: list[Exchange], notifications: Notifications) -> N
     power: dict[int, int] = {}
     charger_of: dict[int, str] = {}
     parsed = []
+    draws: dict[int, tuple] = {}
     for view in answered:
         pk = pks.get(view.charge_point_id)
         if pk is None:
@@ -53,6 +56,10 @@ def apply_meter_values(views: list[Exchange], notifications: Notifications) -> N
         else:
             rows += metering.sample_rows(pk, connector_id, transaction_id, samples)
         reading = metering.register_reading(samples)
+        if transaction_id is not None:
+            draw = metering.draw(samples)
+            if draw is not None and (transaction_id not in draws or draws[transaction_id][2] <= draw[2]):
+                draws[transaction_id] = draw
         if transaction_id is not None and reading is not None:
             readings[transaction_id] = max(readings.get(transaction_id, reading), reading)
             charger_of[transaction_id] = view.charge_point_id
@@ -63,6 +70,8 @@ def apply_meter_values(views: list[Exchange], notifications: Notifications) -> N
     metering.store(rows)
     metering.raise_registers(readings)
     progress = charging.refresh_progress(charger_of, power, current_app.config["BUDGET_MARGIN_SECONDS"])
+    for station_id in sorted(site_load.record_draws(draws)):
+        notifications.send_after(reallocate_sites, [{"station_id": station_id, "reason": "reclaim"}])
     announced = []
     for view, pk, transaction_id, samples in parsed:
         event, data, rooms = _meter_event(view, samples, progress.get(transaction_id))

@@ -19,6 +19,7 @@ from csms.services import (
     local_lists,
     maintenance,
     message_log,
+    site_load,
 )
 
 log = logging.getLogger(__name__)
@@ -45,10 +46,13 @@ def apply_charger_state(views: list[Exchange], notifications: Notifications) -> 
         if seen is None or seen < view.at:
             last_seen[view.charge_point_id] = view.at
     charger_state.touch(last_seen)
+    booted = []
     for view in views:
         if not view.answered:
             continue
         if view.action == "BootNotification":
+            if (view.response or {}).get("status") == "Accepted":
+                booted.append(view.charge_point_id)
             if charger_state.apply_boot(view.charge_point_id, view.request, view.at):
                 local_lists.after_boot(view.charge_point_id, view.first["unique_id"])
             firmware.apply_boot(view.charge_point_id, view.request.get("firmwareVersion"))
@@ -67,6 +71,23 @@ def apply_charger_state(views: list[Exchange], notifications: Notifications) -> 
             firmware.apply_status(view.charge_point_id, view.request["status"], view.at)
         elif view.action == "DiagnosticsStatusNotification":
             diagnostics.apply_status(view.charge_point_id, view.request["status"], view.at)
+    _after_boot(booted, notifications)
+
+
+def _after_boot(booted: list[str], notifications: Notifications) -> None:
+    """A charger of a limited site that boots gets its TxDefaultProfile, and the site's shares are
+    computed again (csms.services.load_management)."""
+    from actors.load import reallocate_sites
+
+    if not booted:
+        return
+    pks = charger_state.charge_point_pks(booted)
+    by_site: dict[int, list[int]] = {}
+    for pk, station_id in sorted(site_load.station_of(set(pks.values())).items()):
+        by_site.setdefault(station_id, []).append(pk)
+    for station_id, members in by_site.items():
+        trigger = {"station_id": station_id, "reason": "charger booted", "booted": members}
+        notifications.send_after(reallocate_sites, [trigger])
 
 
 def apply_status(view: Exchange, notifications: Notifications) -> None:

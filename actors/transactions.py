@@ -13,7 +13,7 @@ from actors.storage import store_and_apply_charger_state
 from csms.extensions import db
 from csms.models import Transaction
 from csms.realtime import charger_room, customer_room
-from csms.services import bills, bounds, charger_state, charging, events, reservations, unplanned
+from csms.services import bills, bounds, charger_state, charging, events, reservations, site_load, unplanned
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +50,20 @@ def apply_transactions(views: list[Exchange], notifications: Notifications) -> N
                 _emit_stopped(view, stopped)
         if session_id is not None:
             notifications.send_after(settle_session, session_id)
+    _reallocate_after(views, notifications)
+
+
+def _reallocate_after(views: list[Exchange], notifications: Notifications) -> None:
+    """A transaction that starts or stops at a limited site changes every share there."""
+    from actors.load import reallocate_sites
+
+    started = [v for v in views if v.answered and v.action in ("StartTransaction", "StopTransaction")]
+    if not started:
+        return
+    pks = charger_state.charge_point_pks(view.charge_point_id for view in started)
+    sites = site_load.station_of(set(pks.values()))
+    for station_id in sorted(set(sites.values())):
+        notifications.send_after(reallocate_sites, [{"station_id": station_id, "reason": "transaction"}])
 
 
 def _start(view: Exchange, notifications: Notifications, candidates: unplanned.Candidates) -> int | None:

@@ -574,6 +574,14 @@ def scenario_cluster(n: int, seconds: float, log_dir: Path) -> list[dict]:
     return cluster.scenario(n, seconds, log_dir, sys.modules[__name__])
 
 
+def scenario_smart_charging(n: int, seconds: float, log_dir: Path) -> list[dict]:
+    """Sites of obedient chargers with arrivals and departures: reallocation latency, and the sums
+    allowed and drawn over each site's limit (bench/smart_charging.py)."""
+    import smart_charging
+
+    return smart_charging.scenario(n, seconds, log_dir, csms, fleet)
+
+
 SCENARIOS = {
     "gateway": (scenario_gateway, 1000, 20),
     "fixed-rate": (scenario_fixed_rate, 1000, 20),
@@ -584,6 +592,7 @@ SCENARIOS = {
     "flood": (scenario_flood, 100, 20),
     "dashboard": (scenario_dashboard, 10_000, 20),
     "cluster": (scenario_cluster, 1000, 20),
+    "smart-charging": (scenario_smart_charging, 1000, 60),
 }
 
 

@@ -42,6 +42,7 @@ QUEUES = (
     "notifications",
     "integration_events",  # the relay of integration events (actors.integration)
     "webhooks",  # webhook deliveries, apart so that a slow endpoint holds back nothing else
+    "smart_charging",
 )
 
 

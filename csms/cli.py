@@ -210,6 +210,19 @@ def user_policy(email: str, policy: str) -> None:
     click.echo(f"{email}: {policy}")
 
 
+@user_cli.command("priority")
+@click.argument("email")
+@click.argument("priority", type=int)
+def user_priority(email: str, priority: int) -> None:
+    """Set the priority of a customer's cars at sites that share by priority (higher first)."""
+    try:
+        user = users.set_charging_priority(email, priority)
+    except ServiceError as exc:
+        db.session.rollback()
+        raise _fail(exc) from exc
+    click.echo(f"{user.email}: charging priority {user.charging_priority}")
+
+
 idtag_cli = click.Group("idtag", help="Manage id tags.")
 
 

@@ -88,6 +88,7 @@ class Config:
     WEB_PROCESSES = 1  # `csms-web` processes on the port, each a node (csms.web_processes)
     HEARTBEAT_INTERVAL = 300
     CALL_TIMEOUT = 30.0
+    LOAD_CALL_TIMEOUT = 5.0  # seconds a charger has to answer a load profile; then counted at its last
     MAX_FRAME_BYTES = 65536
     AUTO_REGISTER = False
     WORKER_THREADS = 4
@@ -154,6 +155,7 @@ _CASTS: dict[str, Any] = {
     "WEB_PROCESSES": _at_least(int, 1),
     "HEARTBEAT_INTERVAL": int,
     "CALL_TIMEOUT": float,
+    "LOAD_CALL_TIMEOUT": _at_least(float, 0.1),
     "MAX_FRAME_BYTES": int,
     "AUTO_REGISTER": _bool,
     "WORKER_THREADS": int,

@@ -33,7 +33,7 @@ def test_embedded_dead_letters_show_in_healthz_and_the_log(app, worker, caplog):
     assert [r.getMessage() for r in caplog.records if r.name == "csms.pipeline.dead_letters"] == [
         "dead-letter queues hold unapplied messages: "
         "{'ocpp_messages': 1, 'metering': 0, 'transactions': 0, 'billing': 0, 'commands': 0, "
-        "'cms_events': 0, 'notifications': 0, 'integration_events': 0, 'webhooks': 0}"
+        "'cms_events': 0, 'notifications': 0, 'integration_events': 0, 'webhooks': 0, 'smart_charging': 0}"
     ]
 
 

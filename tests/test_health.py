@@ -23,6 +23,7 @@ def test_embedded_with_worker_running(app, worker):
         "notifications": 0,
         "integration_events": 0,
         "webhooks": 0,
+        "smart_charging": 0,
     }
     assert body["gateway"] == {
         "connections": 0,
@@ -88,6 +89,7 @@ def test_production_mode_with_real_services(make_app, postgres_url, rabbitmq_url
             "notifications",
             "integration_events",
             "webhooks",
+            "smart_charging",
         ],
         int,
     )

@@ -129,7 +129,7 @@ def test_every_address_names_a_declared_actor_on_its_queue(app):
 
     declared = dramatiq.get_broker().actors
     named = [value for value in vars(addresses).values() if isinstance(value, addresses.ActorAddress)]
-    assert len(named) == 8
+    assert len(named) == 9
     for address in named:
         actor = declared[address.actor_name]
         assert (actor.queue_name, actor.actor_name) == (address.queue_name, address.actor_name)

@@ -67,14 +67,23 @@ def init_app(app: Flask) -> None:
     api.init_app(app)
     api.register_field(Money, "string", None)
     api.register_field(DecimalString, "string", "decimal")
-    from csms.api import auth, charger, cms, money, network, operations, user, webhooks
+    from csms.api import auth, charger, cms, money, network, operations, smart_charging, user, webhooks
     from csms.api.login_limiter import LocalLoginLimiter, SharedLoginLimiter
 
     # One process counts in memory; a cluster's nodes count together, in the database.
     limiter = LocalLoginLimiter if is_embedded(app) else SharedLoginLimiter
     app.extensions["login_limiter"] = limiter(address_failures=app.config["LOGIN_FAILURES_PER_ADDRESS"])
 
-    for blueprint in (auth.bp, user.bp, charger.bp, cms.bp, network.bp, money.bp, webhooks.bp):
+    for blueprint in (
+        auth.bp,
+        user.bp,
+        charger.bp,
+        cms.bp,
+        network.bp,
+        money.bp,
+        webhooks.bp,
+        smart_charging.bp,
+    ):
         api.register_blueprint(blueprint)
     for blueprint in (operations.cms_bp, operations.user_bp, operations.files_bp):
         api.register_blueprint(blueprint)

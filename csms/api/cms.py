@@ -19,6 +19,7 @@ from csms.cluster import presence
 from csms.extensions import db
 from csms.models import ChargePoint, ChargingSession, OcppMessage, Station, Tariff, Transaction
 from csms.pipeline import announce as cms_events
+from csms.pipeline.addresses import REALLOCATE_SITES
 from csms.schemas import cms as schemas
 from csms.schemas.common import Error, replacing
 from csms.services import analytics, bills, maintenance, records, reservations
@@ -31,6 +32,17 @@ bp = Blueprint("cms", __name__, url_prefix="/api/cms", description="Stations, ch
 def announce(kind: str, entity_type: str, entity_id: Any, payload: dict | None) -> None:
     """Publish `cms.<entity>.<kind>` as done by the token's user."""
     cms_events.announce(kind, entity_type, entity_id, payload, g.identity.user_id)
+
+
+# A station's fields that change its shares (csms.services.load_management).
+_LOAD_FIELDS = {"max_current_a", "max_power_w", "min_current_a", "strategy"}
+
+
+def _reallocate_if_limited(item, fields: dict) -> None:
+    """A station whose limit or strategy changed shares its load again (a lowered limit at once)."""
+    if isinstance(item, Station) and _LOAD_FIELDS & set(fields):
+        trigger = {"station_id": item.id, "reason": "limit changed"}
+        current_app.extensions["ocpp"].handoff.submit(REALLOCATE_SITES, trigger, durable=False)
 
 
 def _register_crud(name: str, model, schema, page_schema, entity_type: str, search_column) -> None:
@@ -74,6 +86,7 @@ def _register_crud(name: str, model, schema, page_schema, entity_type: str, sear
     def update(body, item_id: int):
         item = records.update(records.get(model, item_id), body, entity_type)
         announce("updated", entity_type, item.id, dump.dump(item))
+        _reallocate_if_limited(item, body)
         return item
 
     @bp.put(one, endpoint=f"replace_{name}")
@@ -83,8 +96,10 @@ def _register_crud(name: str, model, schema, page_schema, entity_type: str, sear
     @bp.alt_response(404, schema=Error)
     @bp.alt_response(409, schema=Error)
     def replace(body, item_id: int):
-        item = records.update(records.get(model, item_id), replacing(dump, body), entity_type)
+        fields = replacing(dump, body)
+        item = records.update(records.get(model, item_id), fields, entity_type)
         announce("updated", entity_type, item.id, dump.dump(item))
+        _reallocate_if_limited(item, fields)
         return item
 
     @bp.delete(one, endpoint=f"delete_{name}")
@@ -191,8 +206,11 @@ def update_point(body, charge_point_id: str):
     """Change station, tariff, registration status (accept a Pending charger), security profile or
     rotate its key."""
     point = _point_or_404(charge_point_id)
+    before = point.station_id
     records.update_point(point, body)
     announce("updated", "point", charge_point_id, {"changed": _changed(body)})
+    if {"station_id", "max_current_a"} & set(body):
+        _reallocate_sites(before, point)
     return _with_connection(point)
 
 
@@ -211,14 +229,28 @@ def replace_point(body, charge_point_id: str):
             "chargePointId is the charger's identity and cannot change", code="charge_point_id_mismatch"
         )
     fields = replacing(schemas.PointReplace(), body, keep=("charge_point_id", "auth_key"))
+    before = point.station_id
     records.update_point(point, fields)
     announce("updated", "point", charge_point_id, {"changed": _changed(fields)})
+    if {"station_id", "max_current_a"} & set(fields):
+        _reallocate_sites(before, point)
     return _with_connection(point)
 
 
 def _changed(fields: dict) -> list[str]:
     """The fields an update set, as the `cms.point.updated` event names them (a key only by name)."""
     return sorted(k for k in fields if k != "auth_key") + (["authKey"] if "auth_key" in fields else [])
+
+
+def _reallocate_sites(before: int | None, point: ChargePoint) -> None:
+    """A charger that joins, leaves or changes its maximum at a site changes the shares there; one
+    that joins gets its TxDefaultProfile (csms.services.load_management)."""
+    handoff = current_app.extensions["ocpp"].handoff
+    if before is not None and before != point.station_id:
+        handoff.submit(REALLOCATE_SITES, {"station_id": before, "reason": "charger left"}, durable=False)
+    if point.station_id is not None:
+        trigger = {"station_id": point.station_id, "reason": "charger changed", "booted": [point.id]}
+        handoff.submit(REALLOCATE_SITES, trigger, durable=False)
 
 
 @bp.delete("/points/<string:charge_point_id>")

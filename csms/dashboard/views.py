@@ -31,7 +31,7 @@ from csms.extensions import db
 from csms.models import Role
 from csms.pipeline import dead_letters, outbox
 from csms.schemas.common import INT32_MAX
-from csms.services import analytics, customers, fleet, history, tokens
+from csms.services import analytics, charging_profiles, customers, fleet, history, site_load, tokens
 from csms.services import overview as network
 from csms.services.errors import ServiceError
 from csms.services.money import format_minor
@@ -181,7 +181,26 @@ def charger(charge_point_id: str):
         actions=forms.ACTIONS,
         security_profiles=record_pages.SECURITY_PROFILES,
         token=_socket_token(),
+        **_smart_charging(point),
     )
+
+
+@bp.get("/chargers/<charge_point_id>/smart-charging")
+@signin.operator_required
+def charger_smart_charging(charge_point_id: str):
+    """The charger's charging profiles and its share of its site, refreshed by its page."""
+    point = _point_or_404(charge_point_id)
+    return render_template("dashboard/_smart_charging.html", point=point, **_smart_charging(point))
+
+
+def _smart_charging(point) -> dict:
+    site, allocations = site_load.of_charger(point.id)
+    return {
+        "profiles": charging_profiles.of_charger(point.id),
+        "first_limit": charging_profiles.first_limit,
+        "site": site,
+        "allocations": allocations,
+    }
 
 
 @bp.get("/chargers/<charge_point_id>/running")

@@ -27,6 +27,7 @@ from csms.models.money import Payment, PaymentState, Receipt, ReceiptCounter
 from csms.models.network import ChargePoint, Connector, RegistrationStatus, Station
 from csms.models.outbox import OutboxMessage
 from csms.models.reservations import Reservation, ReservationState
+from csms.models.smart_charging import ChargingProfile, LoadAllocation, LoadChange
 from csms.models.tariff import Tariff
 from csms.models.users import AccountPolicy, IdTag, IdTagStatus, Role, User
 from csms.models.wallet import LedgerEntry, LedgerKind, Wallet
@@ -38,6 +39,7 @@ __all__ = [
     "ChargePoint",
     "ChargerConnection",
     "ChargerOperation",
+    "ChargingProfile",
     "ChargingSession",
     "ClusterNode",
     "CmsEvent",
@@ -53,6 +55,8 @@ __all__ = [
     "IntegrationEvent",
     "LedgerEntry",
     "LedgerKind",
+    "LoadAllocation",
+    "LoadChange",
     "LocalList",
     "LocalListPolicy",
     "LoginFailure",

@@ -29,12 +29,18 @@ DEFAULT_SECURITY_PROFILE = 1
 
 class Station(Base):
     __tablename__ = "stations"
+    __table_args__ = (CheckConstraint("strategy IN ('equal', 'priority')", name="strategy"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(100))
     address: Mapped[str | None] = mapped_column(String(255))
     latitude: Mapped[Decimal | None] = mapped_column(Numeric(9, 6))
     longitude: Mapped[Decimal | None] = mapped_column(Numeric(9, 6))
+    # Smart charging (csms.services.load_management): the grid connection, per phase or in total.
+    max_current_a: Mapped[Decimal | None] = mapped_column(Numeric(7, 1))
+    max_power_w: Mapped[int | None]
+    min_current_a: Mapped[Decimal | None] = mapped_column(Numeric(5, 1))
+    strategy: Mapped[str] = mapped_column(String(16), default="equal", server_default="equal")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
@@ -74,6 +80,8 @@ class ChargePoint(Base):
     imsi: Mapped[str | None] = mapped_column(String(20))
     meter_type: Mapped[str | None] = mapped_column(String(25))
     meter_serial_number: Mapped[str | None] = mapped_column(String(25))
+    # The most one connector draws (per phase); a site counts a charger that refuses profiles at it.
+    max_current_a: Mapped[Decimal | None] = mapped_column(Numeric(5, 1))
     last_boot_at: Mapped[datetime | None]
     last_seen_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -48,6 +48,8 @@ class User(Base):
     # Set by an operator: the account cannot log in, and its tokens stop working at once.
     disabled_at: Mapped[datetime | None]
     account_policy: Mapped[str] = mapped_column(String(16), default=AccountPolicy.PREPAID)
+    # Smart charging's `priority` strategy serves the cars of higher priorities first.
+    charging_priority: Mapped[int] = mapped_column(default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     id_tags: Mapped[list[IdTag]] = relationship(back_populates="user")

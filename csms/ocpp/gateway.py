@@ -316,6 +316,11 @@ class Gateway:
         address = addresses.for_exchange(frames[0].get("action"), command=command is not None)
         return self.handoff.submit(address, exchange, durable=durable)
 
+    def charger_left(self, session: OcppSession) -> None:
+        """Load management hears of it (csms.services.load_management): the site's shares change."""
+        trigger = {"charge_point_id": session.charge_point_id, "reason": "charger offline"}
+        self.handoff.submit(addresses.REALLOCATE_SITES, trigger, durable=False)
+
     # --- CSMS-initiated calls -------------------------------------------------------------------
 
     def call(

@@ -161,6 +161,7 @@ class OcppSession:
             metrics.CHARGERS_CONNECTED.dec()
             self.gateway.registry.remove(self)
             self.gateway.node.closed(self)
+            self.gateway.charger_left(self)
             pending = self._pending
             if pending is not None:
                 pending.done.set()

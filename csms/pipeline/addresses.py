@@ -35,6 +35,7 @@ RECORD_CMS_EVENTS = ActorAddress("cms_events", "record_cms_events")
 NOTIFY = ActorAddress("notifications", "notify")
 SYNC_LOCAL_LISTS = ActorAddress("commands", "sync_local_lists")
 RELAY_EVENTS = ActorAddress("integration_events", "relay_events")
+REALLOCATE_SITES = ActorAddress("smart_charging", "reallocate_sites")
 
 # Where each exchange goes: the actor of its concern stores its frames in the same database
 # transaction as its effect, so each exchange reaches the workers once.

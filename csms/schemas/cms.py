@@ -18,6 +18,34 @@ class Station(Schema):
     address = fields.String(allow_none=True, validate=validate.Length(max=255))
     latitude = DecimalString(6, Decimal(-90), Decimal(90), allow_none=True)
     longitude = DecimalString(6, Decimal(-180), Decimal(180), allow_none=True)
+    # Smart charging (csms.services.load_management): the site's grid connection, one of the two.
+    max_current_a = DecimalString(
+        1,
+        Decimal("0.1"),
+        Decimal(100_000),
+        data_key="maxCurrentA",
+        allow_none=True,
+        metadata={"description": "the site's limit per phase (A); the sum allowed never exceeds it"},
+    )
+    max_power_w = fields.Integer(
+        data_key="maxPowerW",
+        allow_none=True,
+        strict=True,
+        validate=validate.Range(min=1, max=2_000_000_000),
+        metadata={"description": "the site's limit in W, when it has no maxCurrentA"},
+    )
+    min_current_a = DecimalString(
+        1,
+        Decimal(0),
+        Decimal(1000),
+        data_key="minCurrentA",
+        allow_none=True,
+        metadata={"description": "below this a car waits (0 A) rather than charging uselessly slowly"},
+    )
+    strategy = fields.String(
+        validate=validate.OneOf(["equal", "priority"]),
+        metadata={"description": "equal shares, or by the priority of the tag's owner"},
+    )
     created_at = fields.DateTime(data_key="createdAt", dump_only=True)
     updated_at = fields.DateTime(data_key="updatedAt", dump_only=True)
 
@@ -118,6 +146,14 @@ class PointUpdate(Schema):
     registration_status = fields.String(data_key="registrationStatus", validate=STATUSES)
     auth_key = fields.String(data_key="authKey", validate=validate.Length(min=16, max=40), load_only=True)
     security_profile = fields.Integer(**SECURITY_PROFILE)
+    max_current_a = DecimalString(
+        1,
+        Decimal("0.1"),
+        Decimal(1000),
+        data_key="maxCurrentA",
+        allow_none=True,
+        metadata={"description": "the most a connector draws per phase (smart charging; default 32)"},
+    )
 
 
 class Point(Schema):
@@ -126,6 +162,7 @@ class Point(Schema):
     tariff_id = fields.Integer(data_key="tariffId", allow_none=True)
     registration_status = fields.String(data_key="registrationStatus")
     security_profile = fields.Integer(data_key="securityProfile")
+    max_current_a = DecimalString(1, Decimal("0.1"), Decimal(1000), data_key="maxCurrentA", allow_none=True)
     vendor = fields.String(allow_none=True)
     model = fields.String(allow_none=True)
     serial_number = fields.String(data_key="serialNumber", allow_none=True)

@@ -242,3 +242,23 @@ def update_sessions(transaction_ids: list[int], power_w: dict[int, int] | None =
             seconds_to_budget(prices, session.prepaid_minor - session.cost_minor, power or 0),
         )
     return progress
+
+
+CURRENT = "Current.Import"
+POWER = "Power.Active.Import"
+
+
+def draw(samples: list[Sample]) -> tuple[Decimal | None, Decimal | None, datetime] | None:
+    """What a car draws by its latest samples, for load management: (the highest phase's
+    Current.Import in A, Power.Active.Import in W (the total, or the sum of the phases), when);
+    None when the samples say neither."""
+    currents = [s for s in samples if s.measurand == CURRENT and s.unit in ("A", "")]
+    powers = [s for s in samples if s.measurand == POWER and s.unit == "W"]
+    if not currents and not powers:
+        return None
+    at = max(s.sampled_at for s in currents + powers)
+    current = [s.value for s in currents if s.sampled_at == at]
+    power = [s for s in powers if s.sampled_at == at]
+    unphased = [s.value for s in power if not s.phase]
+    total = unphased[0] if unphased else (sum(s.value for s in power) if power else None)
+    return (max(current) if current else None, total, at)

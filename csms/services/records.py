@@ -55,13 +55,13 @@ def register_point(fields: dict[str, Any]) -> chargers.Registration:
 
 
 def update_point(point: ChargePoint, fields: dict[str, Any]) -> None:
-    """Change a charge point's station, tariff, registration status, security profile or key (fields
-    of the API's `PointUpdate` schema); every node sees the new status, profile and key once this
-    commits."""
+    """Change a charge point's station, tariff, registration status, security profile, maximum
+    current or key (fields of the API's `PointUpdate` schema); every node sees the new status,
+    profile and key once this commits."""
     check_references(fields.get("station_id"), fields.get("tariff_id"))
     if "security_profile" in fields:
         chargers.validate_security_profile(fields["security_profile"])
-    for field in ("station_id", "tariff_id", "registration_status", "security_profile"):
+    for field in ("station_id", "tariff_id", "registration_status", "security_profile", "max_current_a"):
         if field in fields:
             setattr(point, field, fields[field])
     if "auth_key" in fields:

@@ -176,3 +176,14 @@ def set_account_policy(email: str, policy: str) -> User:
     wallet.announce_balance(user.id)  # the owner's standing at Authorize changes with the policy
     db.session.commit()
     return user
+
+
+def set_charging_priority(email: str, priority: int) -> User:
+    """The priority of a customer's cars at sites that share by priority (csms.services.load_allocation):
+    higher first; committed."""
+    if not -1000 <= priority <= 1000:
+        raise InvalidInput("priority must be between -1000 and 1000", code="invalid_priority")
+    user = find(email)
+    user.charging_priority = priority
+    db.session.commit()
+    return user

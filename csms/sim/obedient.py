@@ -9,6 +9,12 @@ for, ChangeAvailability and ReserveNow change the connector's status (a reservat
 expiry; a reserved connector starts only for its idTag), GetDiagnostics uploads a log by HTTP PUT to
 the location given, UpdateFirmware downloads the image, reports Downloading → Downloaded → Installing
 → Installed and reboots with the new version, Reset reboots.
+
+Smart charging (OCPP 1.6 §3.13): SetChargingProfile installs a profile (or is Rejected when the
+charger is made to refuse them, `rejects_profiles`), ClearChargingProfile removes them,
+GetCompositeSchedule answers with what the installed profiles allow, and the power and current a
+charging connector reports follow that limit (csms.services.charging_schedules), never more than
+the charger's `max_current_a` nor what the car itself takes (`car_current_a`).
 """
 
 from __future__ import annotations
@@ -19,15 +25,16 @@ import contextlib
 import itertools
 import json
 import logging
-import random
 import urllib.request
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
+from csms.services import charging_schedules
+from csms.services.clock import parse_utc
 from csms.sim.charger import now_iso
 
 log = logging.getLogger("csms.sim")
@@ -43,6 +50,7 @@ class Connector:
     id_tag: str | None = None
     reserved_for: int | None = None  # a reservation id
     reserved_tag: str | None = None  # and the idTag it is held for
+    started_at: datetime | None = None
 
 
 @dataclass
@@ -51,10 +59,13 @@ class ObedientCharger:
     key: str
     url: str
     connectors: int = 2
-    power_w: int = 11_000  # while charging, with a little noise
     configuration: dict[str, str] = field(default_factory=dict)
     register_wh: int = 0
     local_list_version: int = 0
+    max_current_a: float = 16.0  # per phase: 11 kW on three phases
+    phases: int = 3
+    car_current_a: float | None = None  # what the car takes at most (None: whatever it may)
+    rejects_profiles: bool = False
 
     def __post_init__(self) -> None:
         self.sockets: list[Connector] = [Connector(n) for n in range(1, self.connectors + 1)]
@@ -63,6 +74,7 @@ class ObedientCharger:
         self.tasks: set[asyncio.Task] = set()
         self.ws: ClientConnection | None = None
         self.firmware_version = "1.0"
+        self.profiles: list[tuple[int, dict[str, Any]]] = []  # (connectorId, csChargingProfiles)
         self.configuration = {
             "HeartbeatInterval": "60",
             "MeterValueSampleInterval": "5",
@@ -268,8 +280,110 @@ class ObedientCharger:
         connector.reserved_for = connector.reserved_tag = None
         return {"status": "Accepted"}, self._set_statuses([connector], "Available")
 
+    def _on_SetChargingProfile(self, payload):
+        connector_id, profile = payload["connectorId"], payload["csChargingProfiles"]
+        if self.rejects_profiles or charging_schedules.problems(profile, connector_id):
+            return {"status": "Rejected"}, None
+        if profile.get("chargingProfilePurpose") == charging_schedules.TX:
+            # §5.16.3: a TxProfile needs a transaction on the connector (the one it names, if any)
+            connector = self._connector(connector_id)
+            if connector is None or connector.transaction_id is None:
+                return {"status": "Rejected"}, None
+            if profile.get("transactionId") not in (None, connector.transaction_id):
+                return {"status": "Rejected"}, None
+        # §5.16.1: it replaces the profile of the same id, and one of the same stack level and purpose
+        self.profiles = [
+            (number, installed)
+            for number, installed in self.profiles
+            if installed["chargingProfileId"] != profile["chargingProfileId"]
+            and not (
+                number == connector_id
+                and installed["stackLevel"] == profile["stackLevel"]
+                and installed["chargingProfilePurpose"] == profile["chargingProfilePurpose"]
+            )
+        ]
+        self.profiles.append((connector_id, profile))
+        return {"status": "Accepted"}, None
+
+    def _on_ClearChargingProfile(self, payload):
+        def matches(number: int, profile: dict[str, Any]) -> bool:
+            if "id" in payload:
+                return profile["chargingProfileId"] == payload["id"]
+            return (
+                payload.get("connectorId") in (None, number)
+                and payload.get("chargingProfilePurpose") in (None, profile["chargingProfilePurpose"])
+                and payload.get("stackLevel") in (None, profile["stackLevel"])
+            )
+
+        kept = [(number, profile) for number, profile in self.profiles if not matches(number, profile)]
+        cleared = len(kept) < len(self.profiles)
+        self.profiles = kept
+        return {"status": "Accepted" if cleared else "Unknown"}, None
+
+    def limit_a(self, connector: Connector, at: datetime | None = None) -> float:
+        """The current (A per phase) the connector may draw now: its profiles and the charger's."""
+        at = at or datetime.now(UTC)
+        profiles = [p for number, p in self.profiles if number in (0, connector.number)]
+        limit = charging_schedules.limit_at(
+            profiles, at, transaction_id=connector.transaction_id, transaction_start=connector.started_at
+        )
+        return self.max_current_a if limit is None else min(limit, self.max_current_a)
+
+    def drawn_a(self, connector: Connector) -> float:
+        """What the car on the connector draws now: as much as it may, and as it can take."""
+        if connector.transaction_id is None:
+            return 0.0
+        wanted = self.max_current_a if self.car_current_a is None else self.car_current_a
+        return round(min(self.limit_a(connector), wanted), 1)
+
     def _on_GetCompositeSchedule(self, payload):
-        return {"status": "Rejected"}, None  # no charging profile is installed on a simulated charger
+        connector = self._connector(payload["connectorId"]) if payload["connectorId"] else None
+        if payload["connectorId"] and connector is None:
+            return {"status": "Rejected"}, None
+        start = datetime.now(UTC).replace(microsecond=0)
+        connector = connector or Connector(0)
+        periods: list[dict[str, Any]] = []
+        for offset in self._changes(connector, start, payload["duration"]):
+            limit = round(self.limit_a(connector, start + timedelta(seconds=offset)), 1)
+            if not periods or periods[-1]["limit"] != limit:
+                periods.append({"startPeriod": offset, "limit": limit})
+        answer = {
+            "status": "Accepted",
+            "connectorId": payload["connectorId"],
+            "scheduleStart": start.isoformat().replace("+00:00", "Z"),
+            "chargingSchedule": {
+                "duration": payload["duration"],
+                "chargingRateUnit": "A",
+                "chargingSchedulePeriod": periods,
+            },
+        }
+        return answer, None
+
+    def _changes(self, connector: Connector, start: datetime, duration: int) -> list[int]:
+        """The offsets within `duration` where a limit may change: each profile's period starts
+        (and recurrences), validity bounds and ends, seen from `start`."""
+        offsets = {0}
+        for number, profile in self.profiles:
+            if number not in (0, connector.number):
+                continue
+            schedule = profile["chargingSchedule"]
+            bases = [connector.started_at] if profile["chargingProfileKind"] == "Relative" else []
+            if schedule.get("startSchedule"):
+                first = parse_utc(schedule["startSchedule"])
+                period = charging_schedules.RECURRENCY.get(profile.get("recurrencyKind") or "")
+                bases.append(first)
+                if period is not None and start > first:
+                    current = first + period * ((start - first) // period)
+                    bases += [current, current + period]
+            moments = [parse_utc(profile[key]) for key in ("validFrom", "validTo") if profile.get(key)]
+            for base in filter(None, bases):
+                moments += [
+                    base + timedelta(seconds=p["startPeriod"]) for p in schedule["chargingSchedulePeriod"]
+                ]
+                if schedule.get("duration") is not None:
+                    moments.append(base + timedelta(seconds=schedule["duration"]))
+            offsets |= {int((m - start).total_seconds()) for m in moments}
+        return sorted(offset for offset in offsets if 0 <= offset < duration)
 
     def _on_DataTransfer(self, payload):
         return {"status": "UnknownVendorId"}, None
@@ -312,6 +426,7 @@ class ObedientCharger:
             connector.reserved_for = connector.reserved_tag = None
         answer = await self.call("StartTransaction", payload)
         connector.transaction_id, connector.id_tag = answer.get("transactionId"), id_tag
+        connector.started_at = datetime.now(UTC)
         if (answer.get("idTagInfo") or {}).get("status") != "Accepted":
             await self._stop(connector, "DeAuthorized")
             return
@@ -324,11 +439,15 @@ class ObedientCharger:
             await asyncio.sleep(interval)
             if connector.transaction_id is None:
                 return
-            power = round(self.power_w * random.uniform(0.92, 1.0))
+            current = self.drawn_a(connector)
+            power = self._power(current)
             self.register_wh += round(power * interval / 3600)
-            await self.call("MeterValues", self._meter_values(connector, power))
+            await self.call("MeterValues", self._meter_values(connector, power, current))
 
-    def _meter_values(self, connector: Connector, power_w: int) -> dict[str, Any]:
+    def _power(self, current_a: float) -> int:
+        return round(current_a * charging_schedules.VOLTAGE * self.phases)
+
+    def _meter_values(self, connector: Connector, power_w: int, current_a: float = 0.0) -> dict[str, Any]:
         payload: dict[str, Any] = {
             "connectorId": connector.number,
             "meterValue": [
@@ -341,6 +460,7 @@ class ObedientCharger:
                             "unit": "Wh",
                         },
                         {"value": str(power_w), "measurand": "Power.Active.Import", "unit": "W"},
+                        {"value": str(current_a), "measurand": "Current.Import", "unit": "A"},
                     ],
                 }
             ],
@@ -353,6 +473,12 @@ class ObedientCharger:
         transaction_id, connector.transaction_id = connector.transaction_id, None
         if transaction_id is None:
             return
+        # §3.13.2: a TxProfile lasts as long as its transaction
+        self.profiles = [
+            (number, profile)
+            for number, profile in self.profiles
+            if not (number == connector.number and profile["chargingProfilePurpose"] == charging_schedules.TX)
+        ]
         await self.call(
             "StopTransaction",
             {
@@ -384,7 +510,7 @@ class ObedientCharger:
             for each in [connector] if connector else self.sockets:
                 await self.call(
                     "MeterValues",
-                    self._meter_values(each, 0 if each.transaction_id is None else self.power_w),
+                    self._meter_values(each, self._power(self.drawn_a(each)), self.drawn_a(each)),
                 )
         elif requested == "DiagnosticsStatusNotification":
             await self.call("DiagnosticsStatusNotification", {"status": "Idle"})

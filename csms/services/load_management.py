@@ -1,0 +1,585 @@
+"""Load management: a site (station) with a grid connection limit shares it among its running
+transactions, and tells each charger its share with a TxProfile (OCPP 1.6 §3.13).
+
+Safety first: the sum of what the CSMS has allowed never exceeds the limit, at any instant.
+
+- A charger is sent a TxDefaultProfile of 0 when it boots: a car that plugs in waits until the CSMS
+  has given it a share, rather than drawing what nobody allowed. A charger that refuses it (or any
+  TxProfile) is counted at its maximum from then on.
+- A change is sent in two rounds: first every share that goes down, and only once those chargers have
+  answered (a lowered share counts from its acceptance), the shares that go up, within what the sum
+  then leaves (a raised share counts from the moment it is sent).
+- A charger that does not answer is counted at what it was last allowed (the higher of old and new);
+  an offline one keeps its last allowed value (it applies its last profile).
+
+Every step is a `LoadChange` row: the limit, each connector's allowed value, their sum. One
+reallocation per site at a time (`site_lock`: a PostgreSQL advisory lock across workers, and a lock
+of this process, which is all the embedded mode has). A reallocation that finds one already decided
+after its trigger does nothing: that one read everything the trigger changed.
+
+Amounts are integers in the site's step (csms.services.site_load): tenths of an ampere (per
+phase) for a current limit, watts for a power limit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import delete, exists, func, select, text
+
+from csms.cluster import presence
+from csms.extensions import db
+from csms.models import (
+    ChargePoint,
+    ChargingProfile,
+    IdTag,
+    LoadAllocation,
+    LoadChange,
+    Station,
+    Transaction,
+    TransactionState,
+    User,
+)
+from csms.models.smart_charging import REJECTS, STEERED, UNANSWERED, WAITING
+from csms.services import charging_schedules, load_allocation
+from csms.services.load_allocation import Demand
+from csms.services.site_load import Site
+
+log = logging.getLogger(__name__)
+
+# The load manager's own profiles: one id per purpose and connector, so each replaces the last
+# (§5.16.1: a profile with the same chargingProfileId replaces the installed one).
+TX_DEFAULT_PROFILE_ID = 900_000
+TX_PROFILE_ID = 900_001  # + connector id
+LOAD_STACK_LEVEL = 1
+
+
+# --- talking to chargers ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Call:
+    charge_point_id: str
+    action: str
+    payload: dict[str, Any]
+
+
+# Sends calls to chargers at once and returns, in order, each charger's answer or the exception of
+# its failure (offline, timeout, CALLERROR). The actor passes the gateway's (embedded mode) or the
+# cluster bus's (worker processes): csms.cluster.charger_calls.
+Calls = Callable[[list[Call], float], list[Any]]
+
+
+def tx_profile(site: Site, transaction_id: int, connector_id: int, steps: int) -> dict[str, Any]:
+    """SetChargingProfile.req giving one transaction `steps` (§7.8)."""
+    return {
+        "connectorId": connector_id,
+        "csChargingProfiles": {
+            "chargingProfileId": TX_PROFILE_ID + connector_id,
+            "transactionId": transaction_id,
+            "stackLevel": LOAD_STACK_LEVEL,
+            "chargingProfilePurpose": charging_schedules.TX,
+            "chargingProfileKind": "Relative",
+            "chargingSchedule": {
+                "chargingRateUnit": site.unit,
+                "chargingSchedulePeriod": [{"startPeriod": 0, "limit": site.shown(steps)}],
+            },
+        },
+    }
+
+
+def tx_default_profile(unit: str) -> dict[str, Any]:
+    """SetChargingProfile.req for connector 0: no car draws anything before the CSMS gives it a share."""
+    return {
+        "connectorId": 0,
+        "csChargingProfiles": {
+            "chargingProfileId": TX_DEFAULT_PROFILE_ID,
+            "stackLevel": LOAD_STACK_LEVEL,
+            "chargingProfilePurpose": charging_schedules.TX_DEFAULT,
+            "chargingProfileKind": "Relative",
+            "chargingSchedule": {
+                "chargingRateUnit": unit,
+                "chargingSchedulePeriod": [{"startPeriod": 0, "limit": 0}],
+            },
+        },
+    }
+
+
+def _answer_status(answer: Any) -> str | None:
+    """Accepted / Rejected / NotSupported, or None when the charger did not answer."""
+    if isinstance(answer, dict):
+        return answer.get("status")
+    return None
+
+
+def _remember_profile(charge_point_pk: int, payload: dict[str, Any], answer: Any) -> None:
+    """Store the load manager's profile and the charger's answer, in place of the last one it sent
+    with the same chargingProfileId (the charger replaced it too)."""
+    profile = payload["csChargingProfiles"]
+    status = _answer_status(answer) or "failed"
+    now = datetime.now(UTC)
+    db.session.execute(
+        delete(ChargingProfile).where(
+            ChargingProfile.charge_point_id == charge_point_pk,
+            ChargingProfile.source == "load",
+            ChargingProfile.profile_id == profile["chargingProfileId"],
+        )
+    )
+    db.session.add(
+        ChargingProfile(
+            charge_point_id=charge_point_pk,
+            connector_id=payload["connectorId"],
+            profile_id=profile["chargingProfileId"],
+            purpose=profile["chargingProfilePurpose"],
+            stack_level=profile["stackLevel"],
+            transaction_id=profile.get("transactionId"),
+            profile=profile,
+            source="load",
+            status=status,
+            response=answer if isinstance(answer, dict) else None,
+            error=None if isinstance(answer, dict) else str(answer)[:255],
+            answered_at=now,
+        )
+    )
+
+
+# --- one reallocation at a time per site ----------------------------------------------------------
+
+_local_locks: dict[int, threading.Lock] = {}
+_local_locks_guard = threading.Lock()
+_ADVISORY_CLASS = 0x5C  # the advisory lock's first key: load management's own
+
+
+@contextlib.contextmanager
+def site_lock(station_id: int) -> Iterator[bool]:
+    """Try to hold the site: in this process, and on PostgreSQL for every worker (a session-level
+    advisory lock on a connection of its own, so no transaction stays open while chargers answer).
+    Yields False when another reallocation holds it: the caller tries again later rather than keep
+    a worker thread waiting (every thread could end up waiting on one busy site)."""
+    with _local_locks_guard:
+        local = _local_locks.setdefault(station_id, threading.Lock())
+    if not local.acquire(blocking=False):
+        yield False
+        return
+    try:
+        if db.engine.dialect.name != "postgresql":
+            yield True
+            return
+        with db.engine.connect() as connection:
+            key = {"c": _ADVISORY_CLASS, "o": station_id}
+            held = connection.execute(text("SELECT pg_try_advisory_lock(:c, :o)"), key).scalar()
+            connection.commit()
+            try:
+                yield bool(held)
+            finally:
+                if held:
+                    connection.execute(text("SELECT pg_advisory_unlock(:c, :o)"), key)
+                    connection.commit()
+    finally:
+        local.release()
+
+
+# --- reallocation ----------------------------------------------------------------------------------
+
+
+@dataclass
+class _Running:
+    transaction_id: int
+    charge_point_pk: int
+    charge_point_id: str
+    connector_id: int
+    maximum: int
+    priority: int
+
+
+def reallocate(
+    station_id: int,
+    reason: str,
+    calls: Calls,
+    timeout: float,
+    *,
+    triggered_at: datetime | None = None,
+    booted: tuple[int, ...] = (),
+) -> str:
+    """Share the site's limit anew and tell the chargers; returns what happened ("busy": another
+    reallocation of the site is under way, try again; "covered": one decided after `triggered_at`
+    already saw the change; "unlimited"; "done"). `booted` chargers (their keys) are sent their
+    TxDefaultProfile first."""
+    with site_lock(station_id) as held:
+        if not held:
+            return "busy"
+        started = time.monotonic()
+        try:
+            outcome = _reallocate(station_id, reason, calls, timeout, triggered_at, booted)
+        finally:
+            db.session.rollback()
+        level = logging.DEBUG if outcome == "unlimited" else logging.INFO
+        log.log(level, "site %s (%s): %s in %.3f s", station_id, reason, outcome, time.monotonic() - started)
+        return outcome
+
+
+def _reallocate(
+    station_id: int,
+    reason: str,
+    calls: Calls,
+    timeout: float,
+    triggered_at: datetime | None,
+    booted: tuple[int, ...],
+) -> str:
+    station = db.session.get(Station, station_id)
+    site = Site.of(station) if station is not None else None
+    if site is None:
+        if station is not None:
+            _release(station_id, calls, timeout)
+        return "unlimited"
+    defaults = set(booted) | _owed_defaults(site)
+    if defaults:
+        _send_tx_defaults(site, tuple(sorted(defaults)), calls, timeout)
+    if triggered_at is not None and _decided_since(station_id, triggered_at):
+        return "covered"
+    _record(site, "decided", reason, _rows(station_id))  # what follows reads every change before this
+    db.session.commit()
+    running = _running(site)
+    rows = _sync_rows(site, running)
+    db.session.commit()
+    online = set(presence.connections(db.session, sorted({r.charge_point_id for r in running.values()})))
+    run = _Run(site, reason, rows, running, online, calls, timeout)
+    run.steady = _accepted_defaults({each.charge_point_pk for each in running.values()})
+    for _pass in range(3):  # a charger that refuses profiles is counted at its maximum: again
+        refused = run.lower()
+        refused |= run.raise_()
+        if not refused:
+            break
+    return "done"
+
+
+@dataclass
+class _Run:
+    """One reallocation of a site: its running transactions, their allocations, and how to reach
+    their chargers."""
+
+    site: Site
+    reason: str
+    rows: dict[tuple, LoadAllocation]
+    running: dict[tuple, _Running]
+    online: set[str]
+    calls: Calls
+    timeout: float
+    steady: set[int] = field(default_factory=set)  # chargers that accepted their TxDefaultProfile
+
+    def lower(self) -> bool:
+        """The first round: every share that goes down, counted lower once accepted. True when a
+        charger that refuses profiles was found (it now counts at its maximum)."""
+        wanted = _wanted(self.site, self.rows, self.running, self.online)
+        steerable = online_keys(self.running, self.online)
+        lowering = load_allocation.lowering(_counted(self.rows), wanted)
+        lowers = {key: steps for key, steps in lowering.items() if key in steerable}
+        if not lowers:
+            return False
+        answers = _send(self.site, lowers, self.rows, self.running, self.calls, self.timeout)
+        refused = False
+        for key, answer in answers.items():
+            if _answer_status(answer) == "Accepted":
+                self.rows[key].allowed, self.rows[key].state = lowers[key], STEERED
+            else:
+                refused |= self._not_taken(key, answer)
+        _record(self.site, "lowered", self.reason, self.rows)
+        db.session.commit()
+        return refused
+
+    def raise_(self) -> bool:
+        """The second round: raises within the headroom the first left, counted from the moment
+        they are sent. True when a charger that refuses profiles was found (the others must come
+        down)."""
+        wanted = _wanted(self.site, self.rows, self.running, self.online)
+        order = sorted(
+            online_keys(self.running, self.online),
+            key=lambda key: (-self.running[key].priority, self.running[key].transaction_id),
+        )
+        order = [key for key in order if self.rows[key].state != REJECTS]
+        raises = load_allocation.raising(self.site.limit, _counted(self.rows), wanted, order)
+        if not raises:
+            return False
+        for key, steps in raises.items():
+            self.rows[key].allowed = steps
+        _record(self.site, "raising", self.reason, self.rows)
+        db.session.commit()
+        answers = _send(self.site, raises, self.rows, self.running, self.calls, self.timeout)
+        refused = False
+        for key, answer in answers.items():
+            if _answer_status(answer) == "Accepted":
+                self.rows[key].state = STEERED
+            else:
+                refused |= self._not_taken(key, answer)
+        _record(self.site, "raised", self.reason, self.rows)
+        db.session.commit()
+        return refused
+
+    def _not_taken(self, key: tuple, answer: Any) -> bool:
+        """A profile not taken. A charger that never took one (its TxDefaultProfile refused too)
+        refuses profiles: counted at its maximum from now on (True). One that took its
+        TxDefaultProfile but refuses this one (its transaction just ended, say), or did not
+        answer, keeps its last profile: counted at the higher of what it was allowed and what it
+        was sent (`allowed` already holds that)."""
+        row = self.rows[key]
+        if _answer_status(answer) is not None and self.running[key].charge_point_pk not in self.steady:
+            row.allowed, row.state = self.running[key].maximum, REJECTS
+            return True
+        row.state = UNANSWERED
+        return False
+
+
+def online_keys(running: dict[tuple, _Running], online: set[str]) -> set[tuple]:
+    return {key for key, each in running.items() if each.charge_point_id in online}
+
+
+def _counted(rows: dict[tuple, LoadAllocation]) -> dict[tuple, int]:
+    return {key: row.allowed for key, row in rows.items()}
+
+
+def _wanted(
+    site: Site, rows: dict[tuple, LoadAllocation], running: dict[tuple, _Running], online: set[str]
+) -> dict[tuple, int]:
+    demands = []
+    for key, each in running.items():
+        row = rows[key]
+        fixed = None
+        if row.state == REJECTS:
+            fixed = each.maximum
+        elif each.charge_point_id not in online:
+            fixed = row.allowed  # it goes on with its last profile
+        demands.append(
+            Demand(key, each.maximum, each.priority, each.transaction_id, fixed=fixed, wants=row.wants)
+        )
+    return load_allocation.allocate(site.limit, demands, site.minimum, site.strategy)
+
+
+def _running(site: Site) -> dict[tuple, _Running]:
+    """The site's running transactions by (charger key, connector), with their charger's maximum and
+    their tag owner's priority."""
+    rows = db.session.execute(
+        select(
+            Transaction.id,
+            Transaction.charge_point_id,
+            Transaction.connector_id,
+            ChargePoint.charge_point_id.label("ocpp_id"),
+            ChargePoint.max_current_a,
+            func.coalesce(User.charging_priority, 0).label("priority"),
+        )
+        .join(ChargePoint, ChargePoint.id == Transaction.charge_point_id)
+        .outerjoin(IdTag, IdTag.id_tag == Transaction.id_tag)
+        .outerjoin(User, User.id == IdTag.user_id)
+        .where(ChargePoint.station_id == site.station_id, Transaction.state == TransactionState.STARTED)
+        .order_by(Transaction.id)
+    )
+    running: dict[tuple, _Running] = {}
+    for row in rows:  # a connector's newest open transaction is the one that runs
+        running[(row.charge_point_id, row.connector_id)] = _Running(
+            row.id,
+            row.charge_point_id,
+            row.ocpp_id,
+            row.connector_id,
+            site.charger_maximum(row.max_current_a),
+            row.priority,
+        )
+    return running
+
+
+def _rows(station_id: int) -> dict[tuple, LoadAllocation]:
+    allocations = db.session.scalars(select(LoadAllocation).where(LoadAllocation.station_id == station_id))
+    return {(row.charge_point_id, row.connector_id): row for row in allocations}
+
+
+def _sync_rows(site: Site, running: dict[tuple, _Running]) -> dict[tuple, LoadAllocation]:
+    """One allocation per running transaction: a stopped one's goes (its car draws nothing now); a
+    new one starts at 0 when its charger accepted the TxDefaultProfile, else at its maximum."""
+    rows = _rows(site.station_id)
+    for key, row in list(rows.items()):
+        if key not in running or running[key].transaction_id != row.transaction_id:
+            db.session.delete(row)
+            del rows[key]
+    db.session.flush()
+    defaults = _accepted_defaults({each.charge_point_pk for key, each in running.items() if key not in rows})
+    for key, each in running.items():
+        if key in rows:
+            continue
+        start = 0 if each.charge_point_pk in defaults else each.maximum
+        rows[key] = LoadAllocation(
+            station_id=site.station_id,
+            charge_point_id=each.charge_point_pk,
+            connector_id=each.connector_id,
+            transaction_id=each.transaction_id,
+            allowed=start,
+            state=WAITING,
+        )
+        db.session.add(rows[key])
+    db.session.flush()
+    return rows
+
+
+def _accepted_defaults(charge_point_pks: set[int]) -> set[int]:
+    if not charge_point_pks:
+        return set()
+    return set(
+        db.session.scalars(
+            select(ChargingProfile.charge_point_id).where(
+                ChargingProfile.charge_point_id.in_(charge_point_pks),
+                ChargingProfile.source == "load",
+                ChargingProfile.profile_id == TX_DEFAULT_PROFILE_ID,
+                ChargingProfile.status == "Accepted",
+            )
+        )
+    )
+
+
+def _send(
+    site: Site,
+    targets: dict[tuple, int],
+    rows: dict[tuple, LoadAllocation],
+    running: dict[tuple, _Running],
+    calls: Calls,
+    timeout: float,
+) -> dict[tuple, Any]:
+    """Send each target its TxProfile at once; their answers (or failures) by key, stored."""
+    keys = list(targets)
+    batch = [
+        Call(
+            running[key].charge_point_id,
+            "SetChargingProfile",
+            tx_profile(site, running[key].transaction_id, running[key].connector_id, targets[key]),
+        )
+        for key in keys
+    ]
+    sent_at = datetime.now(UTC)
+    for key in keys:
+        rows[key].changed_at = sent_at
+    db.session.commit()  # no transaction (nor SQLite's write lock) held while chargers answer
+    answers = calls(batch, timeout)
+    for key, call, answer in zip(keys, batch, answers, strict=True):
+        _remember_profile(running[key].charge_point_pk, call.payload, answer)
+        if _answer_status(answer) is None:
+            log.warning(
+                "site %s: %s did not take its profile: %s", site.station_id, call.charge_point_id, answer
+            )
+    return dict(zip(keys, answers, strict=True))
+
+
+def _owed_defaults(site: Site) -> set[int]:
+    """The site's connected chargers whose TxDefaultProfile never reached them (no answer, or never
+    sent): each reallocation tries again, so one lost call at boot does not last until the next boot."""
+    chargers = dict(
+        db.session.execute(
+            select(ChargePoint.charge_point_id, ChargePoint.id).where(
+                ChargePoint.station_id == site.station_id
+            )
+        ).all()
+    )
+    online = {chargers[cp] for cp in presence.connections(db.session, sorted(chargers))}
+    answered = set(
+        db.session.scalars(
+            select(ChargingProfile.charge_point_id).where(
+                ChargingProfile.charge_point_id.in_(online),
+                ChargingProfile.source == "load",
+                ChargingProfile.profile_id == TX_DEFAULT_PROFILE_ID,
+                ChargingProfile.status.in_(("Accepted", "Rejected", "NotSupported")),
+            )
+        )
+    )
+    return online - answered
+
+
+def _send_tx_defaults(site: Site, booted: tuple[int, ...], calls: Calls, timeout: float) -> None:
+    ids = dict(
+        db.session.execute(
+            select(ChargePoint.id, ChargePoint.charge_point_id).where(
+                ChargePoint.id.in_(booted), ChargePoint.station_id == site.station_id
+            )
+        ).all()
+    )
+    db.session.rollback()
+    payload = tx_default_profile(site.unit)
+    pks = list(ids)
+    answers = calls([Call(ids[pk], "SetChargingProfile", payload) for pk in pks], timeout)
+    for pk, answer in zip(pks, answers, strict=True):
+        _remember_profile(pk, payload, answer)
+    db.session.commit()
+
+
+def _release(station_id: int, calls: Calls, timeout: float) -> None:
+    """The site has no limit any more: its allocations go, and so do the load manager's profiles
+    on its chargers (ClearChargingProfile by id), or its TxDefaultProfile of 0 would hold every new
+    car at 0. A charger out of reach keeps its profile until the site is reallocated again."""
+    db.session.execute(delete(LoadAllocation).where(LoadAllocation.station_id == station_id))
+    installed = db.session.execute(
+        select(ChargingProfile.id, ChargingProfile.profile_id, ChargePoint.charge_point_id)
+        .join(ChargePoint, ChargePoint.id == ChargingProfile.charge_point_id)
+        .where(
+            ChargePoint.station_id == station_id,
+            ChargingProfile.source == "load",
+            ChargingProfile.status == "Accepted",
+        )
+    ).all()
+    db.session.commit()
+    if not installed:
+        return
+    answers = calls(
+        [Call(row.charge_point_id, "ClearChargingProfile", {"id": row.profile_id}) for row in installed],
+        timeout,
+    )
+    now = datetime.now(UTC)
+    for row, answer in zip(installed, answers, strict=True):
+        if _answer_status(answer) in ("Accepted", "Unknown"):
+            profile = db.session.get(ChargingProfile, row.id)
+            profile.status, profile.cleared_at, profile.response = "cleared", now, answer
+    db.session.commit()
+
+
+def _decided_since(station_id: int, at: datetime) -> bool:
+    return bool(
+        db.session.scalar(
+            select(
+                exists().where(
+                    LoadChange.station_id == station_id, LoadChange.event == "decided", LoadChange.at >= at
+                )
+            )
+        )
+    )
+
+
+class LimitExceeded(AssertionError):
+    """Raises would take what the CSMS allowed beyond the site's limit: a bug; nothing is sent.
+
+    Only a raise is checked: the sum may stand above a limit the operator has just lowered (what
+    was allowed under the old one), or above it by a charger that refused its profile (counted at
+    its maximum) or is out of reach; load management lowers the others first in each case."""
+
+
+def _record(site: Site, event: str, reason: str, rows: dict[tuple, LoadAllocation]) -> None:
+    allocations = {
+        f"{row.charge_point_id}/{row.connector_id}": {
+            "allowed": row.allowed,
+            "state": row.state,
+            "transactionId": row.transaction_id,
+        }
+        for row in rows.values()
+    }
+    total = sum(row.allowed for row in rows.values())
+    if event == "raising" and total > site.limit:  # a raise is only ever sent within the headroom
+        raise LimitExceeded(f"site {site.station_id}: {total} allowed over a limit of {site.limit}")
+    db.session.add(
+        LoadChange(
+            station_id=site.station_id,
+            event=event,
+            reason=reason[:100],
+            limit=site.limit,
+            allowed_sum=total,
+            allocations=allocations,
+        )
+    )
