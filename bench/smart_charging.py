@@ -54,13 +54,16 @@ class TimedCharger(ObedientCharger):
 
 
 def prepare(url: str, chargers: list[str]) -> dict[str, int]:
-    """Sites, their chargers and a tag every car uses; returns each charger's site."""
+    """Sites, their chargers and a tag per car (a tag's second transaction would be refused,
+    ConcurrentTx); returns each charger's site."""
     per_site = PER_SITE
     site_of = {}
     with psycopg.connect(url, autocommit=True) as connection:
-        connection.execute(
-            "INSERT INTO id_tags (id_tag, status, updated_at) VALUES (%s, 'Accepted', now())", (TAG,)
-        )
+        with connection.cursor() as cursor:
+            cursor.executemany(
+                "INSERT INTO id_tags (id_tag, status, updated_at) VALUES (%s, 'Accepted', now())",
+                [(f"{TAG}-{charger}",) for charger in chargers],
+            )
         for site in range(len(chargers) // PER_SITE):
             row = connection.execute(
                 "INSERT INTO stations (name, max_current_a, strategy, created_at, updated_at)"
@@ -152,7 +155,7 @@ async def _drive(sims: list[TimedCharger], seconds: float, site_of: dict[str, in
 
     async def visit(arrive: float, sim: TimedCharger, leave: float) -> None:
         await asyncio.sleep(arrive)
-        await sim._start(sim.sockets[0], TAG)
+        await sim._start(sim.sockets[0], f"{TAG}-{sim.charge_point_id}")
         await asyncio.sleep(leave - arrive)
         await sim._stop(sim.sockets[0], "EVDisconnected")
 

@@ -71,7 +71,8 @@ class Site:
         with self.app.app_context():
             station = Station(name=f"site {self.n}", max_current_a=Decimal(limit_a))
             db.session.add(station)
-            db.session.add(IdTag(id_tag=f"TAG-{self.n}", status="Accepted"))
+            # a tag per car: one tag's second transaction would be refused (ConcurrentTx)
+            db.session.add_all(IdTag(id_tag=self.tag(name), status="Accepted") for name in chargers_a)
             db.session.commit()
             self.station_id = station.id
             for name, maximum in chargers_a.items():
@@ -93,6 +94,9 @@ class Site:
     def cp(self, name: str) -> str:
         return f"S{self.n}-{name}"
 
+    def tag(self, name: str) -> str:
+        return f"TAG-{self.n}-{name}"
+
     def query(self, statement):
         with self.app.app_context():
             try:
@@ -113,7 +117,7 @@ class Site:
 
     def start(self, *names: str) -> None:
         for name in names:
-            self.fleet.start_car(self.cp(name), f"TAG-{self.n}")
+            self.fleet.start_car(self.cp(name), self.tag(name))
 
     def stop(self, *names: str) -> None:
         for name in names:

@@ -28,7 +28,7 @@ def cluster(tmp_path_factory, postgres_databases, rabbitmq_url):
         web_nodes=2,
         env={"CSMS_BOOT_CONFIGURATION": "", "CSMS_LOAD_CALL_TIMEOUT": "3"},
         charge_points=dict.fromkeys(CHARGERS, AUTH_KEY),
-        id_tags={"TAG-SC": ("Accepted", None)},
+        id_tags={f"TAG-{cp}": ("Accepted", None) for cp in CHARGERS},  # a tag per car (ConcurrentTx)
         operators={OPERATOR: "password-123"},
     ) as csms:
         fleet = Fleet()
@@ -67,12 +67,12 @@ def test_a_site_split_over_two_nodes_is_shared_by_the_worker(cluster):
         return {a["chargePointId"]: a["allowed"] for a in load["allocations"]}
 
     for charge_point_id in CHARGERS[:2]:
-        fleet.start_car(charge_point_id, "TAG-SC")
+        fleet.start_car(charge_point_id, f"TAG-{charge_point_id}")
     assert wait_until(lambda: shares() == {"SCL-1": 16.0, "SCL-2": 16.0}, timeout=20), shares()
     told = lambda cp: sims[cp].limit_a(sims[cp].sockets[0])  # noqa: E731
     assert wait_until(lambda: told("SCL-1") == 16.0 and told("SCL-2") == 16.0, timeout=10)
 
-    fleet.start_car("SCL-3", "TAG-SC")
+    fleet.start_car("SCL-3", "TAG-SCL-3")
     assert wait_until(lambda: shares() == dict.fromkeys(CHARGERS, 10.6), timeout=20), shares()
     assert wait_until(lambda: all(told(cp) == 10.6 for cp in CHARGERS), timeout=10)
 

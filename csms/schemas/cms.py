@@ -43,6 +43,7 @@ class Station(Schema):
         metadata={"description": "below this a car waits (0 A) rather than charging uselessly slowly"},
     )
     strategy = fields.String(
+        load_default="equal",  # what a PUT leaving it out goes back to (a PATCH leaves it as it is)
         validate=validate.OneOf(["equal", "priority"]),
         metadata={"description": "equal shares, or by the priority of the tag's owner"},
     )
