@@ -47,10 +47,11 @@ def stored_charger_calls(csms, prefix: str) -> int:
 
 
 def parked_items(csms) -> int:
-    """Exchanges waiting in the outbox: each row is one Dramatiq message carrying a batch of them."""
+    """Exchanges waiting in the outbox: each row is one Dramatiq message carrying a batch of them
+    (load management's triggers, one per charger that leaves, are not exchanges)."""
     return csms.scalar(
         "SELECT coalesce(sum(json_array_length(convert_from(body, 'UTF8')::json -> 'args' -> 0)), 0)"
-        " FROM outbox"
+        " FROM outbox WHERE convert_from(body, 'UTF8')::json ->> 'actor_name' <> 'reallocate_sites'"
     )
 
 
