@@ -6,11 +6,8 @@ budget stopped before it is spent)."""
 
 from __future__ import annotations
 
-import json
 import threading
 import time
-import urllib.error
-import urllib.request
 from decimal import Decimal
 
 import pytest
@@ -18,6 +15,7 @@ import socketio
 
 from tests.support.chargers import RawCharger
 from tests.support.deployment import AUTH_KEY, deployment
+from tests.support.http import Http
 from tests.support.processes import wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.rabbitmq]
@@ -28,31 +26,6 @@ TARIFF = {
     "tax_percent": Decimal("10.00"),
 }
 SECRET = "api-test-secret-key-0123456789-abcdef"
-
-
-class Http:
-    def __init__(self, base_url: str):
-        self.base_url = base_url
-        self.token: str | None = None
-
-    def __call__(self, method: str, path: str, body: dict | None = None) -> tuple[int, dict]:
-        data = json.dumps(body).encode() if body is not None else None
-        request = urllib.request.Request(f"{self.base_url}{path}", data=data, method=method)
-        request.add_header("Content-Type", "application/json")
-        if self.token:
-            request.add_header("Authorization", f"Bearer {self.token}")
-        try:
-            with urllib.request.urlopen(request, timeout=30) as response:
-                raw = response.read()
-                return response.status, json.loads(raw) if raw else {}
-        except urllib.error.HTTPError as exc:
-            return exc.code, json.loads(exc.read())
-
-    def login(self, email: str, password: str = "password-123") -> Http:
-        status, body = self("POST", "/api/auth/login", {"email": email, "password": password})
-        assert status == 200, body
-        self.token = body["access_token"]
-        return self
 
 
 @pytest.fixture(scope="module")

@@ -15,8 +15,9 @@ from websockets.exceptions import ConnectionClosed
 from tests.support.chargers import RawCharger
 from tests.support.cluster import operator_on, two_nodes
 from tests.support.deployment import AUTH_KEY
+from tests.support.http import Http
 from tests.support.processes import wait_until
-from tests.test_api_charging import Http, answer_while, in_background
+from tests.test_api_charging import answer_while, in_background
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.rabbitmq]
 

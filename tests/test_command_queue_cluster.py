@@ -18,8 +18,8 @@ from csms.services import command_queue
 from tests.support.chargers import RawCharger
 from tests.support.cluster import operator_on, two_nodes
 from tests.support.deployment import AUTH_KEY
+from tests.support.http import Http
 from tests.support.processes import wait_until
-from tests.test_api_charging import Http
 from tests.test_command_delivery import calls_within
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.rabbitmq]

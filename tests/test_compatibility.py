@@ -19,8 +19,8 @@ from websockets.sync.client import connect
 from csms.pipeline import addresses
 from tests.support.chargers import RawCharger, basic_auth
 from tests.support.deployment import AUTH_KEY, deployment
+from tests.support.http import Http
 from tests.support.processes import wait_until
-from tests.test_api_charging import Http
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.rabbitmq]
 

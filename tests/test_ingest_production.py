@@ -12,8 +12,9 @@ import pytest
 
 from tests.support.chargers import RawCharger
 from tests.support.deployment import AUTH_KEY, deployment
+from tests.support.http import Http
 from tests.support.processes import wait_until
-from tests.test_api_charging import Http, answer_while, in_background
+from tests.test_api_charging import answer_while, in_background
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.rabbitmq]
 

@@ -13,7 +13,8 @@ from ocpp.v16 import call
 
 from tests.support.chargers import RawCharger
 from tests.support.deployment import AUTH_KEY, deployment
-from tests.support.network import CoreOnlyCharger, Http, ListKeepingCharger
+from tests.support.http import Http
+from tests.support.network import CoreOnlyCharger, ListKeepingCharger
 from tests.support.processes import wait_until
 
 pytestmark = [pytest.mark.slow]

@@ -17,9 +17,9 @@ import pytest
 from ocpp.v16 import call
 
 from tests.support.deployment import AUTH_KEY, deployment
+from tests.support.http import Http
 from tests.support.network_charger import NetworkCharger
 from tests.support.processes import wait_until
-from tests.test_api_charging import Http
 
 pytestmark = pytest.mark.slow
 

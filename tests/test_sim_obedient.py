@@ -15,8 +15,8 @@ from csms.ocpp.validation import CSMS_ACTIONS, validate_response
 from csms.sim.cli import parse_args
 from csms.sim.obedient import ObedientCharger
 from tests.support.deployment import AUTH_KEY, deployment
+from tests.support.http import Http
 from tests.support.processes import wait_until
-from tests.test_api_charging import Http
 
 REQUESTS = {
     "CancelReservation": {"reservationId": 7},

@@ -8,9 +8,9 @@ import pytest
 
 from csms.sim.obedient import ObedientCharger
 from tests.support.deployment import AUTH_KEY, deployment
+from tests.support.http import Http
 from tests.support.obedient_fleet import Fleet
 from tests.support.processes import wait_until
-from tests.test_api_charging import Http
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.rabbitmq]
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from tests.support.deployment import AUTH_KEY, deployment
-from tests.test_api_charging import Http
+from tests.support.http import Http
 
 OPERATOR = "operator@example.test"
 
