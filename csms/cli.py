@@ -1,5 +1,6 @@
 """The Flask CLI: `flask seed-demo`, `flask charger add|import`, `flask user
-add|list|role|disable|enable|policy`, `flask idtag set|import`, `flask wallet adjust|refund-session`.
+add|list|role|disable|enable|policy`, `flask idtag set|import`, `flask wallet adjust|refund-session`,
+`flask firmware update|status`.
 
 Each command reports a bad argument as a one-line error and exits non-zero (click's usage errors
 exit 2, refused input exits 1), so scripts can rely on the status.
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 import click
@@ -18,7 +19,7 @@ from flask import Flask, current_app
 from csms.broker import is_embedded
 from csms.extensions import db
 from csms.models.network import DEFAULT_SECURITY_PROFILE
-from csms.services import chargers, demo, id_tags, users, wallet
+from csms.services import chargers, demo, firmware, id_tags, users, wallet
 from csms.services.errors import ServiceError
 from csms.services.money import format_minor, parse_amount
 
@@ -310,6 +311,60 @@ def wallet_refund_session(session_id: int, amount: str | None, reason: str) -> N
     click.echo(f"session {session_id}: refunded {format_minor(entry.amount_minor)} {entry.currency}")
 
 
+firmware_cli = click.Group("firmware", help="Roll firmware out to chargers and follow it.")
+
+
+@firmware_cli.command("update")
+@click.option("--location", required=True, help="The image's URL, as chargers will fetch it.")
+@click.option("--charger", "charge_point_ids", multiple=True, help="A charger to update (repeatable).")
+@click.option("--station", "station_id", type=int, help="Every charger of this station.")
+@click.option("--retrieve-date", type=click.DateTime(), help="Not before (UTC); now if omitted.")
+@click.option("--retries", type=click.IntRange(0, 100))
+@click.option("--retry-interval", type=click.IntRange(0, 86_400), help="Seconds between retries.")
+@click.option("--ttl", "ttl_seconds", type=click.IntRange(1, 604_800), default=604_800, show_default=True)
+def firmware_update(
+    location: str,
+    charge_point_ids: tuple[str, ...],
+    station_id: int | None,
+    retrieve_date: datetime | None,
+    retries: int | None,
+    retry_interval: int | None,
+    ttl_seconds: int,
+) -> None:
+    """Queue UpdateFirmware for the chargers named and/or a station's, as the REST route does
+    (POST /api/cms/firmware-updates), and print the job's id to follow it with `firmware status`."""
+    try:
+        job = firmware.create(
+            charge_point_ids=list(charge_point_ids),
+            station_id=station_id,
+            location=location,
+            file_id=None,
+            retrieve_date=(retrieve_date or datetime.now(UTC)).replace(tzinfo=UTC),
+            retries=retries,
+            retry_interval=retry_interval,
+            ttl_seconds=ttl_seconds,
+            requested_by=None,
+            base_url=current_app.config["PUBLIC_URL"] or "",
+        )
+    except ServiceError as exc:
+        db.session.rollback()
+        raise _fail(exc) from exc
+    click.echo(f"firmware update {job.id}: {len(job.targets)} charger(s) queued")
+
+
+@firmware_cli.command("status")
+@click.argument("update_id", type=int)
+def firmware_status(update_id: int) -> None:
+    """Each target charger of a firmware update and where its update stands."""
+    try:
+        job = firmware.get(update_id)
+    except ServiceError as exc:
+        raise _fail(exc) from exc
+    click.echo(f"firmware update {job.id}: {job.location}")
+    for target in job.targets:
+        click.echo(f"{target.charge_point_id}\t{target.status}")
+
+
 def init_app(app: Flask) -> None:
-    for command in (seed_demo, charger_cli, user_cli, idtag_cli, wallet_cli):
+    for command in (seed_demo, charger_cli, user_cli, idtag_cli, wallet_cli, firmware_cli):
         app.cli.add_command(command)

@@ -9,7 +9,17 @@ import pytest
 from sqlalchemy import func, select
 
 from csms.extensions import db
-from csms.models import ChargePoint, Connector, IdTag, LedgerEntry, Station, Tariff, User, Wallet
+from csms.models import (
+    ChargePoint,
+    Connector,
+    IdTag,
+    LedgerEntry,
+    QueuedCommand,
+    Station,
+    Tariff,
+    User,
+    Wallet,
+)
 from csms.services import credentials
 
 
@@ -279,3 +289,33 @@ def test_legacy_chargers_are_registered_with_their_security_profile(cli, tmp_pat
     assert profiles == {"CP-OLD": 0, "CP-OLD-1": 0, "CP-OLD-2": 0, "CP-NEW": 1}
     refused = cli.invoke(args=["charger", "add", "CP-X", "--security-profile", "3"])
     assert refused.exit_code == 2 and "--security-profile" in refused.output
+
+
+# --- flask firmware ----------------------------------------------------------------------------
+
+
+def test_firmware_update_queues_each_charger_and_status_follows_it(app, cli):
+    for charge_point_id in ("FW-1", "FW-2"):
+        assert cli.invoke(args=["charger", "add", charge_point_id]).exit_code == 0
+    location = ["--location", "https://files.example.test/fw-2.0.bin"]
+    targets = ["--charger", "FW-1", "--charger", "FW-2", "--retries", "3"]
+    result = cli.invoke(args=["firmware", "update", *location, *targets])
+    assert result.exit_code == 0, result.output
+    update_id = int(result.output.split()[2].rstrip(":"))
+    assert "2 charger(s) queued" in result.output
+    status = cli.invoke(args=["firmware", "status", str(update_id)])
+    assert status.exit_code == 0, status.output
+    assert status.output.splitlines()[1:] == ["FW-1\tPending", "FW-2\tPending"]
+    db.session.expire_all()
+    queued = db.session.scalars(select(QueuedCommand).order_by(QueuedCommand.charge_point_id)).all()
+    assert [(c.charge_point_id, c.action, c.payload["retries"]) for c in queued] == [
+        ("FW-1", "UpdateFirmware", 3),
+        ("FW-2", "UpdateFirmware", 3),
+    ]
+
+
+def test_firmware_update_refuses_an_unknown_charger_and_a_missing_job(cli):
+    result = cli.invoke(args=["firmware", "update", "--location", "https://x.test/fw", "--charger", "NOPE"])
+    assert result.exit_code == 1 and "NOPE" in result.output
+    assert cli.invoke(args=["firmware", "status", "999"]).exit_code == 1
+    assert cli.invoke(args=["firmware", "update", "--charger", "NOPE"]).exit_code == 2  # no --location
