@@ -291,14 +291,25 @@ def on_answer(charge_point_id: str, action: str, request: dict, command: dict, c
             _ask(charge_point_id, "GetLocalListVersion", {}, key=key)
     elif action == "GetLocalListVersion" and answered:
         found.supported = True
-        if _update_under_way(charge_point_id):
-            return  # its answer will tell; this version may predate it
+        if _update_under_way(charge_point_id) or _synced_since(found, command.get("requested_at")):
+            return  # the update's answer tells (or told) the version; this one may predate it
         found.charger_version = response.get("listVersion")
         if found.charger_version != found.version:
             found.full_needed = True  # the charger's list is not the one the CSMS sent last
         sync(found.charge_point_id)
     elif action == "SendLocalList":
         _after_send(found, request, command, response, error, charge_point_id, key)
+
+
+def _synced_since(found: LocalList, asked: str | None) -> bool:
+    """Whether an update of ours was answered after this version check was asked: the workers may
+    apply the two answers in either order, and a version read before the update must not undo it
+    (it would send a needless Full update)."""
+    last = found.last_sync_at
+    if not asked or last is None:
+        return False
+    last = last if last.tzinfo else last.replace(tzinfo=UTC)
+    return last >= datetime.fromisoformat(asked)
 
 
 def _update_under_way(charge_point_id: str) -> bool:
