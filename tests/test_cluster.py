@@ -203,7 +203,7 @@ def test_a_killed_node_fails_calls_in_flight_at_their_timeout_and_lets_go_of_its
         assert (status, body["error"]["code"]) == (504, "charger_timeout")
         assert time.monotonic() - started < CALL_TIMEOUT + 3
         assert wait_until(lambda: not connection(on_b, "CL-1")["connected"], timeout=2 * PING + 2)
-        assert time.monotonic() - killed <= 2 * PING + 1
+        assert time.monotonic() - killed <= 2 * PING + 2  # the lease (1.5 pings), its sweep, and a loaded CI
         assert (
             on_b("POST", "/api/charger/reset", {"deviceId": "CL-1"})[1]["error"]["code"] == "charger_offline"
         )
