@@ -9,6 +9,7 @@ import dramatiq
 
 from actors.batch import run_batch
 from actors.exchanges import Exchange, Notifications
+from csms.pipeline import last_seen
 from csms.realtime import charger_room
 from csms.services import (
     bounds,
@@ -33,19 +34,20 @@ def record_exchanges(exchanges: list) -> None:
 
 
 def store_and_apply_charger_state(views: list[Exchange], notifications: Notifications) -> None:
-    """The part every actor does for every exchange: log its frames, then the charger's state."""
+    """The part every actor does for every exchange: its frames logged, the charger's state, and
+    its last seen noted."""
     message_log.record(view.raw for view in views)
     apply_charger_state(views, notifications)
+    note_last_seen(views)
+
+
+def note_last_seen(views: list[Exchange]) -> None:
+    """The chargers' last seen, raised apart from this batch's transaction (csms.pipeline.last_seen)."""
+    last_seen.note((view.charge_point_id, view.at) for view in views)
 
 
 def apply_charger_state(views: list[Exchange], notifications: Notifications) -> None:
-    """Last seen on every message; identity on boot; connector status when newer than stored."""
-    last_seen: dict[str, datetime] = {}
-    for view in views:
-        seen = last_seen.get(view.charge_point_id)
-        if seen is None or seen < view.at:
-            last_seen[view.charge_point_id] = view.at
-    charger_state.touch(last_seen)
+    """Identity on boot; connector status when newer than stored."""
     booted = []
     for view in views:
         if not view.answered:

@@ -27,6 +27,7 @@ from flask import Flask
 
 from csms.fastjson import DramatiqEncoder
 from csms.pipeline.addresses import NOTIFY
+from csms.pipeline.last_seen import LastSeenFlusher
 from csms.services import events
 
 log = logging.getLogger(__name__)
@@ -213,6 +214,7 @@ def init_app(app: Flask) -> dramatiq.Broker:
     broker.add_middleware(AppContextMiddleware(app))
     broker.add_middleware(DeadLetterLog())
     broker.add_middleware(EventsSweep(app.config["EVENTS_SWEEP_INTERVAL"]))
+    broker.add_middleware(LastSeenFlusher(app))
     dramatiq.set_broker(broker)
     events.after_commit_hook = RelayKicks(broker)
     _move_actors(previous.actors.values(), broker)
@@ -266,11 +268,14 @@ class InProcessWorker:
         self.app.extensions.pop("dramatiq_worker", None)
 
     def join(self) -> None:
-        """Block until every queued message (retries included) has been processed."""
+        """Block until every queued message (retries included) has been processed, and the
+        chargers' last seen written."""
         broker = self.worker.broker
         for queue_name in broker.get_declared_queues():
             broker.join(queue_name, fail_fast=False)
         self.worker.join()
+        with self.app.app_context():
+            self.app.extensions["last_seen"].flush()
 
     @property
     def alive(self) -> bool:

@@ -120,7 +120,7 @@ def test_the_worker_entry_module_sets_the_broker_before_the_actors_load(
     assert outcome == {
         "broker": "RabbitmqBroker",
         "same": True,
-        "middleware": ["AppContextMiddleware", "DeadLetterLog", "EventsSweep"],
+        "middleware": ["AppContextMiddleware", "DeadLetterLog", "EventsSweep", "LastSeenFlusher"],
     }
 
 

@@ -5,7 +5,7 @@ and a dashboard connected over Socket.IO hears about it from the worker process.
 from __future__ import annotations
 
 import time
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pika
@@ -54,6 +54,12 @@ def production(request, tmp_path, sqlite_template):
         )
 
     return start
+
+
+def as_utc(value) -> datetime:
+    """A timestamp column as read back: aware on PostgreSQL, naive UTC text on SQLite."""
+    value = datetime.fromisoformat(value) if isinstance(value, str) else value
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def open_session(csms, email: str, charge_point_id: str, prepaid_minor: int) -> int:
@@ -159,6 +165,7 @@ def test_a_full_session_is_stored_and_billed(production):
                 ),
                 timeout=20,
             )
+            before_stop = time.time()
             charger.call(
                 "StopTransaction",
                 {
@@ -170,6 +177,13 @@ def test_a_full_session_is_stored_and_billed(production):
                 },
             )
         assert wait_until(lambda: session_state(csms, session_id) == "completed", timeout=30)
+
+        # last seen: when the CSMS received the last frame (written apart from the batches)
+        def last_seen() -> float:
+            seen = csms.scalar("SELECT last_seen_at FROM charge_points WHERE charge_point_id = 'FLOW-1'")
+            return 0.0 if seen is None else as_utc(seen).timestamp()
+
+        assert wait_until(lambda: last_seen() >= before_stop, timeout=10)
 
         # the transaction and its samples
         energy, stop_reason = csms.rows(
