@@ -18,6 +18,7 @@ import dramatiq
 class ActorAddress:
     queue_name: str
     actor_name: str
+    max_batch: int | None = None  # fewer exchanges per message than `HANDOFF_BATCH`, where each costs much
 
     def message(self, *args: Any) -> dramatiq.Message:
         """A message for the actor, as `Actor.message` builds it: the actor's own retry options
@@ -29,7 +30,10 @@ class ActorAddress:
 
 RECORD_EXCHANGES = ActorAddress("ocpp_messages", "record_exchanges")
 PROCESS_METER_VALUES = ActorAddress("metering", "process_meter_values")
-PROCESS_TRANSACTION_MESSAGES = ActorAddress("transactions", "process_transaction_messages")
+# A batch holds its transactions' rows locked until it commits, and MeterValues of those
+# transactions wait for it: a few hundred StartTransactions of a connect storm (several queries
+# each) made them wait seconds.
+PROCESS_TRANSACTION_MESSAGES = ActorAddress("transactions", "process_transaction_messages", max_batch=20)
 RECORD_COMMANDS = ActorAddress("commands", "record_commands")
 RECORD_CMS_EVENTS = ActorAddress("cms_events", "record_cms_events")
 NOTIFY = ActorAddress("notifications", "notify")

@@ -8,8 +8,8 @@ returns False only when the item could be kept nowhere, and the caller must then
 it received.
 
 In production, items for the same actor that arrive within `HANDOFF_LINGER` share one RabbitMQ
-message (at most `HANDOFF_BATCH` of them): one publish and one confirm for many chargers' messages,
-and one database transaction for the worker that applies them.
+message (at most `HANDOFF_BATCH` of them, or fewer where the address says so): one publish and one
+confirm for many chargers' messages, and one database transaction for the worker that applies them.
 
 Embedded mode has no broker to confirm anything, so every message is committed to the outbox first;
 a relay feeds the in-process broker and a row is deleted only after its actor finished (or the
@@ -216,7 +216,7 @@ class BrokerHandoff(Handoff):
             batch = self._open[actor.actor_name] = _Batch(actor)
             self._due.put((time.monotonic() + self.linger, batch))
         batch.items.append(item)
-        if len(batch.items) >= self.max_batch:
+        if len(batch.items) >= min(actor.max_batch or self.max_batch, self.max_batch):
             self._seal(batch)
             gevent.spawn(self._flush, batch)
         if not durable:
