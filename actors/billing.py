@@ -5,6 +5,7 @@ import logging
 import dramatiq
 from flask import current_app
 
+from actors import priorities
 from actors.notifications import publish
 from csms.extensions import db
 from csms.realtime import customer_room
@@ -15,7 +16,13 @@ from csms.services.money import format_minor
 log = logging.getLogger(__name__)
 
 
-@dramatiq.actor(queue_name="billing", max_retries=20, min_backoff=1_000, max_backoff=300_000)
+@dramatiq.actor(
+    queue_name="billing",
+    max_retries=20,
+    min_backoff=1_000,
+    max_backoff=300_000,
+    priority=priorities.BOOKKEEPING,
+)
 def settle_session(session_id: int) -> None:
     """Bill the session once its transaction has stopped; a second run finds it settled. The charger
     gets its usual MeterValueSampleInterval back (CSMS_BOOT_CONFIGURATION's) in the same commit."""
@@ -43,7 +50,13 @@ def settle_session(session_id: int) -> None:
     )
 
 
-@dramatiq.actor(queue_name="billing", max_retries=20, min_backoff=1_000, max_backoff=300_000)
+@dramatiq.actor(
+    queue_name="billing",
+    max_retries=20,
+    min_backoff=1_000,
+    max_backoff=300_000,
+    priority=priorities.BOOKKEEPING,
+)
 def bill_transaction(transaction_id: int) -> None:
     """Bill a stopped transaction no app session pays for (its tag's owner, or no one); once."""
     billing.bill_transaction(transaction_id)

@@ -2,6 +2,7 @@
 
 import dramatiq
 
+from actors import priorities
 from actors.notifications import publish_many
 from csms.extensions import db
 from csms.services import cms
@@ -18,7 +19,13 @@ def _integration_data(event: dict) -> dict:
     }
 
 
-@dramatiq.actor(queue_name="cms_events", max_retries=10, min_backoff=500, max_backoff=60_000)
+@dramatiq.actor(
+    queue_name="cms_events",
+    max_retries=10,
+    min_backoff=500,
+    max_backoff=60_000,
+    priority=priorities.BOOKKEEPING,
+)
 def record_cms_events(events: list) -> None:
     """Store each event once and tell operators (`cms:changed`) of the new ones."""
     new = [event for event in events if cms.record_event(event)]

@@ -4,6 +4,7 @@ import logging
 
 import dramatiq
 
+from actors import priorities
 from actors.batch import run_batch
 from actors.exchanges import Exchange, Notifications
 from csms.realtime import charger_room
@@ -12,7 +13,13 @@ from csms.services import call_outcomes, commands, events, local_lists, message_
 log = logging.getLogger(__name__)
 
 
-@dramatiq.actor(queue_name="commands", max_retries=10, min_backoff=500, max_backoff=60_000)
+@dramatiq.actor(
+    queue_name="commands",
+    max_retries=10,
+    min_backoff=500,
+    max_backoff=60_000,
+    priority=priorities.BOOKKEEPING,
+)
 def record_commands(exchanges: list) -> None:
     """Store each call's frames and its audit row once, and tell operators how it went."""
     run_batch(record_commands, exchanges, apply_commands)

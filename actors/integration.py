@@ -18,6 +18,7 @@ from datetime import timedelta
 import dramatiq
 from flask import current_app
 
+from actors import priorities
 from csms import metrics
 from csms.broker import SWEEP, is_embedded
 from csms.extensions import db
@@ -29,7 +30,12 @@ OVERDUE_GRACE = timedelta(seconds=60)
 
 
 @dramatiq.actor(
-    queue_name="integration_events", max_retries=20, min_backoff=1_000, max_backoff=60_000, time_limit=300_000
+    queue_name="integration_events",
+    max_retries=20,
+    min_backoff=1_000,
+    max_backoff=60_000,
+    time_limit=300_000,
+    priority=priorities.OUTSIDE,
 )
 def relay_events(kicks: list) -> None:
     """Publish every committed event not yet published, oldest first; a sweep's run then resends
@@ -66,7 +72,12 @@ def relay_events(kicks: list) -> None:
 
 
 @dramatiq.actor(
-    queue_name="webhooks", max_retries=5, min_backoff=1_000, max_backoff=60_000, time_limit=60_000
+    queue_name="webhooks",
+    max_retries=5,
+    min_backoff=1_000,
+    max_backoff=60_000,
+    time_limit=60_000,
+    priority=priorities.OUTSIDE,
 )
 def deliver_webhook(delivery_id: int, attempt: int) -> None:
     """Make one attempt of a delivery; a failed one is sent again after its backoff (its own

@@ -9,13 +9,16 @@ from datetime import UTC, datetime
 import dramatiq
 from flask import current_app
 
+from actors import priorities
 from csms.cluster import charger_calls
 from csms.extensions import db
 from csms.models import ChargePoint
 from csms.services import load_management
 
 
-@dramatiq.actor(queue_name="smart_charging", max_retries=5, min_backoff=200, max_backoff=10_000)
+@dramatiq.actor(
+    queue_name="smart_charging", max_retries=5, min_backoff=200, max_backoff=10_000, priority=priorities.LIVE
+)
 def reallocate_sites(triggers: list) -> None:
     """Reallocate each site named by `triggers` (`{"station_id" or "charge_point_id", "reason",
     "booted": [charger keys to send their TxDefaultProfile], "at": first received}`): a transaction

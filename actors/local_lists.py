@@ -2,11 +2,18 @@
 
 import dramatiq
 
+from actors import priorities
 from csms.extensions import db
 from csms.services import local_lists
 
 
-@dramatiq.actor(queue_name="commands", max_retries=10, min_backoff=500, max_backoff=60_000)
+@dramatiq.actor(
+    queue_name="commands",
+    max_retries=10,
+    min_backoff=500,
+    max_backoff=60_000,
+    priority=priorities.BOOKKEEPING,
+)
 def sync_local_lists(reason: dict) -> None:
     """Tags changed (`{"idTags": [...], "groups": [...]}`: the lists that may hold them follow;
     `groups` null: every list) or chargers' policies did (`{"chargePoints": [pk, ...]}`): queue the

@@ -7,6 +7,7 @@ from datetime import datetime
 
 import dramatiq
 
+from actors import priorities
 from actors.batch import run_batch
 from actors.exchanges import Exchange, Notifications
 from csms.pipeline import last_seen
@@ -26,7 +27,13 @@ from csms.services import (
 log = logging.getLogger(__name__)
 
 
-@dramatiq.actor(queue_name="ocpp_messages", max_retries=10, min_backoff=500, max_backoff=60_000)
+@dramatiq.actor(
+    queue_name="ocpp_messages",
+    max_retries=10,
+    min_backoff=500,
+    max_backoff=60_000,
+    priority=priorities.CHARGER_STATE,
+)
 def record_exchanges(exchanges: list) -> None:
     """Store the frames of a batch of exchanges and apply what they say about their chargers;
     idempotent."""
