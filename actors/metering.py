@@ -7,20 +7,19 @@ from datetime import datetime
 
 import dramatiq
 from flask import current_app
-from sqlalchemy import select
 
+from actors import priorities
 from actors.batch import run_batch
 from actors.exchanges import Exchange, Notifications
 from actors.storage import store_and_apply_charger_state
-from csms.extensions import db
-from csms.models import Transaction
 from csms.realtime import charger_room, customer_room
 from csms.services import bounds, charger_state, charging, events, metering, site_load
 from csms.services.money import format_minor
-from csms.services.sql import any_of
 
 
-@dramatiq.actor(queue_name="metering", max_retries=20, min_backoff=500, max_backoff=120_000)
+@dramatiq.actor(
+    queue_name="metering", max_retries=20, min_backoff=500, max_backoff=120_000, priority=priorities.METERING
+)
 def process_meter_values(exchanges: list) -> None:
     """Apply a batch of MeterValues exchanges; a redelivery stores nothing new and changes no total."""
     run_batch(process_meter_values, exchanges, apply_meter_values)
@@ -34,7 +33,8 @@ def apply_meter_values(views: list[Exchange], notifications: Notifications) -> N
     if not answered:
         return
     pks = charger_state.charge_point_pks(view.charge_point_id for view in answered)
-    transactions = _lock_transactions(answered)
+    # see `charging.link_session`: linking and metering one transaction must not interleave
+    transactions = charging.lock_transactions(bounds.int32(v.request.get("transactionId")) for v in answered)
     rows: list[dict] = []
     readings: dict[int, tuple[int, datetime]] = {}
     power: dict[int, int] = {}
@@ -78,22 +78,6 @@ def apply_meter_values(views: list[Exchange], notifications: Notifications) -> N
         notifications.add(event, data, rooms, charger_id=pk)
         announced.append(("meter.values.updated", data, view.first["event_id"]))
     events.emit_many(announced)
-
-
-def _lock_transactions(views: list[Exchange]) -> dict[int, int]:
-    """The transactions these messages name, locked in id order (see `charging.link_session`: the
-    two must not interleave, and a fixed order keeps concurrent batches from deadlocking), as their
-    charger's key by transaction id."""
-    ids = {bounds.int32(v.request.get("transactionId")) for v in views} - {None}
-    if not ids:
-        return {}
-    locked = db.session.execute(
-        select(Transaction.id, Transaction.charge_point_id)
-        .where(any_of(db.session, Transaction.id, ids))
-        .order_by(Transaction.id)
-        .with_for_update()
-    )
-    return {transaction_id: charge_point_pk for transaction_id, charge_point_pk in locked}
 
 
 def _meter_event(view: Exchange, samples: list[metering.Sample], progress: metering.Progress | None):

@@ -7,6 +7,7 @@ import logging
 import dramatiq
 from flask import current_app
 
+from actors import priorities
 from actors.batch import run_batch
 from actors.exchanges import Exchange, Notifications
 from actors.storage import store_and_apply_charger_state
@@ -18,7 +19,13 @@ from csms.services import bills, bounds, charger_state, charging, events, reserv
 log = logging.getLogger(__name__)
 
 
-@dramatiq.actor(queue_name="transactions", max_retries=20, min_backoff=500, max_backoff=120_000)
+@dramatiq.actor(
+    queue_name="transactions",
+    max_retries=20,
+    min_backoff=500,
+    max_backoff=120_000,
+    priority=priorities.CHARGER_STATE,
+)
 def process_transaction_messages(exchanges: list) -> None:
     """Apply a batch of Start/StopTransaction exchanges, in the order they were handed off; safe to
     run twice, concurrently, or out of order."""
@@ -29,6 +36,7 @@ def apply_transactions(views: list[Exchange], notifications: Notifications) -> N
     from actors.billing import bill_transaction, settle_session
 
     store_and_apply_charger_state(views, notifications)
+    charging.lock_transactions(_transaction_ids(views))
     candidates = unplanned.Candidates.of(
         [
             (view.response["transactionId"], view.request["idTag"])
@@ -51,6 +59,14 @@ def apply_transactions(views: list[Exchange], notifications: Notifications) -> N
         if session_id is not None:
             notifications.send_after(settle_session, session_id)
     _reallocate_after(views, notifications)
+
+
+def _transaction_ids(views: list[Exchange]):
+    for view in views:
+        if view.answered and view.action == "StartTransaction":
+            yield view.response["transactionId"]
+        elif view.answered and view.action == "StopTransaction":
+            yield bounds.int32(view.request["transactionId"])
 
 
 def _reallocate_after(views: list[Exchange], notifications: Notifications) -> None:

@@ -8,6 +8,7 @@ update, so the record ends the same whatever the order.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +19,7 @@ from csms.models import ChargingSession, QueuedCommand, SessionState, Transactio
 from csms.models.charging import ACTIVE_SESSION_STATES
 from csms.services import bounds, command_queue, metering
 from csms.services.clock import parse_utc
+from csms.services.sql import any_of
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +31,23 @@ class Linked:
     transaction_id: int
     stopped: bool
     claimed: bool = False  # this call gave a waiting app session its transaction
+
+
+def lock_transactions(transaction_ids: Iterable[int | None]) -> dict[int, int]:
+    """Lock the named transactions' rows, in id order, for the rest of the database transaction;
+    returns each existing one's charger key by id. Every batch that changes transactions
+    (MeterValues, Start and Stop) locks them this way before anything else: in one order, two
+    batches naming the same transactions wait for each other instead of deadlocking."""
+    ids = set(transaction_ids) - {None}
+    if not ids:
+        return {}
+    locked = db.session.execute(
+        select(Transaction.id, Transaction.charge_point_id)
+        .where(any_of(db.session, Transaction.id, ids))
+        .order_by(Transaction.id)
+        .with_for_update()
+    )
+    return {transaction_id: charge_point_pk for transaction_id, charge_point_pk in locked}
 
 
 def link_session(transaction_id: int) -> Linked | None:
