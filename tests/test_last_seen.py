@@ -10,7 +10,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from flask import Flask
-from sqlalchemy import select
+from sqlalchemy import select, text
+from sqlalchemy.exc import OperationalError
 
 from csms.extensions import db
 from csms.models import ChargePoint
@@ -80,3 +81,23 @@ def test_a_worker_writes_while_it_runs_and_when_it_stops(make_app) -> None:
         last_seen.note([("LS-4", T0 + timedelta(minutes=1))])
         flusher.before_worker_shutdown(app.extensions["dramatiq"], None)
         assert seen_at("LS-4") == T0 + timedelta(minutes=1)
+
+
+def test_a_flush_never_waits_long_for_a_row_a_batch_holds(make_app, postgres_url: str) -> None:
+    app = make_app(DATABASE_URL=postgres_url)
+    with app.app_context():
+        a_charge_point(charge_point_id="LS-5")
+        db.session.commit()
+        store = app.extensions["last_seen"]
+        store.flush()
+        last_seen.note([("LS-5", T0)])
+        with db.engine.connect() as batch:  # a batch's transaction, holding the charger's row
+            batch.execute(text("UPDATE charge_points SET vendor = 'x' WHERE charge_point_id = 'LS-5'"))
+            began = time.monotonic()
+            with pytest.raises(OperationalError, match="lock timeout"):
+                store.flush()
+            assert time.monotonic() - began < 2
+            batch.rollback()
+
+        assert store.flush() == 1  # the same times, once the row is free
+        assert seen_at("LS-5") == T0

@@ -20,8 +20,11 @@ from datetime import datetime
 import dramatiq
 from dramatiq.middleware import Middleware
 from flask import Flask, current_app
+from sqlalchemy import text
 
 log = logging.getLogger(__name__)
+
+LOCK_TIMEOUT_MS = 200
 
 
 def note(seen: Iterable[tuple[str, datetime]]) -> None:
@@ -54,6 +57,11 @@ class LastSeen:
         if not taken:
             return 0
         try:
+            if db.session.get_bind().dialect.name == "postgresql":
+                # A batch holding one of these rows (a boot's) would hold the flush, and a flush
+                # holding rows in charger order could deadlock with a batch taking them in its
+                # own: it gives up instead, and the next flush writes the same times.
+                db.session.execute(text(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT_MS}ms'"))
             charger_state.touch(taken)
             db.session.commit()
         except Exception:
