@@ -8,7 +8,7 @@ from typing import Any
 
 import dramatiq
 
-from actors.notifications import publish_many
+from actors.notifications import emit_committed
 from csms.services import bounds
 from csms.services.clock import parse_utc
 
@@ -49,7 +49,8 @@ class Exchange:
 class Notifications:
     """Events an actor collects while it works, and messages to other actors, sent only after its
     transaction committed: no dashboard hears of a change that was rolled back, and no actor is asked
-    to work on one. The events of a whole batch go out as one `notifications` message."""
+    to work on one. The events of a whole batch go out together, from the committing thread
+    (`actors.notifications.emit_committed`)."""
 
     def __init__(self) -> None:
         self.pending: list[tuple[str, dict[str, Any], list[str], int | None]] = []
@@ -63,7 +64,7 @@ class Notifications:
         self.messages.append((actor, args))
 
     def publish(self) -> None:
-        publish_many(self.pending)
+        emit_committed(self.pending)
         for actor, args in self.messages:
             actor.send(*args)
         self.pending.clear()

@@ -1,11 +1,12 @@
 """Live events: how actors publish them, and the actor that emits them to Socket.IO rooms.
 
-Actors queue events for `notify` (`publish`, `publish_many`) after their transaction committed;
-`notify` emits each to its rooms and again as `notification`, in the replaced Node system's shape
-(`csms.realtime.notification`). In production the emits travel through
-the Socket.IO message queue (`csms.realtime.BatchedKombuManager`) to every web node; in embedded mode
-straight to the web process's own server. Best-effort: a few quick retries, then dropped with a log
-line; billing and storage never wait on it.
+A batch's events are emitted by the thread that committed it (`emit_committed`); other actors, and
+a batch whose emit failed, queue them for `notify` (`publish`, `publish_many`). Either way each
+event goes to its rooms and again as `notification`, in the replaced Node system's shape
+(`csms.realtime.notification`). In production the emits travel through the Socket.IO message queue
+(`csms.realtime.BatchedKombuManager`) to every web node; in embedded mode straight to the web
+process's own server. Best-effort: a few quick retries, then dropped with a log line; billing and
+storage never wait on it.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 import dramatiq
 from flask import current_app
 
+from actors import priorities
 from csms.broker import is_embedded
 from csms.extensions import db, socketio
 from csms.fastjson import TextJson
@@ -29,7 +31,12 @@ log = logging.getLogger(__name__)
 
 
 @dramatiq.actor(
-    queue_name="notifications", max_retries=3, min_backoff=200, max_backoff=2_000, time_limit=10_000
+    queue_name="notifications",
+    max_retries=3,
+    min_backoff=200,
+    max_backoff=2_000,
+    time_limit=10_000,
+    priority=priorities.LIVE,
 )
 def notify(events: list) -> None:
     """Emit each `[event, data, rooms]` or `[event, data, rooms, chargerId]` to its rooms (and as
@@ -49,9 +56,29 @@ def publish_many(events: Sequence[Sequence]) -> None:
     if not events:
         return
     try:
-        notify.send([[event, data, [OPERATORS, *rooms], *rest] for event, data, rooms, *rest in events])
+        notify.send(_to_operators(events))
     except Exception:
         log.exception("could not queue %d notification(s)", len(events))
+
+
+def emit_committed(events: Sequence[Sequence]) -> None:
+    """Emit a committed batch's `(event, data, rooms[, charger_id])` events from the thread that
+    committed it, and queue them for `notify` (its quick retries) only if that fails.
+
+    Through `notify` every live event took a second trip through RabbitMQ and waited for a free
+    worker thread behind whatever the threads were busy with: seconds in a connect storm, when
+    they all apply Boot and StartTransaction batches."""
+    if not events:
+        return
+    try:
+        emit_all(_to_operators(events))
+    except Exception as exc:
+        log.warning("could not emit %d live event(s) (queued for retries): %s", len(events), exc)
+        publish_many(events)
+
+
+def _to_operators(events: Sequence[Sequence]) -> list[list]:
+    return [[event, data, [OPERATORS, *rooms], *rest] for event, data, rooms, *rest in events]
 
 
 def emit_all(events: Iterable[Sequence]) -> None:
