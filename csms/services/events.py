@@ -1,7 +1,8 @@
 """Integration events: what the CSMS tells the outside world, written to a transactional outbox.
 
-`emit` adds an event to the caller's database transaction (the `integration_events` table), so the
-event exists exactly when the effect it announces was committed; after the commit a relay
+`emit` adds an event to the caller's database transaction (the `integration_events` table, written
+as it commits, one statement for all its events), so the event exists exactly when the effect it
+announces was committed; after the commit a relay
 (`actors.integration.relay_events`) publishes it to RabbitMQ's `events_exchange` and hands it to
 matching webhooks, at least once. An actor redelivered after its commit emits the same events again:
 give `emit` a `key` that names the occurrence and the event keeps its id (and is not stored twice
@@ -23,12 +24,13 @@ from sqlalchemy.orm import Session
 from csms.extensions import db
 from csms.fastjson import dumps
 from csms.models import IntegrationEvent
-from csms.services.sql import insert_ignoring_conflicts
+from csms.services.sql import any_of, insert_ignoring_conflicts
 
 SCHEMA_VERSION = 1
 EXCHANGE = "events_exchange"
 _NAMESPACE = uuid.UUID("5f1d3c1e-6f0e-4d8a-9a63-2f4c1f8e0b19")
-_PENDING_FLAG = "csms_integration_events"
+_PENDING_ROWS = "csms_integration_event_rows"  # emitted, written when the transaction commits
+_PENDING_FLAG = "csms_integration_events"  # written: kick the relay once committed
 
 # Called after a commit that added events: set by the process that runs the relay (`csms.broker`).
 after_commit_hook: Callable[[], None] | None = None
@@ -40,7 +42,7 @@ def emit(routing_key: str, data: dict[str, Any], *, key: str | None = None) -> s
 
 
 def emit_many(events: Iterable[tuple[str, dict[str, Any], str | None]]) -> list[str]:
-    """Add `(routing_key, data, key)` events to the current transaction in one statement."""
+    """Add `(routing_key, data, key)` events to the current transaction (written as it commits)."""
     now = datetime.now(UTC)
     rows = []
     for routing_key, data, key in events:
@@ -61,9 +63,18 @@ def emit_many(events: Iterable[tuple[str, dict[str, Any], str | None]]) -> list[
             }
         )
     if rows:
-        insert_ignoring_conflicts(db.session, IntegrationEvent, rows, ["event_id"], counted=False)
-        db.session.info[_PENDING_FLAG] = True
+        db.session.info.setdefault(_PENDING_ROWS, []).extend(rows)
     return [row["event_id"] for row in rows]
+
+
+@event.listens_for(Session, "before_commit")
+def _write_pending(session: Session) -> None:
+    """Every event of the transaction in one statement, as it commits: a batch of a few hundred
+    exchanges emits an event for most of them, and a statement each cost more than their work."""
+    rows = session.info.pop(_PENDING_ROWS, None)
+    if rows:
+        insert_ignoring_conflicts(session, IntegrationEvent, rows, ["event_id"], counted=False)
+        session.info[_PENDING_FLAG] = True
 
 
 @event.listens_for(Session, "after_commit")
@@ -74,6 +85,7 @@ def _after_commit(session: Session) -> None:
 
 @event.listens_for(Session, "after_soft_rollback")
 def _after_rollback(session: Session, previous_transaction: Any) -> None:
+    session.info.pop(_PENDING_ROWS, None)
     session.info.pop(_PENDING_FLAG, None)
 
 
@@ -95,7 +107,7 @@ def mark_published(ids: list[int]) -> None:
     if ids:
         db.session.execute(
             update(IntegrationEvent)
-            .where(IntegrationEvent.id.in_(ids))
+            .where(any_of(db.session, IntegrationEvent.id, ids))
             .values(published_at=datetime.now(UTC))
         )
 
