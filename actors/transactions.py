@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 import dramatiq
 from flask import current_app
@@ -33,32 +34,63 @@ def process_transaction_messages(exchanges: list) -> None:
 
 
 def apply_transactions(views: list[Exchange], notifications: Notifications) -> None:
-    from actors.billing import bill_transaction, settle_session
+    from actors.billing import bill_transactions, settle_session
 
     store_and_apply_charger_state(views, notifications)
-    charging.lock_transactions(_transaction_ids(views))
-    candidates = unplanned.Candidates.of(
-        [
-            (view.response["transactionId"], view.request["idTag"])
-            for view in views
-            if view.answered and view.action == "StartTransaction"
-        ]
-    )
+    batch = _Batch.of(views)
+    to_bill = []
     for view in views:
         session_id = None
         if view.answered and view.action == "StartTransaction":
-            session_id = _start(view, notifications, candidates)
+            session_id = _start(view, notifications, batch)
         elif view.answered and view.action == "StopTransaction":
-            pk = charger_state.charge_point_pk(view.charge_point_id)
-            stopped = charging.stop(pk, view.request, view.notes)
+            pk = batch.pks.get(view.charge_point_id)
+            stopped = charging.stop(pk, view.request, view.notes, batch.transactions)
             session_id = stopped.session.session_id if stopped.session is not None else None
             if stopped.known and session_id is None:
-                notifications.send_after(bill_transaction, stopped.transaction_id)
+                to_bill.append(stopped.transaction_id)
             if stopped.known and stopped.newly_stopped:
                 _emit_stopped(view, stopped)
         if session_id is not None:
             notifications.send_after(settle_session, session_id)
-    _reallocate_after(views, notifications)
+    if to_bill:
+        notifications.send_after(bill_transactions, to_bill)
+    _reallocate_after(batch, notifications)
+
+
+@dataclass(frozen=True)
+class _Batch:
+    """What the batch's exchanges need from the database, read with a few queries for the whole
+    batch (its transactions locked and loaded, its chargers' keys, tariffs, reservations, waiting
+    sessions): a start costs a query or two more only where a session or a reservation waits."""
+
+    transactions: dict[int, Transaction]  # the batch's, locked
+    pks: dict[str, int]  # chargePointId → charger key
+    candidates: unplanned.Candidates
+    waiting: charging.Waiting
+    tariffs: bills.Tariffs
+    reserved: set[int]  # chargers with an open reservation
+    changed: bool  # a transaction starts or stops here
+
+    @classmethod
+    def of(cls, views: list[Exchange]) -> _Batch:
+        transactions = charging.lock_and_load_transactions(_transaction_ids(views))
+        starts = [view for view in views if view.answered and view.action == "StartTransaction"]
+        stops = [view for view in views if view.answered and view.action == "StopTransaction"]
+        changed = starts + stops
+        pks = charger_state.charge_point_pks(view.charge_point_id for view in changed) if changed else {}
+        started_at = {pks[v.charge_point_id] for v in starts if v.charge_point_id in pks}
+        return cls(
+            transactions,
+            pks,
+            unplanned.Candidates.of(
+                [(view.response["transactionId"], view.request["idTag"]) for view in starts]
+            ),
+            charging.Waiting.of([view.response["transactionId"] for view in starts], started_at),
+            bills.Tariffs(started_at),
+            reservations.chargers_with_open(started_at),
+            bool(changed),
+        )
 
 
 def _transaction_ids(views: list[Exchange]):
@@ -69,30 +101,33 @@ def _transaction_ids(views: list[Exchange]):
             yield bounds.int32(view.request["transactionId"])
 
 
-def _reallocate_after(views: list[Exchange], notifications: Notifications) -> None:
+def _reallocate_after(batch: _Batch, notifications: Notifications) -> None:
     """A transaction that starts or stops at a limited site changes every share there."""
     from actors.load import reallocate_sites
 
-    started = [v for v in views if v.answered and v.action in ("StartTransaction", "StopTransaction")]
-    if not started:
+    if not batch.changed:
         return
-    pks = charger_state.charge_point_pks(view.charge_point_id for view in started)
-    sites = site_load.station_of(set(pks.values()))
+    sites = site_load.station_of(set(batch.pks.values()))
     for station_id in sorted(set(sites.values())):
         notifications.send_after(reallocate_sites, [{"station_id": station_id, "reason": "transaction"}])
 
 
-def _start(view: Exchange, notifications: Notifications, candidates: unplanned.Candidates) -> int | None:
+def _start(view: Exchange, notifications: Notifications, batch: _Batch) -> int | None:
     """Close what the start supersedes, then link the transaction to its customer session, or to a
     new session of its tag's owner (`unplanned`); returns the session when it is already stopped
     (its Stop was processed first, and billing waited for this link)."""
+    candidates = batch.candidates
     transaction_id = view.response["transactionId"]
-    _use_reservation(view, transaction_id)
+    pk = batch.pks.get(view.charge_point_id)
+    if pk in batch.reserved:
+        _use_reservation(view, pk, transaction_id)
     if transaction_id in candidates.superseding:
         _settled(notifications, unplanned.close_superseded(transaction_id))
-    linked = charging.link_session(transaction_id)
-    transaction = db.session.get(Transaction, transaction_id)
-    bills.snapshot(transaction)  # the tariff as it is now prices the whole transaction
+    may_link = batch.waiting.may_link(transaction_id, pk)
+    linked = charging.link_session(transaction_id) if may_link else None
+    transaction = batch.transactions.get(transaction_id) or db.session.get(Transaction, transaction_id)
+    # the tariff as it is now prices the whole transaction
+    bills.snapshot(transaction, batch.tariffs, may_have_session=may_link)
     settled = []
     if linked is None and view.request["idTag"] in candidates.owned_tags:
         adoption = unplanned.adopt(
@@ -128,14 +163,13 @@ def _start(view: Exchange, notifications: Notifications, candidates: unplanned.C
     return None
 
 
-def _use_reservation(view: Exchange, transaction_id: int) -> None:
+def _use_reservation(view: Exchange, pk: int, transaction_id: int) -> None:
     """The reservation this start takes, if any (csms.services.reservations.use)."""
-    pk = charger_state.charge_point_pk(view.charge_point_id)
     reservation_id = view.request.get("reservationId")
     in_range = bounds.int32(view.request["connectorId"]) is not None and (
         reservation_id is None or bounds.int32(reservation_id) is not None
     )
-    if pk is None or not in_range:
+    if not in_range:
         return
     reservations.use(
         pk,

@@ -8,6 +8,7 @@ sum to it; tax is what the rounding of the gross adds to the net.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from datetime import timedelta
 from decimal import ROUND_FLOOR, Decimal
@@ -18,6 +19,7 @@ from csms.extensions import db
 from csms.models import ChargePoint, ChargingSession, Tariff, Transaction
 from csms.services import billing
 from csms.services.money import format_minor
+from csms.services.sql import any_of
 
 
 def snapshot_of(tariff: Tariff | None) -> dict:
@@ -50,23 +52,58 @@ def prices_of(snapshot: dict) -> billing.Prices:
     )
 
 
-def snapshot(transaction: Transaction) -> dict:
+def snapshot(
+    transaction: Transaction, tariffs: Tariffs | None = None, *, may_have_session: bool = True
+) -> dict:
     """Take the transaction's tariff snapshot if it has none yet, and return it.
 
     Taken when the start is processed (or the stop, if that came first): the tariff of the app session
     waiting for it, else the charge point's, else the default one. Once taken it never changes.
+    A batch passes its `Tariffs`, and `may_have_session=False` for a transaction no session can
+    name (`charging.Waiting`).
     """
     if transaction.tariff is None:
-        tariff_id = db.session.scalar(
-            select(ChargingSession.tariff_id).where(ChargingSession.transaction_id == transaction.id)
-        ) or db.session.scalar(
-            select(ChargePoint.tariff_id).where(ChargePoint.id == transaction.charge_point_id)
-        )
-        tariff = db.session.get(Tariff, tariff_id) if tariff_id is not None else None
-        if tariff is None:
-            tariff = db.session.scalar(select(Tariff).where(Tariff.is_default.is_(True)))
-        transaction.tariff = snapshot_of(tariff)
+        tariffs = tariffs or Tariffs([transaction.charge_point_id])
+        tariff_id = None
+        if may_have_session:
+            tariff_id = db.session.scalar(
+                select(ChargingSession.tariff_id).where(ChargingSession.transaction_id == transaction.id)
+            )
+        transaction.tariff = snapshot_of(tariffs.of(tariff_id, transaction.charge_point_id))
     return transaction.tariff
+
+
+class Tariffs:
+    """The tariffs a batch of transactions is priced with, read once for the batch: the charge
+    points' own, and the default one."""
+
+    def __init__(self, charge_point_pks: Iterable[int]) -> None:
+        pks = set(charge_point_pks)
+        self._of_charger = (
+            dict(
+                db.session.execute(
+                    select(ChargePoint.id, ChargePoint.tariff_id).where(
+                        any_of(db.session, ChargePoint.id, pks)
+                    )
+                ).all()
+            )
+            if pks
+            else {}
+        )
+        self._default: Tariff | None = None
+        self._default_read = False
+
+    def of(self, tariff_id: int | None, charge_point_pk: int) -> Tariff | None:
+        """The session's tariff if it has one, else the charge point's, else the default one."""
+        tariff_id = tariff_id or self._of_charger.get(charge_point_pk)
+        tariff = db.session.get(Tariff, tariff_id) if tariff_id is not None else None
+        return tariff if tariff is not None else self.default()
+
+    def default(self) -> Tariff | None:
+        if not self._default_read:
+            self._default = db.session.scalar(select(Tariff).where(Tariff.is_default.is_(True)))
+            self._default_read = True
+        return self._default
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import and_, or_, select, update
 
 from csms.extensions import db
 from csms.models import ChargingSession, QueuedCommand, SessionState, Transaction, TransactionState
@@ -41,13 +41,53 @@ def lock_transactions(transaction_ids: Iterable[int | None]) -> dict[int, int]:
     ids = set(transaction_ids) - {None}
     if not ids:
         return {}
-    locked = db.session.execute(
-        select(Transaction.id, Transaction.charge_point_id)
-        .where(any_of(db.session, Transaction.id, ids))
-        .order_by(Transaction.id)
-        .with_for_update()
-    )
+    query = select(Transaction.id, Transaction.charge_point_id).where(any_of(db.session, Transaction.id, ids))
+    locked = db.session.execute(query.order_by(Transaction.id).with_for_update())
     return {transaction_id: charge_point_pk for transaction_id, charge_point_pk in locked}
+
+
+def lock_and_load_transactions(transaction_ids: Iterable[int | None]) -> dict[int, Transaction]:
+    """`lock_transactions`, returning the transactions themselves (the caller keeps them: the
+    session holds loaded objects only while someone does)."""
+    ids = set(transaction_ids) - {None}
+    if not ids:
+        return {}
+    query = select(Transaction).where(any_of(db.session, Transaction.id, ids))
+    return {t.id: t for t in db.session.scalars(query.order_by(Transaction.id).with_for_update())}
+
+
+@dataclass(frozen=True)
+class Waiting:
+    """Which starts of a batch `link_session` may link, found with one query for the batch: those a
+    session names already (a redelivery), and those at a charger where a session waits for its
+    transaction. The common start (no app session) then costs no session queries."""
+
+    named: frozenset[int]
+    chargers: frozenset[int]
+
+    @classmethod
+    def of(cls, transaction_ids: Iterable[int], charge_point_pks: Iterable[int]) -> Waiting:
+        ids, pks = set(transaction_ids), set(charge_point_pks)
+        if not ids:
+            return cls(frozenset(), frozenset())
+        conditions = [any_of(db.session, ChargingSession.transaction_id, ids)]
+        if pks:
+            conditions.append(
+                and_(
+                    ChargingSession.transaction_id.is_(None),
+                    ChargingSession.state.in_([SessionState.REQUESTED, SessionState.ACCEPTED]),
+                    any_of(db.session, ChargingSession.charge_point_id, pks),
+                )
+            )
+        rows = db.session.execute(
+            select(ChargingSession.transaction_id, ChargingSession.charge_point_id).where(or_(*conditions))
+        ).all()
+        return cls(
+            frozenset(t for t, _ in rows if t is not None), frozenset(cp for t, cp in rows if t is None)
+        )
+
+    def may_link(self, transaction_id: int, charge_point_pk: int) -> bool:
+        return transaction_id in self.named or charge_point_pk in self.chargers
 
 
 def link_session(transaction_id: int) -> Linked | None:
@@ -94,17 +134,25 @@ class Stopped:
     session: Linked | None
 
 
-def stop(charge_point_pk: int | None, payload: dict[str, Any], notes: list[str] | None = None) -> Stopped:
+def stop(
+    charge_point_pk: int | None,
+    payload: dict[str, Any],
+    notes: list[str] | None = None,
+    locked: dict[int, Transaction] | None = None,
+) -> Stopped:
     """Record a StopTransaction. The first Stop wins; a repeated one changes nothing. A transaction the
     CSMS never allocated (unknown id, or -1) is reported as unknown and left alone.
 
     An answered Stop always stops: a meterStop no meter reads (beyond 10^16 Wh, negative) is
     replaced by the highest register reading known, and absurd samples are dropped, each with a
-    reason in `notes`."""
+    reason in `notes`. `locked`: transactions the caller has locked and loaded already
+    (`lock_and_load_transactions`)."""
     notes = [] if notes is None else notes
     transaction_id = bounds.int32(payload["transactionId"])
     transaction = None
-    if transaction_id is not None:
+    if locked is not None and transaction_id in locked:
+        transaction = locked[transaction_id]
+    elif transaction_id is not None:
         transaction = db.session.get(Transaction, transaction_id, with_for_update=True)
     if transaction is None or (
         charge_point_pk is not None and transaction.charge_point_id != charge_point_pk
