@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from datetime import datetime
 
 import dramatiq
@@ -55,6 +56,7 @@ def note_last_seen(views: list[Exchange]) -> None:
 
 def apply_charger_state(views: list[Exchange], notifications: Notifications) -> None:
     """Identity on boot; connector status when newer than stored."""
+    statuses = _Statuses.of(views)
     booted = []
     for view in views:
         if not view.answered:
@@ -75,7 +77,7 @@ def apply_charger_state(views: list[Exchange], notifications: Notifications) -> 
                 extra={"chargePointId": view.charge_point_id, "event": "boot"},
             )
         elif view.action == "StatusNotification":
-            apply_status(view, notifications)
+            apply_status(view, notifications, statuses)
         elif view.action == "FirmwareStatusNotification":
             firmware.apply_status(view.charge_point_id, view.request["status"], view.at)
         elif view.action == "DiagnosticsStatusNotification":
@@ -99,15 +101,48 @@ def _after_boot(booted: list[str], notifications: Notifications) -> None:
         notifications.send_after(reallocate_sites, [trigger])
 
 
-def apply_status(view: Exchange, notifications: Notifications) -> None:
+@dataclass(frozen=True)
+class _Statuses:
+    """What the batch's StatusNotifications need, read and written once for the batch: their
+    chargers' keys, their connectors (made where missing), and which chargers have availability
+    changes scheduled."""
+
+    pks: dict[str, int]
+    scheduled: set[int]
+
+    @classmethod
+    def of(cls, views: list[Exchange]) -> _Statuses:
+        statuses = [
+            view
+            for view in views
+            if view.answered
+            and view.action == "StatusNotification"
+            and bounds.int32(view.request["connectorId"]) is not None
+        ]
+        if not statuses:
+            return cls({}, set())
+        pks = charger_state.charge_point_pks(view.charge_point_id for view in statuses)
+        charger_state.ensure_connectors(
+            (pks[v.charge_point_id], v.request["connectorId"], v.request["status"])
+            for v in statuses
+            if v.charge_point_id in pks
+        )
+        return cls(pks, maintenance.with_scheduled_changes(pks.values()))
+
+
+def apply_status(view: Exchange, notifications: Notifications, statuses: _Statuses) -> None:
     cp = view.charge_point_id
     status = view.request
     if bounds.int32(status["connectorId"]) is None:
         view.notes.append(f"connectorId {status['connectorId']} out of range: status not stored")
         return
+    pk = statuses.pks.get(cp)
+    if pk is None:
+        return
     at = view.time_of(status.get("timestamp"))
-    maintenance.apply_status(cp, status["connectorId"], status["status"])  # a scheduled availability
-    if charger_state.apply_status(cp, status, at):
+    if pk in statuses.scheduled:
+        maintenance.apply_status(pk, status["connectorId"], status["status"])  # a scheduled availability
+    if charger_state.apply_status(pk, status, at):
         data = {
             "chargePointId": cp,
             "connectorId": status["connectorId"],

@@ -223,16 +223,18 @@ def test_a_scheduled_availability_applies_whichever_comes_first(any_db_app):
     maintenance.record_answer(
         point.id, "ChangeAvailability", later, "answered", {"status": "Scheduled"}, None, NOW
     )
-    maintenance.apply_status(point.charge_point_id, 2, "Finishing")
+    assert maintenance.with_scheduled_changes([point.id]) == {point.id}
+    maintenance.apply_status(point.id, 2, "Finishing")
     db.session.commit()
     second = db.session.scalar(
         select(Connector).where(Connector.charge_point_id == point.id, Connector.connector_id == 2)
     )
     assert second.availability_state == "scheduled"
-    maintenance.apply_status(point.charge_point_id, 2, "Unavailable")
+    maintenance.apply_status(point.id, 2, "Unavailable")
     db.session.commit()
     db.session.refresh(second)
     assert second.availability_state == "applied"
+    assert maintenance.with_scheduled_changes([point.id]) == set()
     # an older answer delivered late never overwrites a newer one
     maintenance.record_answer(point.id, "ChangeAvailability", later, "timeout", None, None, asked)
     db.session.commit()

@@ -75,19 +75,19 @@ def apply_boot(charge_point_id: str, payload: dict[str, Any], at: datetime) -> b
     return result.rowcount == 1
 
 
-def apply_status(charge_point_id: str, payload: dict[str, Any], at: datetime) -> bool:
+def ensure_connectors(connectors: Iterable[tuple[int, int, str]]) -> None:
+    """Create the connectors `(charger key, connector id, status)` a batch's StatusNotifications
+    name and the charger never declared, in one statement; existing ones are left alone."""
+    rows = [{"charge_point_id": pk, "connector_id": c, "status": status} for pk, c, status in connectors]
+    if rows:
+        insert_ignoring_conflicts(db.session, Connector, rows, ["charge_point_id", "connector_id"])
+
+
+def apply_status(pk: int, payload: dict[str, Any], at: datetime) -> bool:
     """Set a connector's status if this notification is newer than the stored one; connector 0 is the
-    charge point itself. Returns True when the stored state changed."""
-    pk = charge_point_pk(charge_point_id)
-    if pk is None:
-        return False
+    charge point itself (its row made by `ensure_connectors`). Returns True when the stored state
+    changed."""
     connector_id = payload["connectorId"]
-    insert_ignoring_conflicts(
-        db.session,
-        Connector,
-        [{"charge_point_id": pk, "connector_id": connector_id, "status": payload["status"]}],
-        ["charge_point_id", "connector_id"],
-    )
     result = db.session.execute(
         update(Connector)
         .where(Connector.charge_point_id == pk, Connector.connector_id == connector_id)

@@ -12,14 +12,15 @@ apply first.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import or_, select, update
 
 from csms.extensions import db
-from csms.models import ChargePoint, ChargerOperation, Connector
-from csms.services.sql import upsert
+from csms.models import ChargerOperation, Connector
+from csms.services.sql import any_of, upsert
 
 RECORDED = frozenset({"ChangeAvailability", "ClearCache", "TriggerMessage", "UnlockConnector"})
 
@@ -89,15 +90,28 @@ def _change_availability(charge_point_pk: int, request: dict[str, Any], status: 
                 connector.availability_state = "applied"
 
 
-def apply_status(charge_point_id: str, connector_id: int, status: str) -> None:
-    """A connector's StatusNotification: a scheduled availability change it shows is now applied.
-    One UPDATE through the connector's unique index, matching nothing in the usual case: this runs
-    for every StatusNotification."""
-    charger = select(ChargePoint.id).where(ChargePoint.charge_point_id == charge_point_id).scalar_subquery()
+def with_scheduled_changes(charge_point_pks: Iterable[int]) -> set[int]:
+    """Which of these chargers have a connector with an availability change scheduled: a batch of
+    StatusNotifications asks once, and `apply_status` runs only for those."""
+    pks = set(charge_point_pks)
+    if not pks:
+        return set()
+    return set(
+        db.session.scalars(
+            select(Connector.charge_point_id)
+            .where(any_of(db.session, Connector.charge_point_id, pks))
+            .where(Connector.availability_state == "scheduled")
+            .distinct()
+        )
+    )
+
+
+def apply_status(charge_point_pk: int, connector_id: int, status: str) -> None:
+    """A connector's StatusNotification: a scheduled availability change it shows is now applied."""
     db.session.execute(
         update(Connector)
         .where(
-            Connector.charge_point_id == charger,
+            Connector.charge_point_id == charge_point_pk,
             Connector.connector_id == connector_id,
             Connector.availability_state == "scheduled",
             Connector.availability == ("Inoperative" if status == "Unavailable" else "Operative"),
