@@ -4,6 +4,7 @@ import logging
 
 import dramatiq
 from flask import current_app
+from sqlalchemy.exc import OperationalError
 
 from actors import priorities
 from actors.notifications import publish
@@ -61,6 +62,36 @@ def bill_transaction(transaction_id: int) -> None:
     """Bill a stopped transaction no app session pays for (its tag's owner, or no one); once."""
     billing.bill_transaction(transaction_id)
     db.session.commit()
+
+
+@dramatiq.actor(
+    queue_name="billing",
+    max_retries=20,
+    min_backoff=1_000,
+    max_backoff=300_000,
+    priority=priorities.BOOKKEEPING,
+)
+def bill_transactions(transaction_ids: list) -> None:
+    """`bill_transaction` for a batch's stopped transactions, in one database transaction: a
+    message each cost its sender a publisher confirm apiece, and the Stop batch's thread waited for
+    them in turn. One that fails is billed on its own (`bill_transaction`, its own retries)."""
+    try:
+        for transaction_id in transaction_ids:
+            billing.bill_transaction(transaction_id)
+        db.session.commit()
+        return
+    except OperationalError:
+        db.session.rollback()
+        raise  # database away or a deadlock: the whole batch again later
+    except Exception:
+        db.session.rollback()
+        if len(transaction_ids) == 1:
+            raise
+        log.exception(
+            "billing %d transactions together failed; billing them one by one", len(transaction_ids)
+        )
+    for transaction_id in transaction_ids:
+        bill_transaction.send(transaction_id)
 
 
 def stopped_event(settlement: billing.Settlement) -> dict:

@@ -17,7 +17,7 @@ import pytest
 from flask import Flask
 from sqlalchemy import select
 
-from actors.billing import bill_transaction, settle_session
+from actors.billing import bill_transaction, bill_transactions, settle_session
 from actors.metering import process_meter_values
 from actors.transactions import process_transaction_messages
 from csms.extensions import db
@@ -109,7 +109,7 @@ def stop(world, transaction_id: int, meter: int, minute: int) -> None:
     if session_id is not None:
         run_twice(world["app"], settle_session, session_id)
     else:
-        run_twice(world["app"], bill_transaction, transaction_id)
+        run_twice(world["app"], bill_transactions, [transaction_id])
 
 
 def meter(world, transaction_id: int, minute: int, register_wh: int, watts: int, connector: int = 1) -> None:
@@ -197,6 +197,35 @@ def test_a_postpaid_owner_pays_from_the_wallet_or_owes_and_a_nobodys_tag_is_pric
         nobodys: ("nobody", None, 518, 518),
     }
     assert receipt_numbers() == {small: 1, large: 2}  # nobody to hand the third one to
+
+
+def test_a_stop_batchs_bills_go_together_and_one_that_fails_goes_alone(world, monkeypatch):
+    """A Stop batch's transactions are billed by one message; one whose billing fails leaves the
+    others billed and is sent on its own, to `bill_transaction`'s retries and dead-letter queue."""
+    first, poison, third = (start(world, "BOB", connector=c) for c in (1, 2, 3))
+    for transaction_id in (first, poison, third):
+        request = {"transactionId": transaction_id, "meterStop": 2000, "timestamp": at(10)}
+        process_transaction_messages([exchange("StopTransaction", request, {})])
+    bill = billing.bill_transaction
+    monkeypatch.setattr(
+        billing,
+        "bill_transaction",
+        lambda transaction_id: 1 / 0 if transaction_id == poison else bill(transaction_id),
+    )
+    sent = []
+    monkeypatch.setattr(bill_transaction, "send", lambda transaction_id: sent.append(transaction_id))
+
+    bill_transactions([first, poison, third])
+
+    assert sorted(sent) == sorted([first, poison, third])  # each on its own now
+    assert {t.id: t.billing for t in db.session.scalars(select(Transaction))} == dict.fromkeys(
+        (first, poison, third)
+    )  # the failed batch left nothing behind
+    for transaction_id in sent:
+        if transaction_id != poison:
+            bill_transaction(transaction_id)
+    billed = {t.id: t.billing for t in db.session.scalars(select(Transaction))}
+    assert billed == {first: "wallet", poison: None, third: "wallet"}
 
 
 def test_a_tariff_edited_mid_session_leaves_its_bill_alone_and_the_budget_is_watched(world):
