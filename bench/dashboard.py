@@ -199,6 +199,12 @@ def _listen(base_url: str, token: str, results, ready, stop, heard) -> None:
     results.send(delays)
 
 
+def tenths(values: list[float]) -> list[list[float]]:
+    """The values in ten consecutive parts, in the order they came."""
+    n = len(values)
+    return [values[i * n // 10 : (i + 1) * n // 10] for i in range(10)] if n >= 10 else []
+
+
 def percentile(values: list[float], fraction: float) -> float | None:
     if not values:
         return None
@@ -268,4 +274,8 @@ def live_events(seconds: float, log_dir: Path, csms, measure, tree_cpu_seconds) 
             "delay max ms": percentile(steady, 1.0),
             # growing from the first tenth of the events to the last: the pipeline falls behind
             "delay p50 ms, first / last tenth": f"{percentile(first, 0.5)} / {percentile(last, 0.5)}",
+            # where in the run the slow ones are: the connect storm, the steady part, the stops
+            "delay p50 / p99 ms by tenth": " ".join(
+                f"{percentile(part, 0.5):.0f}/{percentile(part, 0.99):.0f}" for part in tenths(delays)
+            ),
         }
