@@ -76,7 +76,10 @@ def bill_transactions(transaction_ids: list) -> None:
     message each cost its sender a publisher confirm apiece, and the Stop batch's thread waited for
     them in turn. One that fails is billed on its own (`bill_transaction`, its own retries)."""
     try:
-        for transaction_id in transaction_ids:
+        # all of them locked first, in id order, as every batch locks transactions: one at a time
+        # in the batch's order deadlocked with a MeterValues batch
+        locked = charging.lock_and_load_transactions(transaction_ids)
+        for transaction_id in sorted(locked):
             billing.bill_transaction(transaction_id)
         db.session.commit()
         return
