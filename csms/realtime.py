@@ -156,12 +156,22 @@ def on_disconnect(*_args: Any) -> None:
     metrics.SOCKETIO_CLIENTS.dec()
 
 
+# A web node's own queue of live events outlives the node by this long (python-socketio's default
+# is five minutes). Every event of the network is copied to it until then: a node restarted in a
+# deploy left a queue taking a thousand or more messages a second that nobody would read. A node
+# back within 30 s finds its queue again; one back later declares a new one (live events are
+# best-effort).
+NODE_QUEUE_OPTIONS = {"queue_arguments": {"x-expires": 30_000}}
+
+
 def init_app(app: Flask, async_mode: str) -> None:
     """The web process's Socket.IO server, fed by the message queue in production mode."""
     manager = (
         None
         if is_embedded(app)
-        else BatchedKombuManager(app.config["RABBITMQ_URL"], channel=CHANNEL, json=TextJson)
+        else BatchedKombuManager(
+            app.config["RABBITMQ_URL"], channel=CHANNEL, json=TextJson, queue_options=NODE_QUEUE_OPTIONS
+        )
     )
     origins = socketio_origins(parse_origins(app.config["CORS_ORIGINS"]))
     socketio.init_app(app, async_mode=async_mode, client_manager=manager, cors_allowed_origins=origins)

@@ -72,3 +72,13 @@ def test_emit_json_publishes_what_python_socketio_emit_does(monkeypatch):
         sender.emit_json(event, data, rooms)
     assert len(published) == 2 * len(EMITS)
     assert published[0::2] == published[1::2]
+
+
+def test_a_web_nodes_queue_of_live_events_expires_30_s_after_the_node(make_app):
+    """A stopped node's queue goes after 30 s, not python-socketio's five minutes of every event."""
+    from csms.extensions import socketio
+
+    make_app(RABBITMQ_URL="amqp://guest:guest@127.0.0.1:1/%2F")
+    queue = socketio.server.manager._queue()
+    assert queue.queue_arguments == {"x-expires": 30_000}
+    assert not queue.durable
