@@ -18,7 +18,7 @@ from csms.services.money import format_minor
 
 
 @dramatiq.actor(
-    queue_name="metering", max_retries=20, min_backoff=500, max_backoff=120_000, priority=priorities.CHARGERS
+    queue_name="metering", max_retries=20, min_backoff=500, max_backoff=120_000, priority=priorities.METERING
 )
 def process_meter_values(exchanges: list) -> None:
     """Apply a batch of MeterValues exchanges; a redelivery stores nothing new and changes no total."""

@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
     max_retries=10,
     min_backoff=500,
     max_backoff=60_000,
-    priority=priorities.CHARGERS,
+    priority=priorities.CHARGER_STATE,
 )
 def record_exchanges(exchanges: list) -> None:
     """Store the frames of a batch of exchanges and apply what they say about their chargers;

@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
     max_retries=20,
     min_backoff=500,
     max_backoff=120_000,
-    priority=priorities.CHARGERS,
+    priority=priorities.METERING,
 )
 def process_transaction_messages(exchanges: list) -> None:
     """Apply a batch of Start/StopTransaction exchanges, in the order they were handed off; safe to
