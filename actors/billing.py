@@ -16,14 +16,19 @@ from csms.services.money import format_minor
 
 log = logging.getLogger(__name__)
 
+# Money waits for the database, never the other way round: retried for up to about an hour.
+# (Options, not one decorator: a `dramatiq.actor(...)` decorator names every function it decorates
+# after the first.)
+BILLING = {
+    "queue_name": "billing",
+    "max_retries": 20,
+    "min_backoff": 1_000,
+    "max_backoff": 300_000,
+    "priority": priorities.BOOKKEEPING,
+}
 
-@dramatiq.actor(
-    queue_name="billing",
-    max_retries=20,
-    min_backoff=1_000,
-    max_backoff=300_000,
-    priority=priorities.BOOKKEEPING,
-)
+
+@dramatiq.actor(**BILLING)
 def settle_session(session_id: int) -> None:
     """Bill the session once its transaction has stopped; a second run finds it settled. The charger
     gets its usual MeterValueSampleInterval back (CSMS_BOOT_CONFIGURATION's) in the same commit."""
@@ -51,26 +56,14 @@ def settle_session(session_id: int) -> None:
     )
 
 
-@dramatiq.actor(
-    queue_name="billing",
-    max_retries=20,
-    min_backoff=1_000,
-    max_backoff=300_000,
-    priority=priorities.BOOKKEEPING,
-)
+@dramatiq.actor(**BILLING)
 def bill_transaction(transaction_id: int) -> None:
     """Bill a stopped transaction no app session pays for (its tag's owner, or no one); once."""
     billing.bill_transaction(transaction_id)
     db.session.commit()
 
 
-@dramatiq.actor(
-    queue_name="billing",
-    max_retries=20,
-    min_backoff=1_000,
-    max_backoff=300_000,
-    priority=priorities.BOOKKEEPING,
-)
+@dramatiq.actor(**BILLING)
 def bill_transactions(transaction_ids: list) -> None:
     """`bill_transaction` for a batch's stopped transactions, in one database transaction: a
     message each cost its sender a publisher confirm apiece, and the Stop batch's thread waited for

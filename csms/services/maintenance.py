@@ -20,7 +20,7 @@ from sqlalchemy import or_, select, update
 
 from csms.extensions import db
 from csms.models import ChargerOperation, Connector
-from csms.services.sql import any_of, upsert
+from csms.services.sql import found_among, upsert
 
 RECORDED = frozenset({"ChangeAvailability", "ClearCache", "TriggerMessage", "UnlockConnector"})
 
@@ -93,16 +93,8 @@ def _change_availability(charge_point_pk: int, request: dict[str, Any], status: 
 def with_scheduled_changes(charge_point_pks: Iterable[int]) -> set[int]:
     """Which of these chargers have a connector with an availability change scheduled: a batch of
     StatusNotifications asks once, and `apply_status` runs only for those."""
-    pks = set(charge_point_pks)
-    if not pks:
-        return set()
-    return set(
-        db.session.scalars(
-            select(Connector.charge_point_id)
-            .where(any_of(db.session, Connector.charge_point_id, pks))
-            .where(Connector.availability_state == "scheduled")
-            .distinct()
-        )
+    return found_among(
+        db.session, Connector.charge_point_id, charge_point_pks, Connector.availability_state == "scheduled"
     )
 
 

@@ -35,7 +35,7 @@ from csms.models.reservations import OPEN_STATES, TRANSITIONS, Reservation, Rese
 from csms.services import wallet as wallet_service
 from csms.services.billing import to_minor
 from csms.services.errors import Conflict, InvalidInput, NotFound
-from csms.services.sql import any_of, insert_ignoring_conflicts
+from csms.services.sql import found_among, insert_ignoring_conflicts
 
 MAX_DURATION = timedelta(days=7)
 INT32_MAX = 2**31 - 1
@@ -255,16 +255,9 @@ def cancel(reservation: Reservation, reason: str) -> bool:
 def chargers_with_open(charge_point_pks: Iterable[int]) -> set[int]:
     """Which of these chargers hold an open reservation: a batch of starts asks once, and `use`
     runs only for those (most starts are at chargers nobody reserved)."""
-    pks = set(charge_point_pks)
-    if not pks:
-        return set()
-    return set(
-        db.session.scalars(
-            select(Reservation.charge_point_id)
-            .where(any_of(db.session, Reservation.charge_point_id, pks))
-            .where(Reservation.state.in_([s.value for s in OPEN_STATES]))
-            .distinct()
-        )
+    open_states = [state.value for state in OPEN_STATES]
+    return found_among(
+        db.session, Reservation.charge_point_id, charge_point_pks, Reservation.state.in_(open_states)
     )
 
 
