@@ -46,12 +46,7 @@ def store_and_apply_charger_state(views: list[Exchange], notifications: Notifica
     its last seen noted."""
     message_log.record(view.raw for view in views)
     apply_charger_state(views, notifications)
-    note_last_seen(views)
-
-
-def note_last_seen(views: list[Exchange]) -> None:
-    """The chargers' last seen, raised apart from this batch's transaction (csms.pipeline.last_seen)."""
-    last_seen.note((view.charge_point_id, view.at) for view in views)
+    last_seen.note((view.charge_point_id, view.at) for view in views)  # raised apart from the batch
 
 
 def apply_charger_state(views: list[Exchange], notifications: Notifications) -> None:

@@ -70,7 +70,6 @@ class _Batch:
     waiting: charging.Waiting
     tariffs: bills.Tariffs
     reserved: set[int]  # chargers with an open reservation
-    changed: bool  # a transaction starts or stops here
 
     @classmethod
     def of(cls, views: list[Exchange]) -> _Batch:
@@ -89,7 +88,6 @@ class _Batch:
             charging.Waiting.of([view.response["transactionId"] for view in starts], started_at),
             bills.Tariffs(started_at),
             reservations.chargers_with_open(started_at),
-            bool(changed),
         )
 
 
@@ -105,7 +103,7 @@ def _reallocate_after(batch: _Batch, notifications: Notifications) -> None:
     """A transaction that starts or stops at a limited site changes every share there."""
     from actors.load import reallocate_sites
 
-    if not batch.changed:
+    if not batch.pks:  # no transaction starts or stops here
         return
     sites = site_load.station_of(set(batch.pks.values()))
     for station_id in sorted(set(sites.values())):
@@ -125,7 +123,7 @@ def _start(view: Exchange, notifications: Notifications, batch: _Batch) -> int |
         _settled(notifications, unplanned.close_superseded(transaction_id))
     may_link = batch.waiting.may_link(transaction_id, pk)
     linked = charging.link_session(transaction_id) if may_link else None
-    transaction = batch.transactions.get(transaction_id) or db.session.get(Transaction, transaction_id)
+    transaction = batch.transactions.get(transaction_id)
     # the tariff as it is now prices the whole transaction
     bills.snapshot(transaction, batch.tariffs, may_have_session=may_link)
     settled = []

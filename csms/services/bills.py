@@ -8,6 +8,7 @@ sum to it; tax is what the rounding of the gross adds to the net.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from datetime import timedelta
@@ -90,20 +91,16 @@ class Tariffs:
             if pks
             else {}
         )
-        self._default: Tariff | None = None
-        self._default_read = False
 
     def of(self, tariff_id: int | None, charge_point_pk: int) -> Tariff | None:
         """The session's tariff if it has one, else the charge point's, else the default one."""
         tariff_id = tariff_id or self._of_charger.get(charge_point_pk)
         tariff = db.session.get(Tariff, tariff_id) if tariff_id is not None else None
-        return tariff if tariff is not None else self.default()
+        return tariff if tariff is not None else self.default
 
+    @functools.cached_property
     def default(self) -> Tariff | None:
-        if not self._default_read:
-            self._default = db.session.scalar(select(Tariff).where(Tariff.is_default.is_(True)))
-            self._default_read = True
-        return self._default
+        return db.session.scalar(select(Tariff).where(Tariff.is_default.is_(True)))
 
 
 @dataclass(frozen=True)
