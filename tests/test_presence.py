@@ -35,7 +35,9 @@ def test_a_connection_counts_while_its_node_lease_runs(any_db_app):
     presence.write(db.session, "node-a", 30, [opened("CP-1", "c1")], [])
     found = presence.where(db.session, "CP-1")
     assert (found.node_id, found.since, found.queue) == ("node-a", T0, "queue-a")
-    assert set(presence.connections(db.session, ["CP-1", "CP-2"])) == {"CP-1"}
+    assert presence.connections(db.session, ["CP-1", "CP-2"]) == {"CP-1": found}
+    with db.engine.connect() as connection:  # on a connection of its own too (charger_calls.BusCalls)
+        assert presence.connections(connection, ["CP-1"]) == {"CP-1": found}
     db.session.execute(update(ClusterNode).values(expires_at=datetime.now(UTC) - timedelta(seconds=1)))
     db.session.commit()
     assert presence.where(db.session, "CP-1") is None

@@ -84,10 +84,11 @@ class BusCalls:
 
     def __call__(self, calls: list[Call], timeout: float) -> list[Any]:
         results: list[Any] = [None] * len(calls)
-        holders = {}
-        for call in calls:
-            holders[call.charge_point_id] = presence.where(db.session, call.charge_point_id)
-        db.session.rollback()  # no transaction stays open while chargers answer
+        # On a connection of its own: the caller's session and what it has loaded stay as they are
+        # (a rollback of it would expire every row it holds), and no transaction stays open while
+        # chargers answer.
+        with db.engine.connect() as connection:
+            holders = presence.connections(connection, sorted({call.charge_point_id for call in calls}))
         try:
             channel = self._channel()
         except Exception as exc:
@@ -96,7 +97,7 @@ class BusCalls:
         pending: dict[str, int] = {}
         self._local.results, self._local.pending = results, pending
         for index, call in enumerate(calls):
-            holder = holders[call.charge_point_id]
+            holder = holders.get(call.charge_point_id)
             try:
                 validation.validate_request(call.action, call.payload)
             except OcppError as exc:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy import Connection, and_, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from csms.cluster import broadcast
@@ -55,29 +55,27 @@ def _live(now: datetime):
     return select(ClusterNode.node_id).where(ClusterNode.expires_at > now)
 
 
-def where(session: Session, charge_point_id: str) -> Presence | None:
+def where(session: Session | Connection, charge_point_id: str) -> Presence | None:
     """The live connection of one charger, with the queue of the node holding it."""
-    now = _now()
-    row = session.execute(
-        select(ChargerConnection.node_id, ChargerConnection.since, ClusterNode.queue)
-        .join(ClusterNode, ClusterNode.node_id == ChargerConnection.node_id)
-        .where(ChargerConnection.charge_point_id == charge_point_id, ClusterNode.expires_at > now)
-    ).first()
-    return None if row is None else Presence(charge_point_id, row.node_id, row.since, row.queue)
+    return connections(session, [charge_point_id]).get(charge_point_id)
 
 
-def connections(session: Session, charge_point_ids: list[str]) -> dict[str, Presence]:
-    """The live connections among `charge_point_ids` (one query for a page of chargers)."""
+def connections(session: Session | Connection, charge_point_ids: list[str]) -> dict[str, Presence]:
+    """The live connections among `charge_point_ids`, with the queue of the node holding each (one
+    query for a page of chargers, or a site's)."""
     if not charge_point_ids:
         return {}
-    now = _now()
     rows = session.execute(
-        select(ChargerConnection.charge_point_id, ChargerConnection.node_id, ChargerConnection.since).where(
-            ChargerConnection.charge_point_id.in_(charge_point_ids),
-            ChargerConnection.node_id.in_(_live(now)),
+        select(
+            ChargerConnection.charge_point_id,
+            ChargerConnection.node_id,
+            ChargerConnection.since,
+            ClusterNode.queue,
         )
+        .join(ClusterNode, ClusterNode.node_id == ChargerConnection.node_id)
+        .where(ChargerConnection.charge_point_id.in_(charge_point_ids), ClusterNode.expires_at > _now())
     )
-    return {r.charge_point_id: Presence(r.charge_point_id, r.node_id, r.since, None) for r in rows}
+    return {r.charge_point_id: Presence(r.charge_point_id, r.node_id, r.since, r.queue) for r in rows}
 
 
 def connected_filter(column: Any, connected: bool) -> Any:

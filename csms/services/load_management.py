@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import delete, exists, func, select, text
+from sqlalchemy import and_, delete, exists, func, insert, select, text, tuple_
 
 from csms.cluster import presence
 from csms.extensions import db
@@ -119,35 +119,42 @@ def _answer_status(answer: Any) -> str | None:
     return None
 
 
-def _remember_profile(charge_point_pk: int, payload: dict[str, Any], answer: Any) -> None:
-    """Store the load manager's profile and the charger's answer, in place of the last one it sent
-    with the same chargingProfileId (the charger replaced it too)."""
-    profile = payload["csChargingProfiles"]
-    status = _answer_status(answer) or "failed"
+def _remember_profiles(sent: list[tuple[int, dict[str, Any], Any]]) -> None:
+    """Store the load manager's profiles (charger key, SetChargingProfile.req, the charger's answer
+    or the failure), each in place of the last one it sent that charger with the same
+    chargingProfileId (the charger replaced it too): one DELETE and one INSERT for them all."""
+    if not sent:
+        return
     now = datetime.now(UTC)
+    replaced = {(pk, payload["csChargingProfiles"]["chargingProfileId"]) for pk, payload, _ in sent}
     db.session.execute(
-        delete(ChargingProfile).where(
-            ChargingProfile.charge_point_id == charge_point_pk,
+        delete(ChargingProfile)
+        .where(
             ChargingProfile.source == "load",
-            ChargingProfile.profile_id == profile["chargingProfileId"],
+            tuple_(ChargingProfile.charge_point_id, ChargingProfile.profile_id).in_(sorted(replaced)),
         )
+        .execution_options(synchronize_session=False)
     )
-    db.session.add(
-        ChargingProfile(
-            charge_point_id=charge_point_pk,
-            connector_id=payload["connectorId"],
-            profile_id=profile["chargingProfileId"],
-            purpose=profile["chargingProfilePurpose"],
-            stack_level=profile["stackLevel"],
-            transaction_id=profile.get("transactionId"),
-            profile=profile,
-            source="load",
-            status=status,
-            response=answer if isinstance(answer, dict) else None,
-            error=None if isinstance(answer, dict) else str(answer)[:255],
-            answered_at=now,
+    rows = []
+    for pk, payload, answer in sent:
+        profile = payload["csChargingProfiles"]
+        rows.append(
+            {
+                "charge_point_id": pk,
+                "connector_id": payload["connectorId"],
+                "profile_id": profile["chargingProfileId"],
+                "purpose": profile["chargingProfilePurpose"],
+                "stack_level": profile["stackLevel"],
+                "transaction_id": profile.get("transactionId"),
+                "profile": profile,
+                "source": "load",
+                "status": _answer_status(answer) or "failed",
+                "response": answer if isinstance(answer, dict) else None,
+                "error": None if isinstance(answer, dict) else str(answer)[:255],
+                "answered_at": now,
+            }
         )
-    )
+    db.session.execute(insert(ChargingProfile), rows)
 
 
 # --- one reallocation at a time per site ----------------------------------------------------------
@@ -254,25 +261,65 @@ def _reallocate(
         if station is not None:
             _release(station_id, calls, timeout)
         return "unlimited"
-    defaults = set(booted) | _owed_defaults(site)
-    if defaults:
-        _send_tx_defaults(site, tuple(sorted(defaults)), calls, timeout)
+    chargers = _SiteChargers.read(station_id)
+    owed = {pk for pk in booted if pk in chargers.keys} | chargers.owed_defaults()
+    if owed:
+        _send_tx_defaults(site, chargers, sorted(owed), calls, timeout)
     if triggered_at is not None and _decided_since(station_id, triggered_at):
         return "covered"
-    _record(site, "decided", reason, _rows(station_id))  # what follows reads every change before this
-    db.session.commit()
+    rows = _rows(station_id)
+    _record(site, "decided", reason, rows)  # flushed before the reads below: they see every change before it
     running = _running(site)
-    rows = _sync_rows(site, running)
+    _sync_rows(site, rows, running, chargers)
     db.session.commit()
-    online = set(presence.connections(db.session, sorted({r.charge_point_id for r in running.values()})))
+    online = {chargers.keys[pk] for pk in chargers.online}
     run = _Run(site, reason, rows, running, online, calls, timeout)
-    run.steady = _accepted_defaults({each.charge_point_pk for each in running.values()})
+    run.steady = chargers.accepted({each.charge_point_pk for each in running.values()})
     for _pass in range(3):  # a charger that refuses profiles is counted at its maximum: again
         refused = run.lower()
         refused |= run.raise_()
         if not refused:
             break
     return "done"
+
+
+@dataclass
+class _SiteChargers:
+    """The site's chargers, read once per reallocation: their OCPP ids by key, which of them are
+    connected, and what became of each one's TxDefaultProfile (Accepted, Rejected, NotSupported,
+    failed; absent when never sent)."""
+
+    keys: dict[int, str]
+    online: set[int]
+    defaults: dict[int, str]
+
+    @classmethod
+    def read(cls, station_id: int) -> _SiteChargers:
+        rows = db.session.execute(
+            select(ChargePoint.id, ChargePoint.charge_point_id, ChargingProfile.status)
+            .outerjoin(
+                ChargingProfile,
+                and_(
+                    ChargingProfile.charge_point_id == ChargePoint.id,
+                    ChargingProfile.source == "load",
+                    ChargingProfile.profile_id == TX_DEFAULT_PROFILE_ID,
+                ),
+            )
+            .where(ChargePoint.station_id == station_id)
+        ).all()
+        keys = {row.id: row.charge_point_id for row in rows}
+        by_id = {charge_point_id: pk for pk, charge_point_id in keys.items()}
+        online = {by_id[cp] for cp in presence.connections(db.session, sorted(by_id))}
+        return cls(keys, online, {row.id: row.status for row in rows if row.status is not None})
+
+    def owed_defaults(self) -> set[int]:
+        """Connected chargers whose TxDefaultProfile never reached them (no answer, or never sent):
+        each reallocation tries again, so one lost call at boot does not last until the next boot."""
+        answered = ("Accepted", "Rejected", "NotSupported")
+        return {pk for pk in self.online if self.defaults.get(pk) not in answered}
+
+    def accepted(self, pks: set[int]) -> set[int]:
+        return {pk for pk in pks if self.defaults.get(pk) == "Accepted"}
 
 
 @dataclass
@@ -325,7 +372,7 @@ class _Run:
         for key, steps in raises.items():
             self.rows[key].allowed = steps
         _record(self.site, "raising", self.reason, self.rows)
-        db.session.commit()
+        db.session.commit()  # counted from the moment they are sent: recorded before
         answers = _send(self.site, raises, self.rows, self.running, self.calls, self.timeout)
         refused = False
         for key, answer in answers.items():
@@ -412,16 +459,21 @@ def _rows(station_id: int) -> dict[tuple, LoadAllocation]:
     return {(row.charge_point_id, row.connector_id): row for row in allocations}
 
 
-def _sync_rows(site: Site, running: dict[tuple, _Running]) -> dict[tuple, LoadAllocation]:
+def _sync_rows(
+    site: Site, rows: dict[tuple, LoadAllocation], running: dict[tuple, _Running], chargers: _SiteChargers
+) -> None:
     """One allocation per running transaction: a stopped one's goes (its car draws nothing now); a
     new one starts at 0 when its charger accepted the TxDefaultProfile, else at its maximum."""
-    rows = _rows(site.station_id)
-    for key, row in list(rows.items()):
-        if key not in running or running[key].transaction_id != row.transaction_id:
-            db.session.delete(row)
-            del rows[key]
-    db.session.flush()
-    defaults = _accepted_defaults({each.charge_point_pk for key, each in running.items() if key not in rows})
+    gone = [
+        key
+        for key, row in rows.items()
+        if key not in running or running[key].transaction_id != row.transaction_id
+    ]
+    for key in gone:
+        db.session.delete(rows.pop(key))
+    if gone:
+        db.session.flush()  # before a new transaction's row takes the connector (one row each)
+    defaults = chargers.accepted({each.charge_point_pk for key, each in running.items() if key not in rows})
     for key, each in running.items():
         if key in rows:
             continue
@@ -433,25 +485,11 @@ def _sync_rows(site: Site, running: dict[tuple, _Running]) -> dict[tuple, LoadAl
             transaction_id=each.transaction_id,
             allowed=start,
             state=WAITING,
+            wants=None,  # set, not left unloaded: reading it later would query (and open a transaction)
+            measured=None,
+            measured_at=None,
         )
         db.session.add(rows[key])
-    db.session.flush()
-    return rows
-
-
-def _accepted_defaults(charge_point_pks: set[int]) -> set[int]:
-    if not charge_point_pks:
-        return set()
-    return set(
-        db.session.scalars(
-            select(ChargingProfile.charge_point_id).where(
-                ChargingProfile.charge_point_id.in_(charge_point_pks),
-                ChargingProfile.source == "load",
-                ChargingProfile.profile_id == TX_DEFAULT_PROFILE_ID,
-                ChargingProfile.status == "Accepted",
-            )
-        )
-    )
 
 
 def _send(
@@ -462,7 +500,8 @@ def _send(
     calls: Calls,
     timeout: float,
 ) -> dict[tuple, Any]:
-    """Send each target its TxProfile at once; their answers (or failures) by key, stored."""
+    """Send each target its TxProfile at once; their answers (or failures) by key, stored. The
+    caller holds no transaction (nor SQLite's write lock) while chargers answer."""
     keys = list(targets)
     batch = [
         Call(
@@ -473,12 +512,16 @@ def _send(
         for key in keys
     ]
     sent_at = datetime.now(UTC)
+    answers = calls(batch, timeout)
     for key in keys:
         rows[key].changed_at = sent_at
-    db.session.commit()  # no transaction (nor SQLite's write lock) held while chargers answer
-    answers = calls(batch, timeout)
-    for key, call, answer in zip(keys, batch, answers, strict=True):
-        _remember_profile(running[key].charge_point_pk, call.payload, answer)
+    _remember_profiles(
+        [
+            (running[key].charge_point_pk, call.payload, answer)
+            for key, call, answer in zip(keys, batch, answers, strict=True)
+        ]
+    )
+    for call, answer in zip(batch, answers, strict=True):
         if _answer_status(answer) is None:
             log.warning(
                 "site %s: %s did not take its profile: %s", site.station_id, call.charge_point_id, answer
@@ -486,45 +529,16 @@ def _send(
     return dict(zip(keys, answers, strict=True))
 
 
-def _owed_defaults(site: Site) -> set[int]:
-    """The site's connected chargers whose TxDefaultProfile never reached them (no answer, or never
-    sent): each reallocation tries again, so one lost call at boot does not last until the next boot."""
-    chargers = dict(
-        db.session.execute(
-            select(ChargePoint.charge_point_id, ChargePoint.id).where(
-                ChargePoint.station_id == site.station_id
-            )
-        ).all()
-    )
-    online = {chargers[cp] for cp in presence.connections(db.session, sorted(chargers))}
-    answered = set(
-        db.session.scalars(
-            select(ChargingProfile.charge_point_id).where(
-                ChargingProfile.charge_point_id.in_(online),
-                ChargingProfile.source == "load",
-                ChargingProfile.profile_id == TX_DEFAULT_PROFILE_ID,
-                ChargingProfile.status.in_(("Accepted", "Rejected", "NotSupported")),
-            )
-        )
-    )
-    return online - answered
-
-
-def _send_tx_defaults(site: Site, booted: tuple[int, ...], calls: Calls, timeout: float) -> None:
-    ids = dict(
-        db.session.execute(
-            select(ChargePoint.id, ChargePoint.charge_point_id).where(
-                ChargePoint.id.in_(booted), ChargePoint.station_id == site.station_id
-            )
-        ).all()
-    )
-    db.session.rollback()
+def _send_tx_defaults(
+    site: Site, chargers: _SiteChargers, pks: list[int], calls: Calls, timeout: float
+) -> None:
+    db.session.commit()  # no transaction open while chargers answer
     payload = tx_default_profile(site.unit)
-    pks = list(ids)
-    answers = calls([Call(ids[pk], "SetChargingProfile", payload) for pk in pks], timeout)
-    for pk, answer in zip(pks, answers, strict=True):
-        _remember_profile(pk, payload, answer)
+    answers = calls([Call(chargers.keys[pk], "SetChargingProfile", payload) for pk in pks], timeout)
+    _remember_profiles([(pk, payload, answer) for pk, answer in zip(pks, answers, strict=True)])
     db.session.commit()
+    for pk, answer in zip(pks, answers, strict=True):
+        chargers.defaults[pk] = _answer_status(answer) or "failed"
 
 
 def _release(station_id: int, calls: Calls, timeout: float) -> None:
