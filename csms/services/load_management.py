@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import and_, delete, exists, func, insert, select, text, tuple_
+from sqlalchemy import and_, bindparam, delete, exists, func, insert, select, text, tuple_, update
 
 from csms.cluster import presence
 from csms.extensions import db
@@ -127,13 +127,12 @@ def _remember_profiles(sent: list[tuple[int, dict[str, Any], Any]]) -> None:
         return
     now = datetime.now(UTC)
     replaced = {(pk, payload["csChargingProfiles"]["chargingProfileId"]) for pk, payload, _ in sent}
+    profiles = ChargingProfile.__table__.c
     db.session.execute(
-        delete(ChargingProfile)
-        .where(
-            ChargingProfile.source == "load",
-            tuple_(ChargingProfile.charge_point_id, ChargingProfile.profile_id).in_(sorted(replaced)),
+        delete(ChargingProfile.__table__).where(
+            profiles.source == "load",
+            tuple_(profiles.charge_point_id, profiles.profile_id).in_(sorted(replaced)),
         )
-        .execution_options(synchronize_session=False)
     )
     rows = []
     for pk, payload, answer in sent:
@@ -154,7 +153,7 @@ def _remember_profiles(sent: list[tuple[int, dict[str, Any], Any]]) -> None:
                 "answered_at": now,
             }
         )
-    db.session.execute(insert(ChargingProfile), rows)
+    db.session.execute(insert(ChargingProfile.__table__), rows)
 
 
 # --- one reallocation at a time per site ----------------------------------------------------------
@@ -167,9 +166,10 @@ _ADVISORY_CLASS = 0x5C  # the advisory lock's first key: load management's own
 @contextlib.contextmanager
 def site_lock(station_id: int) -> Iterator[bool]:
     """Try to hold the site: in this process, and on PostgreSQL for every worker (a session-level
-    advisory lock on a connection of its own, so no transaction stays open while chargers answer).
-    Yields False when another reallocation holds it: the caller tries again later rather than keep
-    a worker thread waiting (every thread could end up waiting on one busy site)."""
+    advisory lock on a connection of its own, in autocommit: no transaction stays open while
+    chargers answer, and the lock costs two statements, without a BEGIN and COMMIT around each).
+    Yields False when another reallocation holds it: the caller tries again later rather than
+    keep a worker thread waiting (every thread could end up waiting on one busy site)."""
     with _local_locks_guard:
         local = _local_locks.setdefault(station_id, threading.Lock())
     if not local.acquire(blocking=False):
@@ -179,16 +179,14 @@ def site_lock(station_id: int) -> Iterator[bool]:
         if db.engine.dialect.name != "postgresql":
             yield True
             return
-        with db.engine.connect() as connection:
+        with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
             key = {"c": _ADVISORY_CLASS, "o": station_id}
             held = connection.execute(text("SELECT pg_try_advisory_lock(:c, :o)"), key).scalar()
-            connection.commit()
             try:
                 yield bool(held)
             finally:
                 if held:
                     connection.execute(text("SELECT pg_advisory_unlock(:c, :o)"), key)
-                    connection.commit()
     finally:
         local.release()
 
@@ -224,27 +222,12 @@ def reallocate(
             return "busy"
         started = time.monotonic()
         try:
-            with _loaded_across_commits():
-                outcome = _reallocate(station_id, reason, calls, timeout, triggered_at, booted)
+            outcome = _reallocate(station_id, reason, calls, timeout, triggered_at, booted)
         finally:
             db.session.rollback()
         level = logging.DEBUG if outcome == "unlimited" else logging.INFO
         log.log(level, "site %s (%s): %s in %.3f s", station_id, reason, outcome, time.monotonic() - started)
         return outcome
-
-
-@contextlib.contextmanager
-def _loaded_across_commits() -> Iterator[None]:
-    """Keep what the run has loaded across its own commits (it commits after every step, so that
-    no transaction stays open while chargers answer). The site lock makes the run the only writer of
-    the site's allocations; re-reading every row after every commit (SQLAlchemy's expire-on-commit)
-    was a quarter of a reallocation's CPU."""
-    session = db.session()
-    previous, session.expire_on_commit = session.expire_on_commit, False
-    try:
-        yield
-    finally:
-        session.expire_on_commit = previous
 
 
 def _reallocate(
@@ -296,7 +279,12 @@ class _SiteChargers:
     @classmethod
     def read(cls, station_id: int) -> _SiteChargers:
         rows = db.session.execute(
-            select(ChargePoint.id, ChargePoint.charge_point_id, ChargingProfile.status)
+            select(
+                ChargePoint.id,
+                ChargePoint.charge_point_id,
+                ChargingProfile.status,
+                presence.connected_filter(ChargePoint.charge_point_id, True).label("online"),
+            )
             .outerjoin(
                 ChargingProfile,
                 and_(
@@ -308,8 +296,7 @@ class _SiteChargers:
             .where(ChargePoint.station_id == station_id)
         ).all()
         keys = {row.id: row.charge_point_id for row in rows}
-        by_id = {charge_point_id: pk for pk, charge_point_id in keys.items()}
-        online = {by_id[cp] for cp in presence.connections(db.session, sorted(by_id))}
+        online = {row.id for row in rows if row.online}
         return cls(keys, online, {row.id: row.status for row in rows if row.status is not None})
 
     def owed_defaults(self) -> set[int]:
@@ -329,7 +316,7 @@ class _Run:
 
     site: Site
     reason: str
-    rows: dict[tuple, LoadAllocation]
+    rows: dict[tuple, _Allocation]
     running: dict[tuple, _Running]
     online: set[str]
     calls: Calls
@@ -337,8 +324,9 @@ class _Run:
     steady: set[int] = field(default_factory=set)  # chargers that accepted their TxDefaultProfile
 
     def lower(self) -> bool:
-        """The first round: every share that goes down, counted lower once accepted. True when a
-        charger that refuses profiles was found (it now counts at its maximum)."""
+        """The first round: every share that goes down, counted lower once accepted (committed
+        with the raises that follow: `raise_`). True when a charger that refuses profiles was
+        found (it now counts at its maximum)."""
         wanted = _wanted(self.site, self.rows, self.running, self.online)
         steerable = online_keys(self.running, self.online)
         lowering = load_allocation.lowering(_counted(self.rows), wanted)
@@ -352,8 +340,8 @@ class _Run:
                 self.rows[key].allowed, self.rows[key].state = lowers[key], STEERED
             else:
                 refused |= self._not_taken(key, answer)
+        _save(self.rows, lowers)
         _record(self.site, "lowered", self.reason, self.rows)
-        db.session.commit()
         return refused
 
     def raise_(self) -> bool:
@@ -368,11 +356,13 @@ class _Run:
         order = [key for key in order if self.rows[key].state != REJECTS]
         raises = load_allocation.raising(self.site.limit, _counted(self.rows), wanted, order)
         if not raises:
+            db.session.commit()  # the lowers
             return False
         for key, steps in raises.items():
-            self.rows[key].allowed = steps
+            self.rows[key].allowed, self.rows[key].changed_at = steps, datetime.now(UTC)
+        _save(self.rows, raises)
         _record(self.site, "raising", self.reason, self.rows)
-        db.session.commit()  # counted from the moment they are sent: recorded before
+        db.session.commit()  # with the lowers; raises count from the moment they are sent: recorded before
         answers = _send(self.site, raises, self.rows, self.running, self.calls, self.timeout)
         refused = False
         for key, answer in answers.items():
@@ -380,6 +370,7 @@ class _Run:
                 self.rows[key].state = STEERED
             else:
                 refused |= self._not_taken(key, answer)
+        _save(self.rows, raises)
         _record(self.site, "raised", self.reason, self.rows)
         db.session.commit()
         return refused
@@ -402,12 +393,12 @@ def online_keys(running: dict[tuple, _Running], online: set[str]) -> set[tuple]:
     return {key for key, each in running.items() if each.charge_point_id in online}
 
 
-def _counted(rows: dict[tuple, LoadAllocation]) -> dict[tuple, int]:
+def _counted(rows: dict[tuple, _Allocation]) -> dict[tuple, int]:
     return {key: row.allowed for key, row in rows.items()}
 
 
 def _wanted(
-    site: Site, rows: dict[tuple, LoadAllocation], running: dict[tuple, _Running], online: set[str]
+    site: Site, rows: dict[tuple, _Allocation], running: dict[tuple, _Running], online: set[str]
 ) -> dict[tuple, int]:
     demands = []
     for key, each in running.items():
@@ -454,13 +445,47 @@ def _running(site: Site) -> dict[tuple, _Running]:
     return running
 
 
-def _rows(station_id: int) -> dict[tuple, LoadAllocation]:
-    allocations = db.session.scalars(select(LoadAllocation).where(LoadAllocation.station_id == station_id))
-    return {(row.charge_point_id, row.connector_id): row for row in allocations}
+# The allocations are read and written with Core statements: the ORM's unit of work (an object per
+# row, its flush at every commit) was most of a reallocation's CPU, at one reallocation per start or
+# stop of every limited site.
+_ALLOCATIONS = LoadAllocation.__table__
+_SAVE_ALLOCATION = update(_ALLOCATIONS).where(
+    _ALLOCATIONS.c.charge_point_id == bindparam("key_charge_point"),
+    _ALLOCATIONS.c.connector_id == bindparam("key_connector"),
+)
+
+
+@dataclass
+class _Allocation:
+    """A running transaction's row of `load_allocations`, as the reallocation holds it."""
+
+    charge_point_id: int
+    connector_id: int
+    transaction_id: int
+    allowed: int
+    state: str
+    wants: int | None = None
+    changed_at: datetime | None = None
+
+
+def _rows(station_id: int) -> dict[tuple, _Allocation]:
+    columns = _ALLOCATIONS.c
+    rows = db.session.execute(
+        select(
+            columns.charge_point_id,
+            columns.connector_id,
+            columns.transaction_id,
+            columns.allowed,
+            columns.state,
+            columns.wants,
+            columns.changed_at,
+        ).where(columns.station_id == station_id)
+    )
+    return {(row.charge_point_id, row.connector_id): _Allocation(*row) for row in rows}
 
 
 def _sync_rows(
-    site: Site, rows: dict[tuple, LoadAllocation], running: dict[tuple, _Running], chargers: _SiteChargers
+    site: Site, rows: dict[tuple, _Allocation], running: dict[tuple, _Running], chargers: _SiteChargers
 ) -> None:
     """One allocation per running transaction: a stopped one's goes (its car draws nothing now); a
     new one starts at 0 when its charger accepted the TxDefaultProfile, else at its maximum."""
@@ -469,33 +494,56 @@ def _sync_rows(
         for key, row in rows.items()
         if key not in running or running[key].transaction_id != row.transaction_id
     ]
-    for key in gone:
-        db.session.delete(rows.pop(key))
-    if gone:
-        db.session.flush()  # before a new transaction's row takes the connector (one row each)
+    for key in gone:  # before a new transaction's row takes the connector (one row each)
+        del rows[key]
+        db.session.execute(
+            delete(_ALLOCATIONS).where(
+                _ALLOCATIONS.c.charge_point_id == key[0], _ALLOCATIONS.c.connector_id == key[1]
+            )
+        )
     defaults = chargers.accepted({each.charge_point_pk for key, each in running.items() if key not in rows})
+    new = []
     for key, each in running.items():
         if key in rows:
             continue
         start = 0 if each.charge_point_pk in defaults else each.maximum
-        rows[key] = LoadAllocation(
-            station_id=site.station_id,
-            charge_point_id=each.charge_point_pk,
-            connector_id=each.connector_id,
-            transaction_id=each.transaction_id,
-            allowed=start,
-            state=WAITING,
-            wants=None,  # set, not left unloaded: reading it later would query (and open a transaction)
-            measured=None,
-            measured_at=None,
+        rows[key] = _Allocation(each.charge_point_pk, each.connector_id, each.transaction_id, start, WAITING)
+        new.append(
+            {
+                "station_id": site.station_id,
+                "charge_point_id": each.charge_point_pk,
+                "connector_id": each.connector_id,
+                "transaction_id": each.transaction_id,
+                "allowed": start,
+                "state": WAITING,
+            }
         )
-        db.session.add(rows[key])
+    if new:
+        db.session.execute(insert(_ALLOCATIONS), new)
+
+
+def _save(rows: dict[tuple, _Allocation], keys) -> None:
+    """Write back what the reallocation changed of these allocations."""
+    if keys:
+        db.session.execute(
+            _SAVE_ALLOCATION,
+            [
+                {
+                    "key_charge_point": key[0],
+                    "key_connector": key[1],
+                    "allowed": rows[key].allowed,
+                    "state": rows[key].state,
+                    "changed_at": rows[key].changed_at,
+                }
+                for key in keys
+            ],
+        )
 
 
 def _send(
     site: Site,
     targets: dict[tuple, int],
-    rows: dict[tuple, LoadAllocation],
+    rows: dict[tuple, _Allocation],
     running: dict[tuple, _Running],
     calls: Calls,
     timeout: float,
@@ -590,7 +638,7 @@ class LimitExceeded(AssertionError):
     its maximum) or is out of reach; load management lowers the others first in each case."""
 
 
-def _record(site: Site, event: str, reason: str, rows: dict[tuple, LoadAllocation]) -> None:
+def _record(site: Site, event: str, reason: str, rows: dict[tuple, _Allocation]) -> None:
     allocations = {
         f"{row.charge_point_id}/{row.connector_id}": {
             "allowed": row.allowed,
@@ -602,13 +650,14 @@ def _record(site: Site, event: str, reason: str, rows: dict[tuple, LoadAllocatio
     total = sum(row.allowed for row in rows.values())
     if event == "raising" and total > site.limit:  # a raise is only ever sent within the headroom
         raise LimitExceeded(f"site {site.station_id}: {total} allowed over a limit of {site.limit}")
-    db.session.add(
-        LoadChange(
-            station_id=site.station_id,
-            event=event,
-            reason=reason[:100],
-            limit=site.limit,
-            allowed_sum=total,
-            allocations=allocations,
-        )
+    db.session.execute(
+        insert(LoadChange.__table__),
+        {
+            "station_id": site.station_id,
+            "event": event,
+            "reason": reason[:100],
+            "limit": site.limit,
+            "allowed_sum": total,
+            "allocations": allocations,
+        },
     )
