@@ -13,7 +13,7 @@ from actors.batch import run_batch
 from actors.exchanges import Exchange, Notifications
 from actors.storage import store_and_apply_charger_state
 from csms.extensions import db
-from csms.models import Transaction
+from csms.models import ChargingSession, Transaction
 from csms.realtime import charger_room, customer_room
 from csms.services import bills, bounds, charger_state, charging, events, reservations, site_load, unplanned
 
@@ -45,7 +45,7 @@ def apply_transactions(views: list[Exchange], notifications: Notifications) -> N
             session_id = _start(view, notifications, batch)
         elif view.answered and view.action == "StopTransaction":
             pk = batch.pks.get(view.charge_point_id)
-            stopped = charging.stop(pk, view.request, view.notes, batch.transactions)
+            stopped = charging.stop(pk, view.request, view.notes, batch.transactions, batch.sessions)
             session_id = stopped.session.session_id if stopped.session is not None else None
             if stopped.known and session_id is None:
                 to_bill.append(stopped.transaction_id)
@@ -65,6 +65,7 @@ class _Batch:
     sessions): a start costs a query or two more only where a session or a reservation waits."""
 
     transactions: dict[int, Transaction]  # the batch's, locked
+    sessions: dict[int, ChargingSession | None]  # the stops' sessions (but of transactions started here)
     pks: dict[str, int]  # chargePointId → charger key
     candidates: unplanned.Candidates
     waiting: charging.Waiting
@@ -79,8 +80,11 @@ class _Batch:
         changed = starts + stops
         pks = charger_state.charge_point_pks(view.charge_point_id for view in changed) if changed else {}
         started_at = {pks[v.charge_point_id] for v in starts if v.charge_point_id in pks}
+        started = {view.response["transactionId"] for view in starts}
+        stopping = {bounds.int32(view.request["transactionId"]) for view in stops} - started - {None}
         return cls(
             transactions,
+            charging.sessions_of(stopping & set(transactions)),
             pks,
             unplanned.Candidates.of(
                 [(view.response["transactionId"], view.request["idTag"]) for view in starts]

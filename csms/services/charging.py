@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, or_, select
 
 from csms.extensions import db
 from csms.models import ChargingSession, QueuedCommand, SessionState, Transaction, TransactionState
@@ -52,8 +52,20 @@ def lock_and_load_transactions(transaction_ids: Iterable[int | None]) -> dict[in
     ids = set(transaction_ids) - {None}
     if not ids:
         return {}
-    query = select(Transaction).where(any_of(db.session, Transaction.id, ids))
-    return {t.id: t for t in db.session.scalars(query.order_by(Transaction.id).with_for_update())}
+    query = select(Transaction).where(any_of(db.session, Transaction.id, ids)).order_by(Transaction.id)
+    query = query.with_for_update().execution_options(populate_existing=True)  # as locked, not as cached
+    return {t.id: t for t in db.session.scalars(query)}
+
+
+def sessions_of(transaction_ids: Iterable[int]) -> dict[int, ChargingSession | None]:
+    """The customer session of each of these transactions, or None: one query for a batch of
+    Stops (`stop`'s `sessions`)."""
+    ids = set(transaction_ids)
+    found: dict[int, ChargingSession | None] = dict.fromkeys(ids)
+    if ids:
+        query = select(ChargingSession).where(any_of(db.session, ChargingSession.transaction_id, ids))
+        found.update({session.transaction_id: session for session in db.session.scalars(query)})
+    return found
 
 
 @dataclass(frozen=True)
@@ -139,6 +151,7 @@ def stop(
     payload: dict[str, Any],
     notes: list[str] | None = None,
     locked: dict[int, Transaction] | None = None,
+    sessions: dict[int, ChargingSession | None] | None = None,
 ) -> Stopped:
     """Record a StopTransaction. The first Stop wins; a repeated one changes nothing. A transaction the
     CSMS never allocated (unknown id, or -1) is reported as unknown and left alone.
@@ -146,14 +159,17 @@ def stop(
     An answered Stop always stops: a meterStop no meter reads (beyond 10^16 Wh, negative) is
     replaced by the highest register reading known, and absurd samples are dropped, each with a
     reason in `notes`. `locked`: transactions the caller has locked and loaded already
-    (`lock_and_load_transactions`)."""
+    (`lock_and_load_transactions`); `sessions`: their customer sessions, read already
+    (`sessions_of`)."""
     notes = [] if notes is None else notes
     transaction_id = bounds.int32(payload["transactionId"])
     transaction = None
     if locked is not None and transaction_id in locked:
         transaction = locked[transaction_id]
     elif transaction_id is not None:
-        transaction = db.session.get(Transaction, transaction_id, with_for_update=True)
+        transaction = db.session.get(
+            Transaction, transaction_id, with_for_update=True, populate_existing=True
+        )
     if transaction is None or (
         charge_point_pk is not None and transaction.charge_point_id != charge_point_pk
     ):
@@ -173,30 +189,28 @@ def stop(
         notes.append(
             f"meterStop {payload['meterStop']} out of range: used {meter_stop} Wh, the highest reading"
         )
-    result = db.session.execute(
-        update(Transaction)
-        .where(Transaction.id == transaction_id, Transaction.state == TransactionState.STARTED)
-        .values(
-            state=TransactionState.STOPPED,
-            meter_stop_wh=meter_stop,
-            meter_last_wh=max(meter_stop, transaction.meter_last_wh or 0),
-            energy_wh=max(meter_stop - meter_start, 0),
-            stopped_at=stopped_at,
-            stop_reason=payload.get("reason", "Local"),
-            stop_id_tag=payload.get("idTag"),
+    # The row is locked and was read under the lock: what it says is what the database holds.
+    newly_stopped = transaction.state == TransactionState.STARTED
+    if newly_stopped:
+        transaction.state = TransactionState.STOPPED
+        transaction.meter_stop_wh = meter_stop
+        transaction.meter_last_wh = max(meter_stop, transaction.meter_last_wh or 0)
+        transaction.energy_wh = max(meter_stop - meter_start, 0)
+        transaction.stopped_at = stopped_at
+        transaction.stop_reason = payload.get("reason", "Local")
+        transaction.stop_id_tag = payload.get("idTag")
+    if sessions is not None and transaction_id in sessions:
+        session = sessions[transaction_id]
+    else:
+        session = db.session.scalar(
+            select(ChargingSession).where(ChargingSession.transaction_id == transaction_id)
         )
-    )
-    db.session.flush()
-    db.session.refresh(transaction)
-    session = db.session.scalar(
-        select(ChargingSession).where(ChargingSession.transaction_id == transaction_id)
-    )
     linked = None
     if session is not None:
         if session.state in (SessionState.CHARGING, SessionState.ACCEPTED, SessionState.REQUESTED):
             session.state = SessionState.STOPPING
         linked = Linked(session.id, session.user_id, transaction_id, True)
-    return Stopped(transaction_id, True, result.rowcount == 1, transaction.energy_wh, linked)
+    return Stopped(transaction_id, True, newly_stopped, transaction.energy_wh, linked)
 
 
 def request_remote_stop(session_id: int, charge_point_id: str, transaction_id: int, reason: str) -> bool:

@@ -25,7 +25,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from sqlalchemy import and_, literal_column, select
+from sqlalchemy import and_, bindparam, literal_column, select
 from sqlalchemy.orm import aliased
 
 from csms.extensions import db
@@ -54,6 +54,31 @@ SUPERSEDED_REASON = "Other"  # OCPP 1.6 Reason: the charger started another tran
 _OPEN = literal_column(f"'{TransactionState.STARTED}'")
 
 
+def _superseding_query():
+    """The batch's starts (`ids`) that have an older transaction still open on their connector.
+    Built once: an aliased query costs more to build than to run, at every Start batch."""
+    new, old = aliased(Transaction), aliased(Transaction)
+    return (
+        select(new.id)
+        .join(
+            old,
+            and_(
+                old.charge_point_id == new.charge_point_id,
+                old.connector_id == new.connector_id,
+                old.state == _OPEN,
+                old.started_at < new.started_at,
+            ),
+        )
+        .where(new.id.in_(bindparam("ids", expanding=True)))
+    )
+
+
+_SUPERSEDING = _superseding_query()
+_OWNED_TAGS = select(IdTag.id_tag).where(
+    IdTag.id_tag.in_(bindparam("tags", expanding=True)), IdTag.user_id.is_not(None)
+)
+
+
 @dataclass(frozen=True)
 class Candidates:
     """Which starts of a batch may need this module, found with two queries for the whole batch,
@@ -67,25 +92,10 @@ class Candidates:
         """`starts`: (transactionId, idTag) of the batch's StartTransactions."""
         if not starts:
             return cls(frozenset(), frozenset())
-        new, old = aliased(Transaction), aliased(Transaction)
         superseding = db.session.scalars(
-            select(new.id)
-            .join(
-                old,
-                and_(
-                    old.charge_point_id == new.charge_point_id,
-                    old.connector_id == new.connector_id,
-                    old.state == _OPEN,
-                    old.started_at < new.started_at,
-                ),
-            )
-            .where(new.id.in_(sorted({transaction_id for transaction_id, _ in starts})))
+            _SUPERSEDING, {"ids": sorted({transaction_id for transaction_id, _ in starts})}
         )
-        owned = db.session.scalars(
-            select(IdTag.id_tag).where(
-                IdTag.id_tag.in_(sorted({id_tag for _, id_tag in starts})), IdTag.user_id.is_not(None)
-            )
-        )
+        owned = db.session.scalars(_OWNED_TAGS, {"tags": sorted({id_tag for _, id_tag in starts})})
         return cls(frozenset(superseding), frozenset(owned))
 
 
