@@ -163,7 +163,9 @@ class Site:
 
 def test_four_cars_share_32_a_then_three_get_10_6_a(live):
     site = Site(live, "32", dict.fromkeys("ABCD", 32.0))
-    site.start("A", "B", "C", "D")
+    site.start("A")  # alone first, at the whole site: the others' arrival must lower it
+    assert site.settles_at({"A": 32.0}), site.allowed()
+    site.start("B", "C", "D")
     assert site.settles_at(dict.fromkeys("ABCD", 8.0)), site.allowed()
     assert wait_until(lambda: all(site.told(name) == 8.0 for name in "ABCD"), timeout=10)
     site.stop("D")

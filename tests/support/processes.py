@@ -72,8 +72,21 @@ class Running:
 
 @contextmanager
 def web_process(env: dict[str, str], log_dir: Path) -> Iterator[Running]:
-    """`python wsgi.py` on a free port with `env` (CSMS_* settings); stopped on exit."""
-    port = free_port()
+    """`python wsgi.py` on a free port with `env` (CSMS_* settings); stopped on exit. A port another
+    test's process took between `free_port` and the bind is given up for another one."""
+    for _attempt in range(3):
+        running = _start_web(env, log_dir, free_port())
+        if _wait_listening(running):
+            break
+    else:
+        pytest.fail(f"web process found no free port: {running.log()[-4000:]}")
+    try:
+        yield running
+    finally:
+        _stop(running.process)
+
+
+def _start_web(env: dict[str, str], log_dir: Path, port: int) -> Running:
     log_path = log_dir / f"web-{port}.log"
     with open(log_path, "w") as log:
         process = subprocess.Popen(
@@ -85,22 +98,20 @@ def web_process(env: dict[str, str], log_dir: Path) -> Iterator[Running]:
             stderr=subprocess.STDOUT,
             text=True,
         )
-    running = Running(process, port, log_path)
-    try:
-        _wait_listening(port, running)
-        yield running
-    finally:
-        _stop(process)
+    return Running(process, port, log_path)
 
 
-def _wait_listening(port: int, running: Running, timeout: float = 30.0) -> None:
+def _wait_listening(running: Running, timeout: float = 30.0) -> bool:
+    """True once the process listens; False when it exited because its port was taken."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if running.process.poll() is not None:
+            if "Address already in use" in running.log():
+                return False
             pytest.fail(f"web process exited: {running.log()[-4000:]}")
         try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return
+            socket.create_connection(("127.0.0.1", running.port), timeout=0.2).close()
+            return True
         except OSError:
             time.sleep(0.05)
     pytest.fail(f"web process did not listen within {timeout:g}s: {running.log()[-4000:]}")
