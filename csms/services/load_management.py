@@ -251,7 +251,7 @@ def _reallocate(
     if triggered_at is not None and _decided_since(station_id, triggered_at):
         return "covered"
     rows = _rows(station_id)
-    _record(site, "decided", reason, rows)  # flushed before the reads below: they see every change before it
+    _record(site, "decided", reason, rows)  # written before the reads below: they see every change before it
     running = _running(site)
     _sync_rows(site, rows, running, chargers)
     db.session.commit()
