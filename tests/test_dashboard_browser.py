@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from ocpp.v16 import call
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import WebDriverWait
@@ -72,7 +73,8 @@ def sign_in(driver, base_url: str, email: str, password: str) -> None:
 
 
 def wait(driver, seconds: float = 15) -> WebDriverWait:
-    return WebDriverWait(driver, seconds)
+    """Waits out elements the live page replaces while they are read (a swapped figure or row)."""
+    return WebDriverWait(driver, seconds, ignored_exceptions=[StaleElementReferenceException])
 
 
 def cell(driver, charge_point_id: str, connector_id: int):
