@@ -24,6 +24,7 @@ phase) for a current limit, watts for a power limit.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import threading
 import time
@@ -359,7 +360,7 @@ class _Run:
             db.session.commit()  # the lowers
             return False
         for key, steps in raises.items():
-            self.rows[key].allowed, self.rows[key].changed_at = steps, datetime.now(UTC)
+            self.rows[key].allowed = steps
         _save(self.rows, raises)
         _record(self.site, "raising", self.reason, self.rows)
         db.session.commit()  # with the lowers; raises count from the moment they are sent: recorded before
@@ -464,8 +465,8 @@ class _Allocation:
     transaction_id: int
     allowed: int
     state: str
-    wants: int | None = None
-    changed_at: datetime | None = None
+    wants: int | None
+    changed_at: datetime  # its last profile sent (`_send`)
 
 
 def _rows(station_id: int) -> dict[tuple, _Allocation]:
@@ -494,30 +495,24 @@ def _sync_rows(
         for key, row in rows.items()
         if key not in running or running[key].transaction_id != row.transaction_id
     ]
-    for key in gone:  # before a new transaction's row takes the connector (one row each)
-        del rows[key]
+    if gone:  # before a new transaction's row takes the connector (one row each)
+        columns = _ALLOCATIONS.c
         db.session.execute(
-            delete(_ALLOCATIONS).where(
-                _ALLOCATIONS.c.charge_point_id == key[0], _ALLOCATIONS.c.connector_id == key[1]
-            )
+            delete(_ALLOCATIONS).where(tuple_(columns.charge_point_id, columns.connector_id).in_(gone))
         )
+        for key in gone:
+            del rows[key]
     defaults = chargers.accepted({each.charge_point_pk for key, each in running.items() if key not in rows})
     new = []
+    now = datetime.now(UTC)
     for key, each in running.items():
         if key in rows:
             continue
         start = 0 if each.charge_point_pk in defaults else each.maximum
-        rows[key] = _Allocation(each.charge_point_pk, each.connector_id, each.transaction_id, start, WAITING)
-        new.append(
-            {
-                "station_id": site.station_id,
-                "charge_point_id": each.charge_point_pk,
-                "connector_id": each.connector_id,
-                "transaction_id": each.transaction_id,
-                "allowed": start,
-                "state": WAITING,
-            }
+        rows[key] = _Allocation(
+            each.charge_point_pk, each.connector_id, each.transaction_id, start, WAITING, None, now
         )
+        new.append({"station_id": site.station_id, **dataclasses.asdict(rows[key])})
     if new:
         db.session.execute(insert(_ALLOCATIONS), new)
 
