@@ -26,6 +26,7 @@ import itertools
 import json
 import logging
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -70,7 +71,7 @@ class ObedientCharger:
     def __post_init__(self) -> None:
         self.sockets: list[Connector] = [Connector(n) for n in range(1, self.connectors + 1)]
         self.ids = itertools.count(1)
-        self.pending: dict[str, asyncio.Future] = {}
+        self.pending: dict[str, tuple[asyncio.Future, Callable[[dict], None] | None]] = {}
         self.tasks: set[asyncio.Task] = set()
         self.ws: ClientConnection | None = None
         self.firmware_version = "1.0"
@@ -146,10 +147,18 @@ class ObedientCharger:
 
     # --- talking to the CSMS ---------------------------------------------------------------------
 
-    async def call(self, action: str, payload: dict[str, Any], timeout: float = 30) -> dict[str, Any]:
+    async def call(
+        self,
+        action: str,
+        payload: dict[str, Any],
+        timeout: float = 30,
+        on_answer: Callable[[dict], None] | None = None,
+    ) -> dict[str, Any]:
+        """Send a call and wait for its answer ({} for a CALLERROR). `on_answer` applies a
+        CALLRESULT as it is read, before the frame behind it (see `_resolve`)."""
         unique_id = f"{self.charge_point_id}-{next(self.ids)}"
         future = asyncio.get_running_loop().create_future()
-        self.pending[unique_id] = future
+        self.pending[unique_id] = (future, on_answer)
         try:
             await self.ws.send(json.dumps([2, unique_id, action, payload]))
             frame = await asyncio.wait_for(future, timeout)
@@ -161,14 +170,26 @@ class ObedientCharger:
         async for raw in self.ws:
             frame = json.loads(raw)
             if frame[0] == 2:
-                answer, follow_up = self.answer(frame[2], frame[3])
-                await self.ws.send(json.dumps([3, frame[1], answer]))
-                if follow_up is not None:
-                    self._spawn(follow_up)
+                await self._answer_call(frame)
             else:
-                future = self.pending.get(frame[1])
-                if future is not None and not future.done():
-                    future.set_result(frame)
+                self._resolve(frame)
+
+    async def _answer_call(self, frame: list) -> None:
+        answer, follow_up = self.answer(frame[2], frame[3])
+        await self.ws.send(json.dumps([3, frame[1], answer]))
+        if follow_up is not None:
+            self._spawn(follow_up)
+
+    def _resolve(self, frame: list) -> None:
+        """An answer to one of our calls. A charger handles its frames in order: what an answer
+        tells it (a StartTransaction's transactionId) holds before the next frame is read, which may
+        be the CSMS's TxProfile for that very transaction; the caller's coroutine resumes later."""
+        future, on_answer = self.pending.get(frame[1], (None, None))
+        if future is None or future.done():
+            return
+        if on_answer is not None and frame[0] == 3:
+            on_answer(frame[2])
+        future.set_result(frame)
 
     def _spawn(self, coroutine) -> None:
         task = asyncio.create_task(coroutine)
@@ -424,9 +445,12 @@ class ObedientCharger:
         if connector.reserved_for is not None:
             payload["reservationId"] = connector.reserved_for
             connector.reserved_for = connector.reserved_tag = None
-        answer = await self.call("StartTransaction", payload)
-        connector.transaction_id, connector.id_tag = answer.get("transactionId"), id_tag
-        connector.started_at = datetime.now(UTC)
+
+        def started(answer: dict[str, Any]) -> None:
+            connector.transaction_id, connector.id_tag = answer.get("transactionId"), id_tag
+            connector.started_at = datetime.now(UTC)
+
+        answer = await self.call("StartTransaction", payload, on_answer=started)
         if (answer.get("idTagInfo") or {}).get("status") != "Accepted":
             await self._stop(connector, "DeAuthorized")
             return

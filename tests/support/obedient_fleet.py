@@ -4,7 +4,6 @@ drive them from synchronous code: start and stop cars, read what each charger wa
 from __future__ import annotations
 
 import asyncio
-import json
 import threading
 from concurrent.futures import Future
 from typing import Any
@@ -18,20 +17,10 @@ class SilentCharger(ObedientCharger):
 
     silent = False
 
-    async def _read(self) -> None:
-        async for raw in self.ws:
-            frame = json.loads(raw)
-            if frame[0] == 2 and frame[2] == "SetChargingProfile" and self.silent:
-                continue
-            if frame[0] == 2:
-                answer, follow_up = self.answer(frame[2], frame[3])
-                await self.ws.send(json.dumps([3, frame[1], answer]))
-                if follow_up is not None:
-                    self._spawn(follow_up)
-            else:
-                future = self.pending.get(frame[1])
-                if future is not None and not future.done():
-                    future.set_result(frame)
+    async def _answer_call(self, frame: list) -> None:
+        if frame[2] == "SetChargingProfile" and self.silent:
+            return
+        await super()._answer_call(frame)
 
 
 class Fleet:
