@@ -70,8 +70,8 @@ def apply_meter_values(views: list[Exchange], notifications: Notifications) -> N
     metering.store(rows)
     metering.raise_registers(readings)
     progress = charging.refresh_progress(charger_of, power, current_app.config["BUDGET_MARGIN_SECONDS"])
-    for station_id in sorted(site_load.record_draws(draws)):
-        notifications.send_after(reallocate_sites, [{"station_id": station_id, "reason": "reclaim"}])
+    for station_id, reason in sorted(site_load.record_draws(draws).items()):
+        notifications.send_after(reallocate_sites, [{"station_id": station_id, "reason": reason}])
     announced = []
     for view, pk, transaction_id, samples in parsed:
         event, data, rooms = _meter_event(view, samples, progress.get(transaction_id))

@@ -204,8 +204,29 @@ def test_a_charger_that_does_not_answer_is_counted_at_its_last_value(live):
     # A is lowered to 10.6 A; B does not answer and still counts at 16 A: C gets only the 5.4 A left.
     assert site.settles_at({"A": 10.6, "B": 16.0, "C": 5.4}), site.allowed()
     assert site.allowed()["B"][1] == "unanswered"
-    site.assert_never_over_the_limit()
     site.sims["B"].silent = False
+    # the next reallocation (B's next meter sample once RESEND_AFTER has passed, if nothing else
+    # comes first) lowers B again: taken this time, B comes down to 10.6 A and C goes up to it
+    assert site.settles_at(dict.fromkeys("ABC", 10.6), timeout=30), site.allowed()
+    assert wait_until(lambda: site.told("B") == 10.6 and site.told("C") == 10.6, timeout=10)
+    site.assert_never_over_the_limit()
+
+
+def test_a_share_the_charger_did_not_take_is_sent_again(live):
+    site = Site(live, "32", dict.fromkeys("AB", 32.0), B=(SilentCharger, {}))
+    site.start("A")
+    assert site.settles_at({"A": 32.0}), site.allowed()
+    site.sims["B"].silent = True
+    site.start("B")
+    # A is lowered to 16 A; B's raise to 16 A is not answered: counted at 16 A, held at 0 A by its
+    # TxDefaultProfile. Nothing else changes, yet once it answers again B is told its 16 A.
+    assert site.settles_at({"A": 16.0, "B": 16.0}), site.allowed()
+    assert wait_until(lambda: site.allowed()["B"] == (16.0, "unanswered"), timeout=10), site.allowed()
+    assert site.told("B") == 0
+    site.sims["B"].silent = False
+    assert wait_until(lambda: site.told("B") == 16.0, timeout=30)
+    assert wait_until(lambda: site.allowed()["B"] == (16.0, "steered"), timeout=10), site.allowed()
+    site.assert_never_over_the_limit()
 
 
 def test_an_offline_charger_keeps_its_last_share(live):

@@ -246,7 +246,7 @@ def _reallocate(
             _release(station_id, calls, timeout)
         return "unlimited"
     chargers = _SiteChargers.read(station_id)
-    owed = {pk for pk in booted if pk in chargers.keys} | chargers.owed_defaults()
+    owed = chargers.owed_defaults(booted, triggered_at)
     if owed:
         _send_tx_defaults(site, chargers, sorted(owed), calls, timeout)
     if triggered_at is not None and _decided_since(station_id, triggered_at):
@@ -260,7 +260,7 @@ def _reallocate(
     run = _Run(site, reason, rows, running, online, calls, timeout)
     run.steady = chargers.accepted({each.charge_point_pk for each in running.values()})
     for _pass in range(3):  # a charger that refuses profiles is counted at its maximum: again
-        refused = run.lower()
+        refused = run.lower(resend=_pass == 0)
         refused |= run.raise_()
         if not refused:
             break
@@ -271,11 +271,12 @@ def _reallocate(
 class _SiteChargers:
     """The site's chargers, read once per reallocation: their OCPP ids by key, which of them are
     connected, and what became of each one's TxDefaultProfile (Accepted, Rejected, NotSupported,
-    failed; absent when never sent)."""
+    failed; absent when never sent) and when."""
 
     keys: dict[int, str]
     online: set[int]
     defaults: dict[int, str]
+    defaults_at: dict[int, datetime]
 
     @classmethod
     def read(cls, station_id: int) -> _SiteChargers:
@@ -284,6 +285,7 @@ class _SiteChargers:
                 ChargePoint.id,
                 ChargePoint.charge_point_id,
                 ChargingProfile.status,
+                ChargingProfile.answered_at,
                 presence.connected_filter(ChargePoint.charge_point_id, True).label("online"),
             )
             .outerjoin(
@@ -298,13 +300,21 @@ class _SiteChargers:
         ).all()
         keys = {row.id: row.charge_point_id for row in rows}
         online = {row.id for row in rows if row.online}
-        return cls(keys, online, {row.id: row.status for row in rows if row.status is not None})
+        sent = [row for row in rows if row.status is not None]
+        return cls(
+            keys, online, {row.id: row.status for row in sent}, {row.id: row.answered_at for row in sent}
+        )
 
-    def owed_defaults(self) -> set[int]:
-        """Connected chargers whose TxDefaultProfile never reached them (no answer, or never sent):
-        each reallocation tries again, so one lost call at boot does not last until the next boot."""
+    def owed_defaults(self, booted: tuple[int, ...], since: datetime | None) -> set[int]:
+        """The chargers to send their TxDefaultProfile now: the `booted` ones (booted, or joined the
+        site) unless it reached them after the trigger (`since`: a reallocation in between sent it;
+        again would be a call for nothing, and a failed one would count their next car at its
+        maximum), and connected ones it never reached (no answer, or never sent): each
+        reallocation tries again, so one lost call at boot does not last until the next boot."""
         answered = ("Accepted", "Rejected", "NotSupported")
-        return {pk for pk in self.online if self.defaults.get(pk) not in answered}
+        reached = {pk for pk in self.online if self.defaults.get(pk) in answered}
+        fresh = {pk for pk in reached if since is not None and self.defaults_at[pk] >= since}
+        return {pk for pk in booted if pk in self.keys and pk not in fresh} | (self.online - reached)
 
     def accepted(self, pks: set[int]) -> set[int]:
         return {pk for pk in pks if self.defaults.get(pk) == "Accepted"}
@@ -324,14 +334,19 @@ class _Run:
     timeout: float
     steady: set[int] = field(default_factory=set)  # chargers that accepted their TxDefaultProfile
 
-    def lower(self) -> bool:
+    def lower(self, resend: bool) -> bool:
         """The first round: every share that goes down, counted lower once accepted (committed
-        with the raises that follow: `raise_`). True when a charger that refuses profiles was
-        found (it now counts at its maximum)."""
+        with the raises that follow: `raise_`). With `resend`, a share its charger never took (it
+        did not answer, or refused though it takes profiles) is sent again as it is counted: the
+        charger may still hold its TxDefaultProfile of 0. True when a charger that refuses
+        profiles was found (it now counts at its maximum)."""
         wanted = _wanted(self.site, self.rows, self.running, self.online)
         steerable = online_keys(self.running, self.online)
         lowering = load_allocation.lowering(_counted(self.rows), wanted)
         lowers = {key: steps for key, steps in lowering.items() if key in steerable}
+        if resend:
+            unanswered = {key for key in steerable - lowers.keys() if self.rows[key].state == UNANSWERED}
+            lowers |= {key: self.rows[key].allowed for key in unanswered}
         if not lowers:
             return False
         answers = _send(self.site, lowers, self.rows, self.running, self.calls, self.timeout)

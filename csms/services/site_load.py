@@ -17,7 +17,7 @@ from sqlalchemy import select
 
 from csms.extensions import db
 from csms.models import ChargePoint, LoadAllocation, LoadChange, Station
-from csms.models.smart_charging import STEERED
+from csms.models.smart_charging import STEERED, UNANSWERED
 from csms.services import charging_schedules, load_allocation
 
 DEFAULT_CHARGER_MAX_A = Decimal(32)  # a charger whose maximum nobody entered
@@ -25,6 +25,7 @@ THREE_PHASES = 3  # a power limit is shared as three-phase power (the worst case
 RECLAIM_MARGIN_A = Decimal(2)  # a car drawing this far below its share gives the rest back
 RECLAIM_HEADROOM_A = Decimal(1)  # and keeps this much above its draw
 RECLAIM_SETTLE = timedelta(seconds=3)  # a car follows a new share within this
+RESEND_AFTER = timedelta(seconds=10)  # a share its charger did not take is sent again after this
 
 
 # --- the site --------------------------------------------------------------------------------------
@@ -86,26 +87,31 @@ def measuredsteps(unit: str, current_a: Decimal | None, power_w: Decimal | None)
 # --- measurements (the metering actor) --------------------------------------------------------------
 
 
-def record_draws(draws: dict[int, tuple[Decimal | None, Decimal | None, datetime]]) -> set[int]:
+def record_draws(draws: dict[int, tuple[Decimal | None, Decimal | None, datetime]]) -> dict[int, str]:
     """Store each transaction's latest measured draw (`{transaction id: (Current.Import A,
-    Power.Active.Import W, at)}`) on its allocation; returns the sites whose shares it changes (a car
-    that draws far less than it is allowed gives the rest back, or wants its share again:
-    csms.services.load_allocation.reclaim)."""
+    Power.Active.Import W, at)}`) on its allocation; returns the sites to reallocate, with why: a car
+    that draws far less than it is allowed gives the rest back, or wants its share again
+    (csms.services.load_allocation.reclaim); a car whose charger did not take its last share, which
+    may still hold it at its TxDefaultProfile of 0, is sent it again (no more often than
+    RESEND_AFTER: a charger that never answers costs a call timeout each time)."""
     if not draws:
-        return set()
+        return {}
     rows = db.session.execute(
         select(LoadAllocation, Station)
         .join(Station, Station.id == LoadAllocation.station_id)
         .where(LoadAllocation.transaction_id.in_(list(draws)))
         .with_for_update(of=LoadAllocation)
     ).all()
-    changed = set()
+    changed = {}
     for row, station in rows:
         site = Site.of(station)
         current_a, power_w, at = draws[row.transaction_id]
         if site is None or (row.measured_at is not None and row.measured_at > at):
             continue
         row.measured, row.measured_at = measuredsteps(site.unit, current_a, power_w), at
+        if row.state == UNANSWERED and at >= row.changed_at + RESEND_AFTER:
+            changed.setdefault(site.station_id, "unanswered")
+            continue
         if row.state != STEERED or at < row.changed_at + RECLAIM_SETTLE:
             continue  # a sample from before the car could follow its latest share says nothing
         wants = load_allocation.reclaim(
@@ -117,7 +123,7 @@ def record_draws(draws: dict[int, tuple[Decimal | None, Decimal | None, datetime
         )
         if wants != row.wants:
             row.wants = wants
-            changed.add(site.station_id)
+            changed[site.station_id] = "reclaim"
     return changed
 
 
