@@ -606,15 +606,16 @@ SCENARIOS = {
 
 
 def table(rows: list[dict]) -> str:
-    keys = [k for k in rows[0] if not isinstance(rows[0][k], dict)]
+    """One column per row; a line for every figure any row has (a scenario's rows may measure
+    different things, as `dashboard`'s pages and its live events)."""
     flat = [
         {
-            **{k: r.get(k) for k in keys},
+            **{k: v for k, v in r.items() if not isinstance(v, dict)},
             **{f"{k}.{s}": v for k in r if isinstance(r[k], dict) for s, v in r[k].items()},
         }
         for r in rows
     ]
-    columns = list(flat[0])
+    columns = list(dict.fromkeys(column for r in flat for column in r))
     width = max(len(c) for c in columns)
     lines = [f"{'':{width}}  " + "  ".join(f"{str(r['system'])[:28]:>28}" for r in flat)]
     for column in columns[1:]:
