@@ -72,8 +72,7 @@ def bill_transactions(transaction_ids: list) -> None:
         # all of them locked first, in id order, as every batch locks transactions: one at a time
         # in the batch's order deadlocked with a MeterValues batch
         locked = charging.lock_and_load_transactions(transaction_ids)
-        for transaction_id in sorted(locked):
-            billing.bill_transaction(transaction_id)
+        billing.bill_locked([locked[transaction_id] for transaction_id in sorted(locked)])
         db.session.commit()
         return
     except OperationalError:

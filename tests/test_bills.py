@@ -33,7 +33,7 @@ from csms.models import (
     Wallet,
 )
 from csms.schemas.charging import Session as SessionSchema
-from csms.services import analytics, billing, prepaid, sessions, transactions, users, wallet
+from csms.services import analytics, billing, bills, prepaid, sessions, transactions, users, wallet
 from csms.services.authorization import IdTagInfo
 from tests.builders import a_charge_point
 from tests.support import exchanges
@@ -199,6 +199,27 @@ def test_a_postpaid_owner_pays_from_the_wallet_or_owes_and_a_nobodys_tag_is_pric
     assert receipt_numbers() == {small: 1, large: 2}  # nobody to hand the third one to
 
 
+def test_a_batch_of_stops_is_billed_in_order_as_if_one_by_one(world):
+    """One `bill_transactions` for three Stops: the owner's wallet pays the first and cannot pay the
+    second (owed), the tag nobody owns is priced only; the same as billed one at a time."""
+    small = start(world, "BOB", connector=1)
+    large = start(world, "BOB", connector=2)
+    nobodys = start(world, "NOBODY", connector=3)
+    for transaction_id, register, minute in ((small, 2000, 10), (large, 8300, 45), (nobodys, 8300, 45)):
+        request = {"transactionId": transaction_id, "meterStop": register, "timestamp": at(minute)}
+        process_transaction_messages([exchange("StopTransaction", request, {})])
+    run_twice(world["app"], bill_transactions, [nobodys, large, small])
+    assert ledger(world["bob"])[1:] == [("charge", 132), ("open_balance", 518)]
+    assert balance(world["bob"]) == (300 - 132, 0, 518)
+    billed = {t.id: (t.billing, t.billed_user_id) for t in db.session.scalars(select(Transaction))}
+    assert billed == {
+        small: ("wallet", world["bob"]),
+        large: ("open_balance", world["bob"]),
+        nobodys: ("nobody", None),
+    }
+    assert receipt_numbers() == {small: 1, large: 2}
+
+
 def test_a_stop_batchs_bills_go_together_and_one_that_fails_goes_alone(world, monkeypatch):
     """A Stop batch's transactions are billed by one message; one whose billing fails leaves the
     others billed and is sent on its own, to `bill_transaction`'s retries and dead-letter queue."""
@@ -206,12 +227,8 @@ def test_a_stop_batchs_bills_go_together_and_one_that_fails_goes_alone(world, mo
     for transaction_id in (first, poison, third):
         request = {"transactionId": transaction_id, "meterStop": 2000, "timestamp": at(10)}
         process_transaction_messages([exchange("StopTransaction", request, {})])
-    bill = billing.bill_transaction
-    monkeypatch.setattr(
-        billing,
-        "bill_transaction",
-        lambda transaction_id: 1 / 0 if transaction_id == poison else bill(transaction_id),
-    )
+    price = bills.price
+    monkeypatch.setattr(bills, "price", lambda t: 1 / 0 if t.id == poison else price(t))
     sent = []
     monkeypatch.setattr(bill_transaction, "send", lambda transaction_id: sent.append(transaction_id))
 

@@ -193,20 +193,50 @@ def bill_transaction(transaction_id: int) -> TransactionBill | None:
     running, billed already, or a session's to settle).
     """
     transaction = db.session.get(Transaction, transaction_id, with_for_update=True)
-    if transaction is None or transaction.state != "stopped" or transaction.billing is not None:
+    if transaction is None:
         return None
-    if db.session.scalar(select(ChargingSession.id).where(ChargingSession.transaction_id == transaction_id)):
-        return None
-    bill = bills.price(transaction)
-    user_id = db.session.scalar(select(IdTag.user_id).where(IdTag.id_tag == transaction.id_tag))
-    wallet = (
-        db.session.scalar(select(Wallet).where(Wallet.user_id == user_id).with_for_update())
-        if user_id is not None
-        else None
+    return bill_locked([transaction]).get(transaction_id)
+
+
+def bill_locked(transactions: list[Transaction]) -> dict[int, TransactionBill]:
+    """`bill_transaction` for transactions the caller locked (a batch of Stops, in id order), by
+    transaction id: what decides their bills (app sessions, tag owners, wallets) is read once for
+    them all, the wallets locked in one statement in id order; a few statements a batch instead of
+    four for each transaction, in the burst of Stops at the end of a busy hour."""
+    due = [t for t in transactions if t.state == "stopped" and t.billing is None]
+    if due:
+        in_sessions = set(
+            db.session.scalars(
+                select(ChargingSession.transaction_id).where(
+                    ChargingSession.transaction_id.in_([t.id for t in due])
+                )
+            )
+        )
+        due = [t for t in due if t.id not in in_sessions]
+    if not due:
+        return {}
+    owners = dict(
+        db.session.execute(
+            select(IdTag.id_tag, IdTag.user_id).where(IdTag.id_tag.in_(sorted({t.id_tag for t in due})))
+        ).all()
     )
+    users = sorted({owners[t.id_tag] for t in due if owners.get(t.id_tag) is not None})
+    wallets = {}
+    if users:
+        query = select(Wallet).where(Wallet.user_id.in_(users)).order_by(Wallet.id).with_for_update()
+        wallets = {wallet.user_id: wallet for wallet in db.session.scalars(query)}
+    billed = {}
+    for transaction in sorted(due, key=lambda t: t.id):
+        user_id = owners.get(transaction.id_tag)
+        billed[transaction.id] = _bill(transaction, user_id, wallets.get(user_id))
+    return billed
+
+
+def _bill(transaction: Transaction, user_id: int | None, wallet: Wallet | None) -> TransactionBill:
+    bill = bills.price(transaction)
     if wallet is None:
         transaction.billing = "nobody"
-        return TransactionBill(transaction_id, None, "nobody", bill.total)
+        return TransactionBill(transaction.id, None, "nobody", bill.total)
     label = f"Transaction {transaction.id}: {transaction.energy_wh or 0} Wh"
     charged = db.session.execute(
         update(Wallet)
@@ -232,7 +262,7 @@ def bill_transaction(transaction_id: int) -> TransactionBill | None:
     transaction.billed_user_id = user_id
     receipts.issue(transaction.id, None, user_id, bill.total, wallet.currency)
     wallet_service.announce_balance(user_id)
-    return TransactionBill(transaction_id, user_id, transaction.billing, bill.total)
+    return TransactionBill(transaction.id, user_id, transaction.billing, bill.total)
 
 
 def _policy(user_id: int) -> str:
