@@ -180,7 +180,19 @@ def csms(
         process(workers, env, log_dir / "worker.log") as worker,
     ):
         nice_session(worker.pid, worker_niceness)
+        wait_ready(worker, log_dir / "worker.log", worker_processes)
         yield web, worker, f"ws://127.0.0.1:{port}", url
+
+
+def wait_ready(worker: subprocess.Popen, log: Path, processes: int, timeout: float = 60) -> None:
+    """Until every worker process has imported the actors and consumes: a run measures a CSMS that
+    is up, as chargers meet it, not one still starting (the workers' imports took the CPU of the
+    first seconds of the connect storm, and what came meanwhile waited in the queues)."""
+    deadline = time.monotonic() + timeout
+    while log.read_text(errors="replace").count("is ready for action") < processes:
+        if worker.poll() is not None or time.monotonic() > deadline:
+            raise SystemExit(f"the worker did not start: {log.read_text(errors='replace')[-2000:]}")
+        time.sleep(0.2)
 
 
 def refuse_foreign_consumers(connection: pika.BlockingConnection) -> None:
