@@ -21,13 +21,15 @@ from csms.services import load_management
 )
 def reallocate_sites(triggers: list) -> None:
     """Reallocate each site named by `triggers` (`{"station_id" or "charge_point_id", "reason",
-    "booted": [charger keys to send their TxDefaultProfile], "at": first received}`): a transaction
-    started or stopped, chargers booted or one went offline, the limit changed, a car draws far less
-    than it is allowed. Safe to run twice: a site reallocated since this message first arrived is
-    left alone; a site busy with another reallocation is tried again shortly."""
+    "booted": [charger keys to send their TxDefaultProfile], "at": first received, "attempt": how
+    many times a TxDefaultProfile that did not get through was tried again}`): a transaction started
+    or stopped, chargers booted or one went offline, the limit changed, a car draws far less than it
+    is allowed. Safe to run twice: a site reallocated since this message first arrived is left
+    alone; a site busy with another reallocation is tried again shortly."""
     now = datetime.now(UTC)  # after the commit of whatever sent it
     sites: dict[int, list[str]] = defaultdict(list)
     booted: dict[int, set[int]] = defaultdict(set)
+    attempts: dict[int, int] = defaultdict(int)  # TxDefaultProfile retries so far
     since: dict[int, datetime] = {}
     chargers = _chargers({t["charge_point_id"] for t in triggers if t.get("charge_point_id")})
     for trigger in triggers:
@@ -35,6 +37,7 @@ def reallocate_sites(triggers: list) -> None:
         if trigger.get("charge_point_id") in chargers:
             station_id = chargers[trigger["charge_point_id"]]
         booted[station_id].update(trigger.get("booted") or ())
+        attempts[station_id] = max(attempts[station_id], trigger.get("attempt") or 0)
         if station_id is None:
             continue
         sites[station_id].append(trigger.get("reason") or "unknown")
@@ -44,7 +47,7 @@ def reallocate_sites(triggers: list) -> None:
     timeout = current_app.config["LOAD_CALL_TIMEOUT"]
     for station_id, reasons in sites.items():
         reason = ", ".join(sorted(set(reasons)))
-        outcome = load_management.reallocate(
+        result = load_management.reallocate(
             station_id,
             reason,
             calls,
@@ -52,17 +55,31 @@ def reallocate_sites(triggers: list) -> None:
             triggered_at=since[station_id],
             booted=tuple(sorted(booted[station_id])),
         )
-        if outcome == "busy":  # another worker has the site: again shortly, as first received
+        if result.outcome == "busy":  # another worker has the site: again shortly, as first received
             again = {
                 "station_id": station_id,
                 "reason": reason,
                 "at": since[station_id].isoformat(),
                 "booted": sorted(booted[station_id]),
+                "attempt": attempts[station_id],
             }
             reallocate_sites.send_with_options(args=([again],), delay=BUSY_RETRY_MS)
+        elif result.defaults_failed and attempts[station_id] < DEFAULTS_ATTEMPTS:
+            # a charger that booted but did not take its TxDefaultProfile would let a car draw what
+            # nobody allowed until the site's next reallocation: again soon, then less often
+            again = {
+                "station_id": station_id,
+                "reason": "TxDefaultProfile again",
+                "booted": list(result.defaults_failed),
+                "attempt": attempts[station_id] + 1,
+            }
+            delay = DEFAULTS_RETRY_MS * 2 ** attempts[station_id]
+            reallocate_sites.send_with_options(args=([again],), delay=delay)
 
 
 BUSY_RETRY_MS = 200
+DEFAULTS_RETRY_MS = 1_000  # then 2, 4, 8 and 16 s
+DEFAULTS_ATTEMPTS = 5
 
 
 def _chargers(named: set[str]) -> dict[str, int | None]:

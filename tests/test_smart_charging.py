@@ -229,6 +229,27 @@ def test_a_share_the_charger_did_not_take_is_sent_again(live):
     site.assert_never_over_the_limit()
 
 
+class SilentFromBoot(SilentCharger):
+    silent = True
+
+
+def test_a_tx_default_profile_that_did_not_get_through_at_boot_is_sent_again(live):
+    site = Site(live, "32", {"A": 16.0}, A=(SilentFromBoot, {}))  # its TxDefaultProfile: no answer
+    sim = site.sims["A"]
+    assert sim.profiles == []
+    sim.silent = False
+    # nothing else happens at the site, yet the charger gets it a few seconds later
+    assert wait_until(
+        lambda: [p["chargingProfilePurpose"] for _, p in sim.profiles] == ["TxDefaultProfile"], timeout=20
+    )
+    stored = (
+        select(ChargingProfile.status)
+        .join(ChargePoint, ChargePoint.id == ChargingProfile.charge_point_id)
+        .where(ChargePoint.charge_point_id == site.cp("A"))
+    )
+    assert wait_until(lambda: [row.status for row in site.query(stored)] == ["Accepted"], timeout=10)
+
+
 def test_an_offline_charger_keeps_its_last_share(live):
     site = Site(live, "32", dict.fromkeys("ABC", 32.0))
     site.start("A", "B")

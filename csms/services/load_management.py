@@ -213,22 +213,33 @@ def reallocate(
     *,
     triggered_at: datetime | None = None,
     booted: tuple[int, ...] = (),
-) -> str:
-    """Share the site's limit anew and tell the chargers; returns what happened ("busy": another
-    reallocation of the site is under way, try again; "covered": one decided after `triggered_at`
-    already saw the change; "unlimited"; "done"). `booted` chargers (their keys) are sent their
-    TxDefaultProfile first."""
+) -> Reallocation:
+    """Share the site's limit anew and tell the chargers. `booted` chargers (their keys) are sent
+    their TxDefaultProfile first."""
     with site_lock(station_id) as held:
         if not held:
-            return "busy"
+            return Reallocation("busy")
         started = time.monotonic()
         try:
-            outcome = _reallocate(station_id, reason, calls, timeout, triggered_at, booted)
+            result = _reallocate(station_id, reason, calls, timeout, triggered_at, booted)
         finally:
             db.session.rollback()
-        level = logging.DEBUG if outcome == "unlimited" else logging.INFO
-        log.log(level, "site %s (%s): %s in %.3f s", station_id, reason, outcome, time.monotonic() - started)
-        return outcome
+        level = logging.DEBUG if result.outcome == "unlimited" else logging.INFO
+        took = time.monotonic() - started
+        log.log(level, "site %s (%s): %s in %.3f s", station_id, reason, result.outcome, took)
+        return result
+
+
+@dataclass(frozen=True)
+class Reallocation:
+    """What a reallocation did: `outcome` "busy" (another reallocation of the site is under way, try
+    again), "covered" (one decided after the trigger already saw the change), "unlimited" or
+    "done"; `defaults_failed`, the chargers whose TxDefaultProfile did not get through (offline as
+    far as the cluster knows, which a charger that just connected may be for a moment while its
+    node writes its presence, or no answer): to be tried again."""
+
+    outcome: str
+    defaults_failed: tuple[int, ...] = ()
 
 
 def _reallocate(
@@ -238,19 +249,20 @@ def _reallocate(
     timeout: float,
     triggered_at: datetime | None,
     booted: tuple[int, ...],
-) -> str:
+) -> Reallocation:
     station = db.session.get(Station, station_id)
     site = Site.of(station) if station is not None else None
     if site is None:
         if station is not None:
             _release(station_id, calls, timeout)
-        return "unlimited"
+        return Reallocation("unlimited")
     chargers = _SiteChargers.read(station_id)
     owed = chargers.owed_defaults(booted, triggered_at)
+    failed: tuple[int, ...] = ()
     if owed:
-        _send_tx_defaults(site, chargers, sorted(owed), calls, timeout)
+        failed = _send_tx_defaults(site, chargers, sorted(owed), calls, timeout)
     if triggered_at is not None and _decided_since(station_id, triggered_at):
-        return "covered"
+        return Reallocation("covered", failed)
     rows = _rows(station_id)
     _record(site, "decided", reason, rows)  # written before the reads below: they see every change before it
     running = _running(site)
@@ -264,7 +276,7 @@ def _reallocate(
         refused |= run.raise_()
         if not refused:
             break
-    return "done"
+    return Reallocation("done", failed)
 
 
 @dataclass
@@ -589,14 +601,25 @@ def _send(
 
 def _send_tx_defaults(
     site: Site, chargers: _SiteChargers, pks: list[int], calls: Calls, timeout: float
-) -> None:
+) -> tuple[int, ...]:
+    """Send these chargers their TxDefaultProfile; returns those it did not reach."""
     db.session.commit()  # no transaction open while chargers answer
     payload = tx_default_profile(site.unit)
     answers = calls([Call(chargers.keys[pk], "SetChargingProfile", payload) for pk in pks], timeout)
     _remember_profiles([(pk, payload, answer) for pk, answer in zip(pks, answers, strict=True)])
     db.session.commit()
+    failed = []
     for pk, answer in zip(pks, answers, strict=True):
         chargers.defaults[pk] = _answer_status(answer) or "failed"
+        if _answer_status(answer) is None:
+            failed.append(pk)
+            log.warning(
+                "site %s: %s did not take its TxDefaultProfile: %s",
+                site.station_id,
+                chargers.keys[pk],
+                answer,
+            )
+    return tuple(failed)
 
 
 def _release(station_id: int, calls: Calls, timeout: float) -> None:
