@@ -25,6 +25,11 @@ log = logging.getLogger(__name__)
 class EventsExchange:
     def __init__(self, url: str) -> None:
         self.parameters = pika.URLParameters(url)
+        # A blocking connection answers heartbeats only while it is used: idle for two of them (two
+        # minutes without events, as while a fleet boots), RabbitMQ closed it, and the next batch of
+        # every worker thread failed with "Connection reset by peer" before its retry went through.
+        # The socket timeout finds a dead broker when a batch is published.
+        self.parameters.heartbeat = 0
         self.parameters.socket_timeout = 5
         self.parameters.blocked_connection_timeout = 10
         self._local = threading.local()
