@@ -278,6 +278,7 @@ def measure(
     result["server_rss_mb"] = round(tree_rss_mb(server_pid), 1)
     window = busy_window(answered_at, actions)
     result["all_busy_after_s"] = round(window[0] - started, 1) if window[0] else None
+    result["all_busy_until_s"] = round(window[1] - started, 1) if window[1] else None
     result["steady"] = steady_state(answered_at, latencies, actions, samples, window)
     return result
 
