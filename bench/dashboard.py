@@ -137,11 +137,11 @@ def time_pages(base_url: str, pages: dict[str, str]) -> dict[str, dict[str, floa
 
 
 def listen_for_meter_values(base_url: str, token: str) -> tuple[multiprocessing.Process, Callable[[], list]]:
-    """An operator's Socket.IO client in a process of its own, collecting per `meter:values` event its
-    sample's time and the seconds from it to the event's arrival. Its own process: a client sharing the driver's (and the
-    simulator's) interpreter parses 2,000 packets a second (each event also comes as
-    `notification`) beside them and becomes the bound it should measure. Returns the process and a
-    function that stops it and gives the delays."""
+    """An operator's Socket.IO client in a process of its own, collecting per `meter:values` event
+    its sample's time and the seconds from it to the event's arrival. Its own process: a client
+    sharing the driver's (and the simulator's) interpreter parses 2,000 packets a second (each event
+    also comes as `notification`) beside them and becomes the bound it should measure. Returns the
+    process and a function that stops it and gives the delays."""
     context = multiprocessing.get_context("spawn")
     results, sender = context.Pipe(duplex=False)
     ready, stop, heard = context.Event(), context.Event(), context.Value("l", 0, lock=False)
