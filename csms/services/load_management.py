@@ -591,12 +591,18 @@ def _send(
             for key, call, answer in zip(keys, batch, answers, strict=True)
         ]
     )
+    _log_not_through(site, batch, answers)
+    return dict(zip(keys, answers, strict=True))
+
+
+def _log_not_through(site: Site, batch: list[Call], answers: list[Any]) -> None:
+    """A warning for each profile that did not get through (no answer, the charger out of reach)."""
     for call, answer in zip(batch, answers, strict=True):
         if _answer_status(answer) is None:
+            purpose = call.payload["csChargingProfiles"]["chargingProfilePurpose"]
             log.warning(
-                "site %s: %s did not take its profile: %s", site.station_id, call.charge_point_id, answer
+                "site %s: %s did not take its %s: %s", site.station_id, call.charge_point_id, purpose, answer
             )
-    return dict(zip(keys, answers, strict=True))
 
 
 def _send_tx_defaults(
@@ -605,21 +611,14 @@ def _send_tx_defaults(
     """Send these chargers their TxDefaultProfile; returns those it did not reach."""
     db.session.commit()  # no transaction open while chargers answer
     payload = tx_default_profile(site.unit)
-    answers = calls([Call(chargers.keys[pk], "SetChargingProfile", payload) for pk in pks], timeout)
+    batch = [Call(chargers.keys[pk], "SetChargingProfile", payload) for pk in pks]
+    answers = calls(batch, timeout)
     _remember_profiles([(pk, payload, answer) for pk, answer in zip(pks, answers, strict=True)])
     db.session.commit()
-    failed = []
+    _log_not_through(site, batch, answers)
     for pk, answer in zip(pks, answers, strict=True):
         chargers.defaults[pk] = _answer_status(answer) or "failed"
-        if _answer_status(answer) is None:
-            failed.append(pk)
-            log.warning(
-                "site %s: %s did not take its TxDefaultProfile: %s",
-                site.station_id,
-                chargers.keys[pk],
-                answer,
-            )
-    return tuple(failed)
+    return tuple(pk for pk in pks if chargers.defaults[pk] == "failed")
 
 
 def _release(station_id: int, calls: Calls, timeout: float) -> None:
