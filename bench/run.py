@@ -186,8 +186,8 @@ def csms(
 
 def wait_ready(worker: subprocess.Popen, log: Path, processes: int, timeout: float = 60) -> None:
     """Until every worker process has imported the actors and consumes: a run measures a CSMS that
-    is up, as chargers meet it, not one still starting (the workers' imports took the CPU of the
-    first seconds of the connect storm, and what came meanwhile waited in the queues)."""
+    is up, as chargers meet it, not one still starting (a py-spy profile of the first seconds of a
+    connect storm found the workers still importing)."""
     deadline = time.monotonic() + timeout
     while log.read_text(errors="replace").count("is ready for action") < processes:
         if worker.poll() is not None or time.monotonic() > deadline:
